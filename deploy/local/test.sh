@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds everything, runs every test.
+#
+#   deploy/local/test.sh            # all tests (unit, pg, e2e)
+#   deploy/local/test.sh -L unit    # extra arguments go to ctest
+#
+# Tests labelled `pg` start their own PostgreSQL (a fresh cluster under build/test-pg on a free
+# loopback port) through a CTest fixture and remove it afterwards. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BUILD_DIR="${GREENLOOP_BUILD_DIR:-build}"
+JOBS="${GREENLOOP_JOBS:-2}"
+
+deploy/local/bootstrap.sh
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build "$BUILD_DIR" -j"$JOBS"
+ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 300 -j"$JOBS" "$@"
