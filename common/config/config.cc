@@ -1,5 +1,8 @@
 #include "common/config/config.h"
 
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -7,9 +10,6 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
-
-#include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
 
 #include "absl/status/statusor.h"
 
@@ -347,10 +347,9 @@ std::string Schema::Suggest(std::string_view key) const {
 absl::Status Schema::Set(Entry& entry, std::string_view value, Source source,
                          std::string_view origin) {
   if (absl::Status s = entry.parse(value); !s.ok()) {
-    return absl::InvalidArgumentError(
-        fmt::format("{}: {}: {}", origin, entry.key,
-                    entry.options.secret ? "malformed value (secret, not shown)"
-                                         : std::string(s.message())));
+    return absl::InvalidArgumentError(fmt::format(
+        "{}: {}: {}", origin, entry.key,
+        entry.options.secret ? "malformed value (secret, not shown)" : std::string(s.message())));
   }
   entry.source = source;
   return absl::OkStatus();
@@ -466,8 +465,7 @@ absl::Status Schema::Load(int argc, const char* const* argv, const Environment& 
     }
     Entry* entry = Find(name);
     if (entry == nullptr) {
-      return absl::InvalidArgumentError(
-          fmt::format("unknown flag '--{}'{}", name, Suggest(name)));
+      return absl::InvalidArgumentError(fmt::format("unknown flag '--{}'{}", name, Suggest(name)));
     }
     if (!value) {
       const bool next_is_value = i + 1 < argc && !std::string_view(argv[i + 1]).starts_with("--");
@@ -499,6 +497,8 @@ absl::Status Schema::Load(int argc, const char* const* argv, const Environment& 
       return s;
     }
   }
+  // With --help the caller prints usage and exits; a missing required key is no error then.
+  if (help_requested_) return absl::OkStatus();
   for (const auto& check : checks_) {
     if (absl::Status s = check(); !s.ok()) return s;
   }
@@ -513,7 +513,7 @@ std::string Schema::Usage() const {
       program_);
   for (const Entry& e : entries_) {
     out += fmt::format("  --{} ({}, default {})\n      {}  [env {}]\n", e.key, e.type,
-                       e.options.secret ? "<secret>"
+                       e.options.secret         ? "<secret>"
                        : e.default_text.empty() ? "\"\""
                                                 : e.default_text,
                        e.help, EnvName(e.key));

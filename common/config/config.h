@@ -77,8 +77,8 @@ class Schema final {
   Schema& Add(std::string key, std::vector<std::string>* field, std::string help,
               KeyOptions options = {});
 
-  // Adds a check run after all sources are loaded, for rules that span keys; its error is
-  // returned from Load() as is.
+  // Adds a check run after all sources are loaded, for rules that span keys (or required keys);
+  // its error is returned from Load() as is. Checks are skipped when --help was given.
   Schema& Check(std::function<absl::Status()> check);
 
   // Loads file, environment and flags into the bound fields. INVALID_ARGUMENT for an unknown key,

@@ -1,10 +1,10 @@
 #include "common/config/config.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 
 namespace greenloop::config {
 namespace {
@@ -38,9 +38,9 @@ class ConfigTest : public ::testing::Test {
   }
 
   std::string WriteFile(const std::string& text) {
-    const auto path = std::filesystem::path(::testing::TempDir()) /
-                      (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
-                       ".yaml");
+    const auto path =
+        std::filesystem::path(::testing::TempDir()) /
+        (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".yaml");
     std::ofstream(path) << text;
     return path.string();
   }
@@ -126,7 +126,8 @@ TEST_F(ConfigTest, BadValuesNameKeyAndSource) {
   EXPECT_THAT(LoadArgs({"--grpc.tls=maybe"}).message(), HasSubstr("is not a boolean"));
   EXPECT_THAT(LoadArgs({"--sample.interval=5"}).message(), HasSubstr("is not a duration"));
   EXPECT_THAT(LoadArgs({"--sample.interval=1ms"}).message(), HasSubstr("out of range"));
-  EXPECT_THAT(LoadArgs({"--log.format=xml"}).message(), HasSubstr("'xml' is not one of: text, json"));
+  EXPECT_THAT(LoadArgs({"--log.format=xml"}).message(),
+              HasSubstr("'xml' is not one of: text, json"));
   EXPECT_THAT(LoadArgs({"--workers=0"}).message(), HasSubstr("workers: 0 is out of range"));
   EXPECT_THAT(schema_.LoadFile(WriteFile("grpc:\n  port: [1, 2]\n")).message(),
               HasSubstr("grpc.port: expects a single int, not a list"));

@@ -1,13 +1,12 @@
 #include "common/logging/logging.h"
 
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <atomic>
 #include <cmath>
 #include <cstdio>
-
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
-#include <fmt/format.h>
-
 
 namespace greenloop::logging {
 namespace {
@@ -63,8 +62,7 @@ void AppendJsonString(std::string& out, std::string_view s) {
 
 // Text values are quoted only when a reader could misparse them.
 void AppendTextValue(std::string& out, std::string_view s) {
-  const bool needs_quotes =
-      s.empty() || s.find_first_of(" \t\n\r\"=\\") != std::string_view::npos;
+  const bool needs_quotes = s.empty() || s.find_first_of(" \t\n\r\"=\\") != std::string_view::npos;
   if (!needs_quotes) {
     out += s;
     return;
@@ -102,7 +100,8 @@ std::string RenderText(std::string_view message, Fields fields) {
 }  // namespace
 
 std::string Field::FormatNumber(double value) {
-  if (!std::isfinite(value)) return std::isnan(value) ? "\"NaN\"" : (value > 0 ? "\"Inf\"" : "\"-Inf\"");
+  if (!std::isfinite(value))
+    return std::isnan(value) ? "\"NaN\"" : (value > 0 ? "\"Inf\"" : "\"-Inf\"");
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.6g", value);
   return buf;
@@ -111,8 +110,7 @@ std::string Field::FormatNumber(double value) {
 absl::StatusOr<Format> ParseFormat(std::string_view text) {
   if (text == "text") return Format::kText;
   if (text == "json") return Format::kJson;
-  return absl::InvalidArgumentError(
-      fmt::format("log format '{}' is not one of: text, json", text));
+  return absl::InvalidArgumentError(fmt::format("log format '{}' is not one of: text, json", text));
 }
 
 absl::StatusOr<Level> ParseLevel(std::string_view text) {
@@ -132,7 +130,7 @@ void Init(const Options& options) {
     AppendJsonString(service, options.service);
     logger->set_pattern(
         fmt::format(R"({{"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","service":{},%v}})", service),
-                        spdlog::pattern_time_type::utc);
+        spdlog::pattern_time_type::utc);
   } else {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %-5l %n: %v", spdlog::pattern_time_type::utc);
   }
@@ -146,8 +144,8 @@ void Log(Level level, std::string_view message, Fields fields) {
   const auto spd_level = ToSpdlog(level);
   auto* logger = spdlog::default_logger_raw();
   if (!logger->should_log(spd_level)) return;
-  const std::string line = g_format.load() == Format::kJson ? RenderJson(message, fields)
-                                                            : RenderText(message, fields);
+  const std::string line =
+      g_format.load() == Format::kJson ? RenderJson(message, fields) : RenderText(message, fields);
   logger->log(spd_level, spdlog::string_view_t(line.data(), line.size()));
 }
 

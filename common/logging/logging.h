@@ -16,14 +16,14 @@
 // logger (logging is the one process-wide thing greenloop has); call it before starting threads.
 #pragma once
 
+#include <spdlog/common.h>
+#include <spdlog/sinks/sink.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
-
-#include <spdlog/common.h>
-#include <spdlog/sinks/sink.h>
 
 #include "absl/status/statusor.h"
 
@@ -57,8 +57,8 @@ class Field final {
   Field(std::string_view key, bool value)
       : key_(key), value_(value ? "true" : "false"), quoted_(false) {}
   template <typename T>
-    requires(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
-  Field(std::string_view key, T value) : key_(key), value_(FormatNumber(value)), quoted_(false) {}
+  requires(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) Field(std::string_view key, T value)
+      : key_(key), value_(FormatNumber(value)), quoted_(false) {}
 
   std::string_view key() const { return key_; }
   std::string_view value() const { return value_; }

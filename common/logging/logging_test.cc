@@ -1,11 +1,11 @@
 #include "common/logging/logging.h"
 
-#include <sstream>
-
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
+
+#include <sstream>
 
 namespace greenloop::logging {
 namespace {

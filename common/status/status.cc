@@ -1,14 +1,13 @@
 #include "common/status/status.h"
 
-#include <string>
-
 #include <fmt/format.h>
+
+#include <string>
 
 namespace greenloop {
 namespace {
 
-constexpr std::string_view kInternalMessage =
-    "internal error; the server log has the details";
+constexpr std::string_view kInternalMessage = "internal error; the server log has the details";
 
 }  // namespace
 

@@ -22,10 +22,10 @@
 // Thread-safety: every function here is pure and thread-safe.
 #pragma once
 
+#include <grpcpp/support/status.h>
+
 #include <exception>
 #include <string_view>
-
-#include <grpcpp/support/status.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -48,11 +48,11 @@ absl::Status StatusFromCurrentException(std::string_view where);
 }  // namespace greenloop
 
 // Evaluates `expr` (an absl::Status); returns it from the enclosing function if not OK.
-#define GREENLOOP_RETURN_IF_ERROR(expr)          \
-  do {                                           \
+#define GREENLOOP_RETURN_IF_ERROR(expr)           \
+  do {                                            \
     if (::absl::Status _st = (expr); !_st.ok()) { \
-      return _st;                                \
-    }                                            \
+      return _st;                                 \
+    }                                             \
   } while (false)
 
 #define GREENLOOP_STATUS_CONCAT_INNER_(a, b) a##b

@@ -1,8 +1,8 @@
 #include "common/status/status.h"
 
-#include <stdexcept>
-
 #include <gtest/gtest.h>
+
+#include <stdexcept>
 
 namespace greenloop {
 namespace {

@@ -60,6 +60,6 @@ case "$cmd" in
     fi
     rm -f "$dir/pid"
     ;;
-  url) [[ -f "$dir/url" ]] && cat "$dir/url" || die "not started in $dir" ;;
+  url) if [[ -f "$dir/url" ]]; then cat "$dir/url"; else die "not started in $dir"; fi ;;
   *) die "usage: prometheus.sh start|stop|url --dir DIR [--port N]" ;;
 esac
