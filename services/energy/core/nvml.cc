@@ -25,7 +25,7 @@ class NvmlLibrary final {
     if (handle == nullptr) {
       const char* why = ::dlerror();
       return absl::NotFoundError(
-          fmt::format("NVML not available ({}): no GPU meters", why != nullptr ? why : path));
+          fmt::format("NVML not available ({})", why != nullptr ? why : path));
     }
     auto lib = std::shared_ptr<NvmlLibrary>(new NvmlLibrary(handle));
     if (absl::Status s = lib->Resolve(); !s.ok()) return s;
