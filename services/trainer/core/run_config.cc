@@ -1,0 +1,166 @@
+#include "services/trainer/core/run_config.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "services/trainer/core/verdicts.h"
+
+namespace greenloop::trainer {
+namespace {
+
+absl::Status Invalid(std::string message) {
+  return absl::InvalidArgumentError(std::move(message));
+}
+
+}  // namespace
+
+absl::Status ValidateIdentifier(std::string_view field, std::string_view value) {
+  bool ok = !value.empty() && value.size() <= 63;
+  for (std::size_t i = 0; ok && i < value.size(); ++i) {
+    const char c = value[i];
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    ok = alnum || (c == '-' && i > 0);
+  }
+  if (ok) return absl::OkStatus();
+  return Invalid(fmt::format(
+      "{} '{}' is malformed: use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter "
+      "or digit",
+      field, value));
+}
+
+absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
+  v1::RunConfig c = in;
+  if (c.dataset() != v1::DATASET_FASHION_MNIST && c.dataset() != v1::DATASET_SPAM_ASSASSIN) {
+    return Invalid(fmt::format(
+        "config.dataset: unknown or unset dataset {} (DATASET_FASHION_MNIST or "
+        "DATASET_SPAM_ASSASSIN)",
+        static_cast<int>(c.dataset())));
+  }
+  if (c.model_kind() == v1::MODEL_KIND_UNSPECIFIED) {
+    c.set_model_kind(c.dataset() == v1::DATASET_SPAM_ASSASSIN ? v1::MODEL_KIND_BAG_OF_WORDS
+                                                             : v1::MODEL_KIND_CNN);
+  }
+  if (c.model_kind() == v1::MODEL_KIND_CNN && c.dataset() != v1::DATASET_FASHION_MNIST) {
+    return Invalid("config.model_kind: MODEL_KIND_CNN does not fit DATASET_SPAM_ASSASSIN (text); "
+                   "use MODEL_KIND_BAG_OF_WORDS");
+  }
+  if (c.model_kind() == v1::MODEL_KIND_BAG_OF_WORDS && c.dataset() != v1::DATASET_SPAM_ASSASSIN) {
+    return Invalid("config.model_kind: MODEL_KIND_BAG_OF_WORDS does not fit "
+                   "DATASET_FASHION_MNIST (images); use MODEL_KIND_CNN");
+  }
+  if (c.model_kind() != v1::MODEL_KIND_CNN && c.model_kind() != v1::MODEL_KIND_BAG_OF_WORDS) {
+    return Invalid(fmt::format("config.model_kind: unknown model kind {}",
+                               static_cast<int>(c.model_kind())));
+  }
+  if (c.has_label_noise()) {
+    const v1::LabelNoise& n = c.label_noise();
+    if (!(n.rate() >= 0 && n.rate() < 1)) {
+      return Invalid(fmt::format("config.label_noise.rate must be in [0, 1), got {}", n.rate()));
+    }
+    if (n.rate() > 0 && n.kind() != v1::LABEL_NOISE_KIND_SYMMETRIC &&
+        n.kind() != v1::LABEL_NOISE_KIND_CLASS_DEPENDENT) {
+      return Invalid("config.label_noise.kind is required when rate > 0");
+    }
+  }
+  if (c.batch_size() == 0) c.set_batch_size(64);
+  if (c.batch_size() > 65536) {
+    return Invalid(fmt::format("config.batch_size {} is above 65536", c.batch_size()));
+  }
+  if (!std::isfinite(c.learning_rate()) || c.learning_rate() < 0) {
+    return Invalid(fmt::format("config.learning_rate must be a positive number, got {}",
+                               c.learning_rate()));
+  }
+  if (c.learning_rate() == 0) c.set_learning_rate(0.001);
+  const v1::Budget& b = c.budget();
+  if (!std::isfinite(b.max_energy_joules()) || b.max_energy_joules() < 0) {
+    return Invalid("config.budget.max_energy_joules must be a non-negative number");
+  }
+  if (b.max_epochs() == 0 && b.max_steps() == 0 && b.max_energy_joules() == 0) {
+    return Invalid("config.budget: set at least one of max_epochs, max_steps, max_energy_joules");
+  }
+  if (!std::isfinite(c.target_accuracy()) || c.target_accuracy() < 0 ||
+      c.target_accuracy() > 1) {
+    return Invalid(fmt::format("config.target_accuracy must be in [0, 1], got {}",
+                               c.target_accuracy()));
+  }
+  if (c.mode() < v1::MODE_BASELINE || c.mode() > v1::MODE_HYBRID) {
+    return Invalid("config.mode is required: MODE_BASELINE, MODE_HITL, MODE_AUTO or MODE_HYBRID");
+  }
+  if (c.mode() != v1::MODE_BASELINE && c.select_every_steps() == 0) {
+    return Invalid("config.select_every_steps must be > 0 outside MODE_BASELINE");
+  }
+  if (c.candidates_per_selection() == 0) c.set_candidates_per_selection(32);
+  if (c.candidates_per_selection() > 500) {
+    return Invalid("config.candidates_per_selection must be at most 500 (one EnqueueItems batch)");
+  }
+  if (c.selection_score() == v1::SELECTION_SCORE_UNSPECIFIED) {
+    c.set_selection_score(v1::SELECTION_SCORE_LOSS);
+  }
+  *c.mutable_verdict_policy() = WithDefaults(c.verdict_policy());
+  const v1::VerdictPolicy& p = c.verdict_policy();
+  if (p.min_confidence() < 0 || p.min_confidence() > 1) {
+    return Invalid("config.verdict_policy.min_confidence must be in [0, 1]");
+  }
+  if (p.reweight_factor() <= 0 || p.reweight_factor() >= 1) {
+    return Invalid("config.verdict_policy.reweight_factor must be in (0, 1)");
+  }
+  if (p.relevant_weight() < 1 || p.relevant_weight() > 10) {
+    return Invalid("config.verdict_policy.relevant_weight must be in [1, 10]");
+  }
+  v1::AutoReview* a = c.mutable_auto_review();
+  if (a->flag_threshold() == 0) a->set_flag_threshold(0.9);
+  if (a->human_band() == 0) a->set_human_band(0.1);
+  if (a->flag_threshold() <= 0 || a->flag_threshold() >= 1) {
+    return Invalid("config.auto_review.flag_threshold must be in (0, 1)");
+  }
+  if (a->human_band() < 0 || a->human_band() >= 0.5) {
+    return Invalid("config.auto_review.human_band must be in [0, 0.5)");
+  }
+  if (UsesHumans(c.mode())) {
+    if (c.feedback().endpoint().empty()) {
+      return Invalid("config.feedback.endpoint is required in MODE_HITL and MODE_HYBRID");
+    }
+    if (c.feedback().campaign_id().empty()) {
+      return Invalid("config.feedback.campaign_id is required in MODE_HITL and MODE_HYBRID");
+    }
+    if (absl::Status s = ValidateIdentifier("config.feedback.campaign_id",
+                                            c.feedback().campaign_id());
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (c.energy_endpoint().empty()) c.set_energy_endpoint("127.0.0.1:7101");
+  if (!c.experiment_id().empty()) {
+    if (absl::Status s = ValidateIdentifier("config.experiment_id", c.experiment_id()); !s.ok()) {
+      return s;
+    }
+  }
+  if (c.projection_warmup_steps() == 0) c.set_projection_warmup_steps(50);
+  return c;
+}
+
+absl::StatusOr<v1::StartRunRequest> ValidateStartRun(const v1::StartRunRequest& in) {
+  v1::StartRunRequest r = in;
+  if (absl::Status s = ValidateIdentifier("run_id", r.run_id()); !s.ok()) return s;
+  if (r.world_size() == 0) r.set_world_size(1);
+  if (r.world_size() > 1024) {
+    return Invalid(fmt::format("world_size {} is above 1024", r.world_size()));
+  }
+  if (r.rank() >= r.world_size()) {
+    return Invalid(
+        fmt::format("rank {} is not below world_size {}", r.rank(), r.world_size()));
+  }
+  if (r.world_size() > 1 && (r.rendezvous_host().empty() || r.rendezvous_port() == 0 ||
+                             r.rendezvous_port() > 65535)) {
+    return Invalid(
+        "rendezvous_host and rendezvous_port (1-65535) are required when world_size > 1");
+  }
+  if (!r.has_config()) return Invalid("config is required");
+  absl::StatusOr<v1::RunConfig> config = ValidateRunConfig(r.config());
+  if (!config.ok()) return config.status();
+  *r.mutable_config() = *std::move(config);
+  return r;
+}
+
+}  // namespace greenloop::trainer

@@ -1,0 +1,36 @@
+// Validation of StartRun requests and run configs, and the documented defaults of RunConfig
+// (trainer.proto), in one place so that the adapter, the loop and the store agree on them.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "greenloop/v1/trainer.pb.h"
+
+namespace greenloop::trainer {
+
+// Checks a client-chosen identifier (run_id, campaign_id, experiment_id): 1 to 63 characters of
+// [a-z0-9-], starting with a letter or digit. INVALID_ARGUMENT naming `field` otherwise.
+absl::Status ValidateIdentifier(std::string_view field, std::string_view value);
+
+// Returns `config` with every "0 means X" default filled in, or INVALID_ARGUMENT naming the first
+// field that does not validate: dataset unset or unknown, a model that does not fit the dataset, a
+// negative or non-finite learning rate, no budget, target_accuracy outside [0, 1], mode unset,
+// select_every_steps 0 outside MODE_BASELINE, feedback endpoint or campaign missing in MODE_HITL /
+// MODE_HYBRID, label noise out of range, policy or auto-review values out of range.
+absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& config);
+
+// Validates a StartRunRequest as a whole (run_id, rank < world_size, rendezvous address when
+// world_size > 1, the config) and returns the request with world_size and config defaults filled.
+absl::StatusOr<v1::StartRunRequest> ValidateStartRun(const v1::StartRunRequest& request);
+
+// Whether `mode` sends candidates to human raters.
+inline bool UsesHumans(v1::Mode mode) {
+  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID;
+}
+
+}  // namespace greenloop::trainer

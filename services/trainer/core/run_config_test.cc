@@ -1,0 +1,93 @@
+#include "services/trainer/core/run_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace greenloop::trainer {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::StartRunRequest Valid() {
+  v1::StartRunRequest r;
+  r.set_run_id("run-1");
+  v1::RunConfig* c = r.mutable_config();
+  c->set_dataset(v1::DATASET_FASHION_MNIST);
+  c->set_mode(v1::MODE_BASELINE);
+  c->mutable_budget()->set_max_epochs(1);
+  return r;
+}
+
+void ExpectInvalid(const v1::StartRunRequest& r, std::string_view needle) {
+  absl::StatusOr<v1::StartRunRequest> v = ValidateStartRun(r);
+  ASSERT_FALSE(v.ok()) << "accepted: " << r.ShortDebugString();
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(v.status().message()), HasSubstr(std::string(needle)));
+}
+
+TEST(ValidateStartRun, FillsDefaults) {
+  absl::StatusOr<v1::StartRunRequest> v = ValidateStartRun(Valid());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->world_size(), 1u);
+  EXPECT_EQ(v->config().batch_size(), 64u);
+  EXPECT_DOUBLE_EQ(v->config().learning_rate(), 0.001);
+  EXPECT_EQ(v->config().model_kind(), v1::MODEL_KIND_CNN);
+  EXPECT_EQ(v->config().candidates_per_selection(), 32u);
+  EXPECT_EQ(v->config().energy_endpoint(), "127.0.0.1:7101");
+  EXPECT_DOUBLE_EQ(v->config().verdict_policy().min_confidence(), 0.6);
+  EXPECT_DOUBLE_EQ(v->config().auto_review().flag_threshold(), 0.9);
+  EXPECT_EQ(v->config().projection_warmup_steps(), 50u);
+}
+
+TEST(ValidateStartRun, RejectsBadInputWithTheFieldNamed) {
+  v1::StartRunRequest r = Valid();
+  r.set_run_id("Bad_Run");
+  ExpectInvalid(r, "run_id");
+  r = Valid();
+  r.mutable_config()->set_dataset(static_cast<v1::Dataset>(42));
+  ExpectInvalid(r, "config.dataset");
+  r = Valid();
+  r.mutable_config()->set_learning_rate(-0.1);
+  ExpectInvalid(r, "config.learning_rate");
+  r = Valid();
+  r.mutable_config()->set_target_accuracy(1.5);
+  ExpectInvalid(r, "config.target_accuracy");
+  r = Valid();
+  r.mutable_config()->clear_budget();
+  ExpectInvalid(r, "config.budget");
+  r = Valid();
+  r.mutable_config()->set_mode(v1::MODE_UNSPECIFIED);
+  ExpectInvalid(r, "config.mode");
+  r = Valid();
+  r.mutable_config()->set_mode(v1::MODE_HITL);
+  r.mutable_config()->set_select_every_steps(10);
+  ExpectInvalid(r, "config.feedback.endpoint");
+  r = Valid();
+  r.mutable_config()->set_mode(v1::MODE_AUTO);
+  ExpectInvalid(r, "select_every_steps");
+  r = Valid();
+  r.mutable_config()->set_model_kind(v1::MODEL_KIND_BAG_OF_WORDS);
+  ExpectInvalid(r, "config.model_kind");
+  r = Valid();
+  r.set_world_size(2);
+  r.set_rank(2);
+  ExpectInvalid(r, "rank 2 is not below world_size 2");
+  r = Valid();
+  r.set_world_size(2);
+  ExpectInvalid(r, "rendezvous");
+  r = Valid();
+  r.mutable_config()->mutable_label_noise()->set_rate(0.3);
+  ExpectInvalid(r, "label_noise.kind");
+}
+
+TEST(ValidateIdentifier, FollowsCommonProto) {
+  EXPECT_TRUE(ValidateIdentifier("run_id", "a").ok());
+  EXPECT_TRUE(ValidateIdentifier("run_id", "0-run-9").ok());
+  EXPECT_FALSE(ValidateIdentifier("run_id", "").ok());
+  EXPECT_FALSE(ValidateIdentifier("run_id", "-a").ok());
+  EXPECT_FALSE(ValidateIdentifier("run_id", std::string(64, 'a')).ok());
+  EXPECT_FALSE(ValidateIdentifier("run_id", "a/b").ok());
+}
+
+}  // namespace
+}  // namespace greenloop::trainer

@@ -1,0 +1,86 @@
+// The training set as verdicts have changed it, and the one place verdicts are applied.
+//
+// A TrainingSetState holds, for every training sample, the label training uses, its loss weight
+// and whether it is still in training. Apply() turns one verdict (human, from the feedback queue,
+// or automatic) into at most one SampleChange under the run's VerdictPolicy:
+//
+//   label confirmed (label_correct, or consensus_label == label)   keep (recorded, no change)
+//   consensus_label != label                                        on_wrong_label: relabel to it,
+//                                                                   drop, or reweight
+//   label_correct == false (no label offered)                       relabel → drop; drop; reweight
+//   relevant == false                                               drop when drop_irrelevant
+//   relevant == true                                                weight × relevant_weight
+//   undecidable                                                     counted, not applied
+//   confidence < min_confidence                                     counted, not applied
+//
+// A later revision of a verdict for the same item is applied again on top of the current state.
+// Application is a pure function of the state and the verdict, so ranks that apply the same
+// verdicts in the same order hold identical training sets.
+//
+// Clean labels are read only to fill SampleChange::correct.
+//
+// Thread-safety: not thread-safe; owned by the training loop.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "greenloop/v1/feedback.pb.h"
+#include "greenloop/v1/trainer.pb.h"
+#include "services/trainer/core/datasets.h"
+#include "services/trainer/core/ports.h"
+
+namespace greenloop::trainer {
+
+// Returns `policy` with its documented defaults filled in (min_confidence 0.6, relabel,
+// reweight_factor 0.1).
+v1::VerdictPolicy WithDefaults(const v1::VerdictPolicy& policy);
+
+class TrainingSetState final {
+ public:
+  // Starts from the labels training sees (`train.labels`, possibly noisy), weight 1, all active.
+  explicit TrainingSetState(const Split& train);
+
+  // Applies `verdict` at `step`; returns the change, or nothing when the verdict is not applied
+  // (unknown sample, low confidence, undecidable, a label outside [0, num_classes)).
+  // `policy` must have its defaults filled (WithDefaults).
+  std::optional<SampleChange> Apply(const v1::Verdict& verdict, ChangeSource source,
+                                    const v1::VerdictPolicy& policy, std::uint64_t step,
+                                    int num_classes);
+
+  // Position of the sample with SampleRef index `ref`; nullopt when not in this training set.
+  std::optional<std::size_t> PositionOf(std::uint64_t ref) const;
+
+  const std::vector<std::int64_t>& labels() const { return labels_; }
+  const std::vector<float>& weights() const { return weights_; }
+  const std::vector<std::uint8_t>& active() const { return active_; }
+  std::size_t active_count() const { return active_count_; }
+
+  // Replaces the state (from a checkpoint). INVALID_ARGUMENT when the sizes do not match.
+  absl::Status Restore(std::vector<std::int64_t> labels, std::vector<float> weights,
+                       std::vector<std::uint8_t> active);
+
+ private:
+  const Split& train_;
+  std::vector<std::int64_t> labels_;
+  std::vector<float> weights_;
+  std::vector<std::uint8_t> active_;
+  std::size_t active_count_ = 0;
+  std::unordered_map<std::uint64_t, std::size_t> position_of_;
+};
+
+// Serializes verdicts for a broadcast between ranks, and back. Deserialize returns
+// INVALID_ARGUMENT for bytes Serialize did not write.
+struct PendingVerdict {
+  v1::Verdict verdict;
+  ChangeSource source = ChangeSource::kHuman;
+  std::string cursor;          // stream cursor after this verdict; empty for automatic ones
+  double queue_lag_seconds = 0;  // decide_time to receipt, human verdicts only
+};
+std::string SerializeVerdicts(const std::vector<PendingVerdict>& verdicts);
+absl::StatusOr<std::vector<PendingVerdict>> DeserializeVerdicts(const std::string& bytes);
+
+}  // namespace greenloop::trainer
