@@ -1,0 +1,152 @@
+// Data parallelism for real: ranks as separate processes meeting over a TCPStore on loopback and
+// all-reducing through Gloo (trainer_rank_runner, one process per rank).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace greenloop::trainer {
+namespace {
+
+using Result = std::map<std::string, std::string>;
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class Rank {
+ public:
+  Rank(std::vector<std::string> args, const std::string& out) : out_(out) {
+    args.insert(args.begin(), TRAINER_RANK_RUNNER);
+    args.push_back("--out=" + out);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    EXPECT_EQ(posix_spawn(&pid_, TRAINER_RANK_RUNNER, nullptr, nullptr, argv.data(), environ), 0);
+  }
+  // Waits up to `timeout`; returns the exit status, or -1 on timeout (the process is killed).
+  int Wait(std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) return status;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+    return -1;
+  }
+  void Kill() { kill(pid_, SIGKILL); }
+  Result Read() const {
+    Result r;
+    std::ifstream in(out_);
+    for (std::string line; std::getline(in, line);) {
+      const auto eq = line.find('=');
+      if (eq != std::string::npos) r[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    return r;
+  }
+
+ private:
+  pid_t pid_ = 0;
+  std::string out_;
+};
+
+class DistributedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("greenloop-dist-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string Out(const std::string& name) const { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(DistributedTest, TwoRanksMatchOneRankAndApplyTheSameVerdicts) {
+  const std::string port = std::to_string(FreePort());
+  // Same global batch (2 × 32 = 64), so the same samples are seen in the same order.
+  Rank r0({"--rank=0", "--world=2", "--port=" + port, "--batch=32"}, Out("r0"));
+  Rank r1({"--rank=1", "--world=2", "--port=" + port, "--batch=32"}, Out("r1"));
+  Rank single({"--rank=0", "--world=1", "--batch=64", "--threads=1"}, Out("single"));
+  ASSERT_EQ(r0.Wait(std::chrono::seconds(300)), 0) << r0.Read()["message"];
+  ASSERT_EQ(r1.Wait(std::chrono::seconds(60)), 0) << r1.Read()["message"];
+  ASSERT_EQ(single.Wait(std::chrono::seconds(300)), 0) << single.Read()["message"];
+  Result a = r0.Read();
+  Result b = r1.Read();
+  Result s = single.Read();
+  std::cout << "1 rank accuracy " << s["accuracy"] << ", 2 ranks " << a["accuracy"]
+            << "; relabelled " << s["relabelled"] << " vs " << a["relabelled"] << "\n";
+  EXPECT_EQ(a["state"], "RUN_STATE_SUCCEEDED");
+  EXPECT_EQ(a["step"], b["step"]);
+  EXPECT_EQ(a["samples"], s["samples"]);
+  EXPECT_EQ(a["step"], s["step"]);
+  // Verdicts (from rank 0's crowd) were applied identically on both ranks.
+  EXPECT_GT(std::stoul(a["changes"]), 100u);
+  EXPECT_EQ(a["changes"], b["changes"]);
+  EXPECT_EQ(a["changes_hash"], b["changes_hash"]);
+  EXPECT_EQ(a["accuracy"], b["accuracy"]);
+  // Same final accuracy as one rank within one point for the same samples seen.
+  EXPECT_NEAR(std::stod(a["accuracy"]), std::stod(s["accuracy"]), 0.01);
+}
+
+TEST_F(DistributedTest, AKilledRankFailsTheRunWithAClearMessageNotAHang) {
+  const std::string port = std::to_string(FreePort());
+  const std::vector<std::string> common = {"--world=2", "--port=" + port, "--epochs=100",
+                                           "--collective_timeout_ms=5000"};
+  std::vector<std::string> a0 = common, a1 = common;
+  a0.push_back("--rank=0");
+  a1.push_back("--rank=1");
+  Rank r0(a0, Out("k0"));
+  Rank r1(a1, Out("k1"));
+  std::this_thread::sleep_for(std::chrono::seconds(8));
+  r1.Kill();
+  const auto start = std::chrono::steady_clock::now();
+  const int status = r0.Wait(std::chrono::seconds(60));
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_NE(status, -1) << "rank 0 hung after rank 1 died";
+  r1.Wait(std::chrono::seconds(5));
+  Result r = r0.Read();
+  std::cout << "rank 0 noticed in " << waited << " s: " << r["message"] << "\n";
+  EXPECT_EQ(r["state"], "RUN_STATE_FAILED");
+  EXPECT_EQ(r["reason"], "FINISH_REASON_ERROR");
+  EXPECT_THAT(r["message"], ::testing::HasSubstr("rank 0 of 2"));
+  EXPECT_LT(waited, 30);
+}
+
+TEST_F(DistributedTest, AWorldSizeThatDoesNotMatchTheRanksTimesOutClearly) {
+  const std::string port = std::to_string(FreePort());
+  Rank alone({"--rank=0", "--world=2", "--port=" + port, "--rendezvous_timeout_ms=3000"},
+             Out("alone"));
+  ASSERT_NE(alone.Wait(std::chrono::seconds(60)), -1);
+  Result r = alone.Read();
+  EXPECT_THAT(r["message"], ::testing::HasSubstr("1 of 2 ranks showed up"));
+}
+
+}  // namespace
+}  // namespace greenloop::trainer
