@@ -36,7 +36,7 @@ EnergyMetrics::EnergyMetrics(prometheus::Registry& registry, std::string node, C
                          .Help("Failed meter reads, by meter")
                          .Register(registry)),
       counter_resets_(BuildCounter()
-                          .Name("greenloop_energy_counter_resets_total")
+                          .Name("greenloop_energy_meter_resets_total")
                           .Help("Hardware energy counters that restarted, by meter")
                           .Register(registry)),
       estimated_(BuildGauge()
