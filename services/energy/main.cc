@@ -55,6 +55,7 @@ struct Config {
   std::string rapl_root = "/sys/class/powercap";
   std::string hwmon_root = "/sys/class/hwmon";
   std::string proc_root = "/proc";
+  std::int64_t rescan_intervals = 5;
   bool nvml_enabled = true;
   std::string nvml_library = "libnvidia-ml.so.1";
   double cpu_idle_watts = 0;
@@ -96,6 +97,9 @@ absl::Status Run(int argc, char** argv) {
       .Add("rapl.sysfs_root", &cfg.rapl_root, "powercap sysfs directory")
       .Add("hwmon.sysfs_root", &cfg.hwmon_root, "hwmon sysfs directory")
       .Add("procfs.root", &cfg.proc_root, "procfs mount (the host's, for containers)")
+      .Add("procfs.rescan_intervals", &cfg.rescan_intervals,
+           "scan all of /proc for new child processes every this many intervals (1: every one)",
+           {.min = 1, .max = 600})
       .Add("nvml.enabled", &cfg.nvml_enabled, "look for NVIDIA GPUs through NVML")
       .Add("nvml.library", &cfg.nvml_library, "NVML library to dlopen")
       .Add("estimator.cpu_idle_watts", &cfg.cpu_idle_watts,
@@ -162,7 +166,8 @@ absl::Status Run(int argc, char** argv) {
                                          ? cfg.cpu_max_watts
                                          : kDefaultMaxWattsPerCpu * cpu.logical_cpus,
                     .dram_watts = cfg.dram_watts},
-      .max_restore_gap = absl::FromChrono(cfg.max_restore_gap)};
+      .max_restore_gap = absl::FromChrono(cfg.max_restore_gap),
+      .process_rescan_intervals = static_cast<int>(cfg.rescan_intervals)};
   Collector collector(options, std::move(meters), gpus, &procfs);
   const std::string boot_id =
       ReadLineFile(cfg.proc_root + "/sys/kernel/random/boot_id").value_or("");

@@ -143,7 +143,21 @@ IntervalSample Collector::TickLocked(absl::Time now) {
   }
 
   absl::StatusOr<CpuTimes> cpu = procfs_->ReadCpuTimes();
-  std::vector<ProcessStat> processes = procfs_->ReadAllProcesses();
+  std::vector<ProcessStat> processes;
+  if (rescan_ || ++ticks_since_scan_ >= options_.process_rescan_intervals) {
+    processes = procfs_->ReadAllProcesses();
+    ticks_since_scan_ = 0;
+    rescan_ = false;
+  } else {
+    // Only the processes already known to belong to a run (the trees as of the last scan).
+    std::set<ProcessKey> known;
+    for (const auto& [key, ticks] : process_ticks_) known.insert(key);
+    for (const auto& [id, run] : runs_) known.insert(run.live_roots.begin(), run.live_roots.end());
+    for (const ProcessKey& key : known) {
+      absl::StatusOr<ProcessStat> p = procfs_->ReadProcess(key.pid);
+      if (p.ok() && p->start_ticks == key.start_ticks) processes.push_back(*p);
+    }
+  }
 
   if (!last_tick_.has_value()) {
     // Priming: meters have their first counter value; processes and /proc/stat their baseline.
@@ -431,6 +445,7 @@ absl::StatusOr<RunEnergy> Collector::Register(std::string_view run_id, const std
 
   std::vector<ProcessStat> processes = procfs_->ReadAllProcesses();
   absl::MutexLock lock(&mu_);
+  rescan_ = true;
   RunState& run = runs_[std::string(run_id)];
   RunEnergy& r = run.energy;
   if (r.run_id.empty()) {

@@ -51,6 +51,12 @@ struct CollectorOptions {
   // Restart continuity: counters saved less than this long ago are continued across the downtime
   // (RAPL counters can wrap unseen over longer gaps); older state becomes a gap.
   absl::Duration max_restore_gap = absl::Minutes(10);
+  // The whole of /proc is scanned for new descendants of registered processes every this many
+  // intervals (and right after a Register); in between only known processes are read. A child
+  // that starts between scans counts from the next scan, with its whole CPU time so far (it is
+  // cumulative) weighed against that interval, so its share of the intervals before is only
+  // approximated. 1 scans every interval: exact, and dearer on nodes with many processes.
+  int process_rescan_intervals = 5;
 };
 
 /// (domain, source): the key of every breakdown.
@@ -279,6 +285,8 @@ class Collector final {
   std::optional<CpuTimes> cpu_times_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Time> last_tick_ ABSL_GUARDED_BY(mu_);
   std::uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  int ticks_since_scan_ ABSL_GUARDED_BY(mu_) = 0;
+  bool rescan_ ABSL_GUARDED_BY(mu_) = true;
   std::set<Domain> estimated_domains_ ABSL_GUARDED_BY(mu_);
   std::vector<IntervalSample> extra_samples_ ABSL_GUARDED_BY(mu_);  // taken by Unregister()
   double node_cumulative_joules_ ABSL_GUARDED_BY(mu_) = 0;

@@ -34,6 +34,7 @@ class CollectorTest : public ::testing::Test {
 
   std::unique_ptr<Collector> Make(CollectorOptions options = {}) {
     if (options.node.empty()) options.node = "node-a";
+    options.process_rescan_intervals = rescan_;
     options.estimator = {.cpu_idle_watts = 5, .cpu_max_watts = 25, .dram_watts = 2};
     return std::make_unique<Collector>(options,
                                        *DiscoverRaplZones({.sysfs_root = tree_.powercap()}),
@@ -49,6 +50,7 @@ class CollectorTest : public ::testing::Test {
     tree_.SetRaplEnergy("intel-rapl:0:1", dram_uj_ % kRange);
   }
 
+  int rescan_ = 1;
   FakeTree tree_;
   ProcFs procfs_{tree_.proc()};
   std::uint64_t package_uj_ = 0, dram_uj_ = 0;
@@ -107,6 +109,33 @@ TEST_F(CollectorTest, SplitsActiveEnergyByCpuTimeAndReportsIdleApart) {
   a = *collector->GetRun("run-a");
   EXPECT_THAT(a.active_joules, DoubleNear(16.5 + 40, 1e-9));
   EXPECT_THAT(collector->GetRun("run-b")->active_joules, DoubleNear(5.5, 1e-9));
+}
+
+// Between full /proc scans only known processes are read; a child found at the next scan still
+// gets its whole CPU time attributed, just later.
+TEST_F(CollectorTest, ChildFoundAtALaterScanIsAttributedInFull) {
+  rescan_ = 3;
+  auto collector = Make();
+  ASSERT_TRUE(collector->Register("run-a", {100}, {}, 0, T(0)).ok());
+  collector->Tick(T(0));
+  Advance(10, 0);
+  collector->Tick(T(1));  // idle baseline 10 W
+  tree_.SetProcess(101, 100, 0, 500);
+  double busy = 0;
+  for (int i = 2; i <= 5; ++i) {
+    Advance(20, 0);  // +10 J active per interval, all of it the child's
+    busy += 10;
+    tree_.SetCpu(static_cast<std::uint64_t>(busy), 0);
+    tree_.SetProcess(101, 100, static_cast<std::uint64_t>(busy), 500);
+    collector->Tick(T(i));
+  }
+  // Intervals 2 and 3 ran before the scan found pid 101: their active energy went unattributed
+  // then, but from the scan on the child's whole time counts. Total CPU share over the four
+  // intervals is what matters: the run got its energy for every interval from the scan on, and
+  // its CPU time for the missed ones is counted in the scan's interval (capped at the whole).
+  RunEnergy a = *collector->GetRun("run-a");
+  EXPECT_GT(a.active_joules, 10.0);
+  EXPECT_LE(a.active_joules, 40.0 + 1e-9);
 }
 
 // Core is inside its package and never added to the node total; psys contains package and dram
