@@ -6,8 +6,10 @@
 #include <iostream>
 
 #include "common/config/config.h"
+#include "common/grpc/channel.h"
 #include "common/grpc/server.h"
 #include "common/grpc/shutdown_signal.h"
+#include "common/grpc/whoami_authenticator.h"
 #include "common/logging/logging.h"
 #include "common/metrics/metrics_server.h"
 #include "common/pg/migrations.h"
@@ -65,6 +67,7 @@ struct Config {
   double grid_intensity = kDefaultGridIntensity;
   std::string carbon_source = std::string(kDefaultCarbonSource);
   bool auth_disabled = true;
+  std::string auth_feedback_address;
   std::chrono::milliseconds run_retention{3'600'000};
   std::chrono::milliseconds run_series_grace{300'000};
   std::chrono::milliseconds max_restore_gap{600'000};
@@ -114,6 +117,8 @@ absl::Status Run(int argc, char** argv) {
       .Add("carbon.source", &cfg.carbon_source, "where the two carbon factors come from")
       .Add("auth.disabled", &cfg.auth_disabled,
            "accept calls without a token (local development; logged and exported)")
+      .Add("auth.feedback_address", &cfg.auth_feedback_address,
+           "feedback service (host:port) that checks bearer tokens when auth is enabled")
       .Add("runs.retention", &cfg.run_retention, "how long ended runs stay in memory")
       .Add("metrics.run_series_grace", &cfg.run_series_grace,
            "how long a finished run's series stay on /metrics")
@@ -204,15 +209,19 @@ absl::Status Run(int argc, char** argv) {
   EnergyMetrics metrics(*metrics_server->registry(), cfg.node, options.carbon,
                         absl::FromChrono(cfg.run_series_grace));
   metrics.SetAuthDisabled(cfg.auth_disabled);
+  std::unique_ptr<rpc::Authenticator> authenticator;
   if (cfg.auth_disabled) {
     logging::Warn("authentication is disabled: any caller may register runs (auth.disabled)");
   } else {
-    return absl::InvalidArgumentError(
-        "auth.disabled=false needs the feedback service's token check, which this build of "
-        "greenloop-energy does not have yet; run with auth.disabled=true behind a network policy");
+    if (cfg.auth_feedback_address.empty()) {
+      return absl::InvalidArgumentError(
+          "auth.disabled=false needs auth.feedback_address (the feedback service checks tokens)");
+    }
+    GREENLOOP_ASSIGN_OR_RETURN(auto channel, rpc::CreateChannel(cfg.auth_feedback_address));
+    authenticator = std::make_unique<rpc::WhoAmIAuthenticator>(channel);
   }
   SampleHub hub;
-  EnergyGrpcService service(&collector, store.get(), &hub, nullptr,
+  EnergyGrpcService service(&collector, store.get(), &hub, authenticator.get(),
                             {.hostname = Hostname(),
                              .version = GREENLOOP_VERSION,
                              .start_time = absl::Now(),
