@@ -20,7 +20,9 @@ PACKAGES=(
   # servers the tests and the demo start on loopback (postgresql-contrib: pgbench for benchmarks)
   postgresql postgresql-contrib prometheus
   # trainer: LibTorch (CPU) with Gloo for data parallelism, and the Fashion-MNIST dataset
-  libtorch-dev libgloo-dev dataset-fashion-mnist
+  libtorch-dev libgloo-dev dataset-fashion-mnist zlib1g-dev
+  # the trainer benchmark compares against PyTorch itself (tests/bench/trainer)
+  python3-torch
   # the rater web page is tested in a real headless browser; npm fetches the data/browser packages
   chromium chromium-driver nodejs
 )

@@ -20,6 +20,11 @@ cmake --build "$BUILD_DIR" -j"${GREENLOOP_JOBS:-2}"
 echo "== PostgreSQL"
 PG_URL="$(deploy/local/pg.sh start --dir "$LOCAL/pg" --db greenloop)"
 
+echo "== energy collector"
+GREENLOOP_PG_URL="$PG_URL" deploy/local/service.sh start energy --dir "$LOCAL/services" \
+  --cli "$BUILD_DIR/tools/greenloop/greenloop" --health 127.0.0.1:7101 -- \
+  "$BUILD_DIR/services/energy/greenloop-energy" --config deploy/local/energy.yaml
+
 echo "== Prometheus"
 PROM_URL="$(deploy/local/prometheus.sh start --dir "$LOCAL/prometheus")"
 
@@ -28,7 +33,9 @@ cat <<MSG
 greenloop local stack is up (loopback only):
   PostgreSQL   $PG_URL
   Prometheus   $PROM_URL   (targets: $PROM_URL/targets)
-  logs         $LOCAL/pg/server.log, $LOCAL/prometheus/prometheus.log
-Services (energy :7101/:9101, feedback :7102/:9102/:8080, trainer :7103/:9103) are scraped
-as they start. Stop everything with: deploy/local/down.sh
+  energy       grpc 127.0.0.1:7101, metrics http://127.0.0.1:9101/metrics (source: estimated
+               here unless RAPL is readable; see docs/energy.md)
+  logs         $LOCAL/pg/server.log, $LOCAL/prometheus/prometheus.log, $LOCAL/services/*.log
+Prometheus scrapes every service port (energy :9101, feedback :9102, trainer :9103) as services
+start. Stop everything with: deploy/local/down.sh
 MSG
