@@ -25,6 +25,9 @@ PACKAGES=(
   python3-torch
   # the rater web page is tested in a real headless browser; npm fetches the data/browser packages
   chromium chromium-driver nodejs
+  # deployment checks (tests/integration/deploy): Prometheus' HTTP API answers parsed with jq;
+  # docker-compose validates docker-compose.yml (`docker-compose config`, no Docker engine needed)
+  jq docker-compose
 )
 
 if [[ "${1:-}" == "--list" ]]; then
