@@ -6,11 +6,15 @@
 #   static_checks.sh promtool_test_rules     alert unit tests (deploy/prometheus/tests)
 #   static_checks.sh grafana_dashboards      dashboards parse, unique uids, datasources provisioned,
 #                                            every PromQL expression parses (promtool)
-#   static_checks.sh docker_compose_config   docker-compose.yml (Debian's docker-compose; no engine)
+#   static_checks.sh docker_compose_config   docker-compose.yml (Debian's docker-compose; no engine),
+#                                            the Dockerfile stages it builds, GREENLOOP_* variables
+#
+#   static_checks.sh CHECK [BUILD_DIR]     (BUILD_DIR: default build; for the --help of the binaries)
 #
 # Run from the repository root. Exit 0 on success; the failing check says what is wrong.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+BUILD="$(cd "${2:-$DEPLOY_ROOT/build}" 2>/dev/null && pwd || echo "${2:-build}")"
 cd "$DEPLOY_ROOT"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -66,9 +70,31 @@ case "${1:-}" in
   docker_compose_config)
     need docker-compose
     docker-compose -f docker-compose.yml config -q
-    # The images build from files that exist.
-    for df in $(grep -ho 'dockerfile: [^ ]*' docker-compose.yml | cut -d' ' -f2 | sort -u); do
+    resolved="$(docker-compose -f docker-compose.yml config)"
+    # Every GREENLOOP_* variable set for a service is a real config key of its binary (--help lists
+    # each key with its variable); a service whose binary is not built yet is reported as pending.
+    for svc in energy trainer-0 feedback; do
+      bin="$BUILD/services/${svc%-0}/greenloop-${svc%-0}"
+      if [[ ! -x "$bin" ]]; then echo "PENDING: $bin not built; its variables are not checked"; continue; fi
+      help="$("$bin" --help 2>&1 || true)"
+      for var in $(awk -v s="  $svc:" '$0 == s { on = 1; next } on && /^  [a-z]/ { on = 0 } on' <<<"$resolved" | grep -o 'GREENLOOP_[A-Z_]*' | sort -u); do
+        grep -q "\[env $var\]" <<<"$help" || fail "docker-compose.yml sets $var for $svc, which $(basename "$bin") does not know"
+      done
+    done
+    # Each image: its Dockerfile exists, its target is a stage there, and that stage runs as a
+    # non-root user with a HEALTHCHECK; every file the Dockerfile copies from the context exists.
+    for df in $(grep -o 'dockerfile: [^ ]*' <<<"$resolved" | cut -d' ' -f2 | sort -u); do
       [[ -f "$df" ]] || fail "docker-compose.yml names $df, which does not exist"
+      grep -q '^FROM debian:bookworm\|^ARG DEBIAN=debian:bookworm' "$df" || fail "$df is not based on Debian bookworm"
+      for src in $(awk '/^COPY / && !/--from/ { for (i = 2; i < NF; i++) print $i }' "$df"); do
+        [[ -e "$src" ]] || fail "$df copies $src, which does not exist"
+      done
+    done
+    for target in $(grep -o 'target: [a-z-]*' <<<"$resolved" | cut -d' ' -f2 | sort -u); do
+      stage="$(awk -v t="$target" '/^FROM / { on = ($NF == t) } on' deploy/docker/Dockerfile)"
+      [[ -n "$stage" ]] || fail "no stage $target in deploy/docker/Dockerfile"
+      grep -q '^USER greenloop$' <<<"$stage" || fail "stage $target does not run as the non-root user greenloop"
+      grep -q '^HEALTHCHECK' <<<"$stage" || fail "stage $target has no HEALTHCHECK"
     done
     echo "docker-compose.yml is valid ($(docker-compose -f docker-compose.yml config --services | tr '\n' ' '))"
     ;;
