@@ -199,11 +199,36 @@ TEST_F(NoisyLabels, AutoBeatsBaselineAtTheSameStepCount) {
     EXPECT_EQ(ch.source, ChangeSource::kAuto);
     right += ch.correct ? 1 : 0;
   }
-  std::cout << "auto accuracy with 40% noise: " << FinalAccuracy(o) << " changes "
-            << changes.size() << " right " << right << "\n";
+  std::cout << "auto accuracy with 40% noise: " << FinalAccuracy(o) << " changes " << changes.size()
+            << " right " << right << "\n";
   EXPECT_GT(FinalAccuracy(o), Baseline() + 0.01);
   EXPECT_GT(changes.size(), 100u);
   EXPECT_GT(static_cast<double>(right) / static_cast<double>(changes.size()), 0.6);
+}
+
+// Hybrid: the automatic score acts on what it is sure of, the uncertain band goes to the crowd, and
+// both kinds of change land; the mix beats the baseline at the same step count.
+TEST_F(NoisyLabels, HybridActsAutomaticallyAndAsksHumansAboutTheUncertainOnes) {
+  v1::RunConfig c = Noisy(v1::MODE_HYBRID);
+  c.mutable_auto_review()->set_flag_threshold(0.6);
+  auto ds = Load(c, 3000);
+  FakeFeedbackQueue crowd(*ds, /*delay_polls=*/3);
+  auto ran = RunOnce(c, *ds, &crowd);
+  const TrainingOutcome& o = ran->outcome;
+  ASSERT_EQ(o.state, v1::RUN_STATE_SUCCEEDED) << o.error_message;
+  std::size_t human = 0, automatic = 0;
+  for (const SampleChange& ch : ran->listener.changes()) {
+    human += ch.source == ChangeSource::kHuman ? 1 : 0;
+    automatic += ch.source == ChangeSource::kAuto ? 1 : 0;
+  }
+  std::cout << "hybrid accuracy with 40% noise: " << FinalAccuracy(o) << " human changes " << human
+            << " automatic changes " << automatic << " enqueued " << o.progress.items_enqueued()
+            << "\n";
+  EXPECT_GT(human, 0u) << "the uncertain band went to the crowd";
+  EXPECT_GT(automatic, 0u) << "the confident flags were acted on without asking";
+  EXPECT_GT(o.progress.items_enqueued(), 0u);
+  EXPECT_EQ(crowd.campaigns(), 1u);
+  EXPECT_GT(FinalAccuracy(o), Baseline());
 }
 
 TEST(Train, CheckpointAndResumeReproduceAnUninterruptedRun) {
