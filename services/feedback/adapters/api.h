@@ -1,0 +1,104 @@
+// What the gRPC and HTTP adapters share: turning a bearer token into a Caller (against the token
+// table, with a short cache) and calling a FeedbackQueue method with the error policy and metrics
+// applied the same way for both.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/grpc/auth.h"
+#include "common/logging/logging.h"
+#include "common/status/status.h"
+#include "services/feedback/adapters/metrics.h"
+#include "services/feedback/core/queue.h"
+#include "services/feedback/core/store.h"
+
+namespace greenloop::feedback {
+
+/// \brief The feedback service's own rpc::Authenticator: bearer tokens checked against the hashed
+/// token table (FeedbackStore::FindToken), cached for `cache_ttl`.
+///
+/// Only the SHA-256 of a presented token is looked up, and the stored hash is compared again in
+/// constant time. A revoked or expired token is UNAUTHENTICATED; a revoke made through this
+/// process takes effect at once (Invalidate()), one made through another replica within
+/// `cache_ttl`. Unknown tokens are not cached. UNAVAILABLE when the database is down.
+///
+/// Thread-safety: thread-safe; `store` must outlive it.
+class TokenAuthenticator final : public rpc::Authenticator {
+ public:
+  explicit TokenAuthenticator(FeedbackStore* store, absl::Duration cache_ttl = absl::Seconds(10));
+  absl::StatusOr<rpc::Principal> Authenticate(std::string_view bearer_token) const override;
+  /// Forgets every cached token (after a revoke).
+  void Invalidate();
+
+ private:
+  struct Entry {
+    rpc::Principal principal;
+    absl::Time until;
+  };
+  FeedbackStore* const store_;
+  const absl::Duration cache_ttl_;
+  mutable absl::Mutex mu_;
+  mutable std::map<std::string, Entry> cache_ ABSL_GUARDED_BY(mu_);  // by token hash
+};
+
+/// v1::Role ↔ rpc::Role.
+v1::Role ToProto(rpc::Role role);
+
+/// \brief Calls FeedbackQueue methods on behalf of an adapter: authenticates the caller (or acts
+/// as the anonymous identity when `authenticator` is null, i.e. authentication disabled), runs the
+/// method, converts escaped exceptions to INTERNAL (logged), and counts auth failures, errors and
+/// Lease latency.
+///
+/// Thread-safety: thread-safe; the queue, authenticator and metrics must outlive it.
+class FeedbackApi final {
+ public:
+  FeedbackApi(FeedbackQueue* queue, TokenAuthenticator* authenticator, FeedbackMetrics* metrics);
+
+  /// The caller holding `token` (the result of parsing the request's authorization header).
+  absl::StatusOr<Caller> Authenticate(const absl::StatusOr<std::string_view>& token) const;
+
+  /// Runs `method` for the holder of `token`.
+  template <typename Req, typename Resp>
+  absl::StatusOr<Resp> Call(std::string_view rpc, const absl::StatusOr<std::string_view>& token,
+                            absl::StatusOr<Resp> (FeedbackQueue::*method)(const Caller&,
+                                                                          const Req&),
+                            const Req& request) {
+    const auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<Resp> result = [&]() -> absl::StatusOr<Resp> {
+      try {
+        GREENLOOP_ASSIGN_OR_RETURN(Caller caller, Authenticate(token));
+        return (queue_->*method)(caller, request);
+      } catch (...) {
+        return StatusFromCurrentException(rpc);
+      }
+    }();
+    Account(rpc, result.status());
+    if (rpc == "Lease" && result.ok()) {
+      metrics_->ObserveLeaseLatency(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    if (rpc == "RevokeToken" && result.ok() && authenticator_ != nullptr) {
+      authenticator_->Invalidate();
+    }
+    return result;
+  }
+
+  FeedbackQueue* queue() const { return queue_; }
+  bool auth_disabled() const { return authenticator_ == nullptr; }
+
+ private:
+  void Account(std::string_view rpc, const absl::Status& status) const;
+
+  FeedbackQueue* const queue_;
+  TokenAuthenticator* const authenticator_;
+  FeedbackMetrics* const metrics_;
+};
+
+}  // namespace greenloop::feedback
