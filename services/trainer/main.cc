@@ -11,6 +11,7 @@
 #include "common/grpc/channel.h"
 #include "common/grpc/server.h"
 #include "common/grpc/shutdown_signal.h"
+#include "common/grpc/whoami_authenticator.h"
 #include "common/logging/logging.h"
 #include "common/metrics/metrics_server.h"
 #include "common/pg/pool.h"
@@ -134,7 +135,7 @@ int Main(int argc, char** argv) {
     absl::StatusOr<std::shared_ptr<::grpc::Channel>> channel =
         rpc::CreateChannel(c.auth_feedback_endpoint);
     if (!channel.ok()) return Fail(channel.status());
-    authenticator = std::make_unique<WhoAmIAuthenticator>(*channel);
+    authenticator = std::make_unique<rpc::WhoAmIAuthenticator>(*channel);
   }
 
   DatasetLocations where;
@@ -166,13 +167,13 @@ int Main(int argc, char** argv) {
   if (absl::Status s = runs.LoadStoredRuns(); !s.ok()) return Fail(s);
 
   TrainerGrpcService service(&runs, authenticator.get());
-  rpc::Server server({.address = fmt::format("{}:{}", c.grpc_bind, c.grpc_port),
-                      .service_name = "trainer"});
+  rpc::Server server(
+      {.address = fmt::format("{}:{}", c.grpc_bind, c.grpc_port), .service_name = "trainer"});
   server.Add(&service);
   if (absl::Status s = server.Start(); !s.ok()) return Fail(s);
-  logging::Info("trainer worker serving", {{"grpc_port", server.port()},
-                                           {"metrics_port", (*metrics)->port()},
-                                           {"node", c.node}});
+  logging::Info(
+      "trainer worker serving",
+      {{"grpc_port", server.port()}, {"metrics_port", (*metrics)->port()}, {"node", c.node}});
 
   (*signals)->Wait();
   logging::Info("shutting down: stopping the active run at its next step");

@@ -104,7 +104,8 @@ absl::Status TrainerGrpcService::Allow(const ::grpc::ServerContext& context,
         continue;
       }
       if ((*subscription)->shut_down()) {
-        return ::grpc::Status(::grpc::StatusCode::UNAVAILABLE, "the trainer worker is shutting down");
+        return ::grpc::Status(::grpc::StatusCode::UNAVAILABLE,
+                              "the trainer worker is shutting down");
       }
       if ((*subscription)->done()) return ::grpc::Status::OK;
     }
@@ -112,54 +113,6 @@ absl::Status TrainerGrpcService::Allow(const ::grpc::ServerContext& context,
   } catch (...) {
     return Internal("TrainerService.StreamProgress");
   }
-}
-
-// --- WhoAmIAuthenticator ---------------------------------------------------------------------
-
-WhoAmIAuthenticator::WhoAmIAuthenticator(std::shared_ptr<::grpc::Channel> feedback,
-                                         std::chrono::seconds ttl)
-    : stub_(v1::FeedbackService::NewStub(std::move(feedback))),
-      ttl_(std::min(ttl, std::chrono::seconds(60))) {}
-
-absl::StatusOr<rpc::Principal> WhoAmIAuthenticator::Authenticate(
-    std::string_view bearer_token) const {
-  const std::string token(bearer_token);
-  const auto now = std::chrono::steady_clock::now();
-  {
-    std::lock_guard lock(mu_);
-    auto it = cache_.find(token);
-    if (it != cache_.end() && it->second.expires > now) return it->second.principal;
-    if (cache_.size() > 10000) cache_.clear();
-  }
-  auto ctx = rpc::NewClientContext(std::chrono::seconds(3), token);
-  v1::WhoAmIResponse response;
-  const ::grpc::Status status = stub_->WhoAmI(ctx.get(), v1::WhoAmIRequest(), &response);
-  absl::StatusOr<rpc::Principal> principal;
-  if (status.error_code() == ::grpc::StatusCode::UNAUTHENTICATED) {
-    principal = absl::UnauthenticatedError("unknown, revoked or expired token");
-  } else if (!status.ok()) {
-    return absl::UnavailableError(
-        fmt::format("cannot verify the token with the feedback service: {}",
-                    status.error_message()));
-  } else {
-    rpc::Principal p;
-    p.id = response.info().token_id();
-    p.name = response.info().name();
-    switch (response.info().role()) {
-      case v1::ROLE_ADMIN:
-        p.role = Role::kAdmin;
-        break;
-      case v1::ROLE_WORKER:
-        p.role = Role::kWorker;
-        break;
-      default:
-        p.role = Role::kRater;
-    }
-    principal = p;
-  }
-  std::lock_guard lock(mu_);
-  cache_[token] = {principal, now + ttl_};
-  return principal;
 }
 
 }  // namespace greenloop::trainer

@@ -34,9 +34,9 @@ class TrainerGrpcService final : public v1::TrainerService::Service {
                         v1::GetRunResponse* response) override;
   ::grpc::Status ListRuns(::grpc::ServerContext* context, const v1::ListRunsRequest* request,
                           v1::ListRunsResponse* response) override;
-  ::grpc::Status StreamProgress(
-      ::grpc::ServerContext* context, const v1::StreamProgressRequest* request,
-      ::grpc::ServerWriter<v1::StreamProgressResponse>* writer) override;
+  ::grpc::Status StreamProgress(::grpc::ServerContext* context,
+                                const v1::StreamProgressRequest* request,
+                                ::grpc::ServerWriter<v1::StreamProgressResponse>* writer) override;
 
  private:
   absl::Status Allow(const ::grpc::ServerContext& context,
@@ -44,26 +44,6 @@ class TrainerGrpcService final : public v1::TrainerService::Service {
 
   RunManager* const runs_;
   const rpc::Authenticator* const authenticator_;
-};
-
-// Verifies tokens with the feedback service (FeedbackService.WhoAmI), which owns them, caching
-// each answer for `ttl` (at most 60 s, as common.proto allows). UNAVAILABLE when the feedback
-// service cannot be reached and the token is not cached.
-class WhoAmIAuthenticator final : public rpc::Authenticator {
- public:
-  WhoAmIAuthenticator(std::shared_ptr<::grpc::Channel> feedback,
-                      std::chrono::seconds ttl = std::chrono::seconds(60));
-  absl::StatusOr<rpc::Principal> Authenticate(std::string_view bearer_token) const override;
-
- private:
-  struct Entry {
-    absl::StatusOr<rpc::Principal> principal;
-    std::chrono::steady_clock::time_point expires;
-  };
-  std::unique_ptr<v1::FeedbackService::Stub> stub_;
-  const std::chrono::seconds ttl_;
-  mutable std::mutex mu_;
-  mutable std::unordered_map<std::string, Entry> cache_;
 };
 
 }  // namespace greenloop::trainer
