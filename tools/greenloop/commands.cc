@@ -13,6 +13,7 @@
 #include "common/status/status.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "tools/greenloop/experiment_commands.h"
 
 #ifndef GREENLOOP_VERSION
 #define GREENLOOP_VERSION "dev"
@@ -28,6 +29,9 @@ constexpr std::string_view kUsage =
     "  rpc health --target HOST:PORT [--service NAME]  gRPC health of a service\n"
     "  rpc list --target HOST:PORT                     services it serves (reflection)\n"
     "  db status [--pg.url URL]                        migrations applied per component\n"
+    "  experiment run SPEC.yaml                        compare modes, write the report\n"
+    "  report EXPERIMENT|latest                        rebuild an experiment's report\n"
+    "  predict --spec SPEC [--calibrate]               estimate a run's energy before it runs\n"
     "  version                                         print the version\n"
     "\n"
     "`greenloop <command> --help` lists a command's keys; each can also come from a YAML file\n"
@@ -211,7 +215,12 @@ int Main(const std::vector<std::string_view>& args, const config::Environment& e
   using Command = std::function<int(const std::vector<std::string_view>&,
                                     const config::Environment&, std::ostream&, std::ostream&)>;
   const std::map<std::string, Command, std::less<>> commands = {
-      {"rpc health", RpcHealth}, {"rpc list", RpcList}, {"db status", DbStatus}};
+      {"rpc health", RpcHealth},          {"rpc list", RpcList},
+      {"db status", DbStatus},            {"experiment run", ExperimentRun},
+      {"experiment report", ExperimentReport}};
+  // One-word commands.
+  const std::map<std::string, Command, std::less<>> single = {{"report", ExperimentReport},
+                                                              {"predict", Predict}};
 
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     (args.empty() ? err : out) << kUsage;
@@ -220,6 +229,9 @@ int Main(const std::vector<std::string_view>& args, const config::Environment& e
   if (args[0] == "version" || args[0] == "--version") {
     out << "greenloop " << GREENLOOP_VERSION << "\n";
     return kExitOk;
+  }
+  if (auto it = single.find(args[0]); it != single.end()) {
+    return it->second({args.begin() + 1, args.end()}, env, out, err);
   }
   if (args.size() >= 2) {
     const std::string name = fmt::format("{} {}", args[0], args[1]);

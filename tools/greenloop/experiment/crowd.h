@@ -1,0 +1,116 @@
+// A simulated crowd: N raters that judge items through the real rater API (FeedbackService Lease,
+// Submit, Skip over gRPC, each with its own bearer token, exactly as the web client does).
+//
+// Each rater has an accuracy drawn from Normal(accuracy_mean, accuracy_sd) clamped to
+// [accuracy_min, 1]; a share of raters are spammers who answer uniformly at random. An honest
+// rater recognises the item (Oracle), skips a share of items as unsure, answers right with its
+// accuracy and otherwise picks another label uniformly. Seconds per item are log-normal (median
+// seconds_median, sigma seconds_sigma); the rater waits seconds / time_compression of wall time
+// and reports the modelled seconds in SubmitRequest.seconds_spent, so the report can give both
+// the modelled human time and the wall time.
+//
+//   SimulatedCrowd crowd(spec.crowd, channel, "exp-1-hitl", &oracle, tokens);
+//   crowd.Start();
+//   ... the run ...
+//   crowd.Stop();
+//   CrowdStats s = crowd.Stats();
+//
+// Deterministic for a seed except for the interleaving of raters (threads) and the server.
+// Thread-safety: Start/Stop from one thread; Stats() from any.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/channel.h>
+
+#include "absl/status/statusor.h"
+#include "tools/greenloop/experiment/oracle.h"
+#include "tools/greenloop/experiment/spec.h"
+
+namespace greenloop::experiment {
+
+// One simulated rater's traits.
+struct RaterProfile {
+  std::string name;
+  double accuracy = 1.0;
+  bool spammer = false;
+};
+
+// Draws `spec.raters` profiles from the crowd spec; the first round(spammer_share × raters) are
+// spammers. Deterministic for spec.seed.
+std::vector<RaterProfile> DrawProfiles(const CrowdSpec& spec, const std::string& name_prefix);
+
+// What a rater (or the whole crowd) did.
+struct RaterTotals {
+  std::string name;
+  double accuracy = 0;
+  bool spammer = false;
+  std::uint64_t leased = 0;
+  std::uint64_t submitted = 0;
+  std::uint64_t skipped = 0;
+  std::uint64_t right = 0;       // submitted answers equal to the truth
+  std::uint64_t unknown = 0;     // items the oracle did not recognise (skipped as unreadable)
+  std::uint64_t rpc_errors = 0;  // failed Lease/Submit/Skip calls
+  double modelled_seconds = 0;   // seconds_spent reported (and skipped items' time)
+};
+struct CrowdStats {
+  std::vector<RaterTotals> raters;
+  RaterTotals total;
+  double wall_seconds = 0;
+  std::string last_error;
+};
+
+// Creates one ROLE_RATER token per profile with FeedbackService.CreateToken, authenticated with
+// `admin_token`. Returns the secrets in profile order. The error names the feedback service.
+absl::StatusOr<std::vector<std::string>> CreateRaterTokens(
+    const std::shared_ptr<::grpc::Channel>& channel, const std::string& address,
+    const std::string& admin_token, const std::vector<RaterProfile>& profiles);
+
+class SimulatedCrowd final {
+ public:
+  // `oracle` is not owned and must outlive the crowd; tokens[i] is profiles[i]'s bearer token
+  // (empty: calls without one, for a service with authentication disabled).
+  SimulatedCrowd(const CrowdSpec& spec, std::shared_ptr<::grpc::Channel> channel,
+                 std::string campaign_id, const Oracle* oracle, std::vector<RaterProfile> profiles,
+                 std::vector<std::string> tokens);
+  ~SimulatedCrowd();
+  SimulatedCrowd(const SimulatedCrowd&) = delete;
+  SimulatedCrowd& operator=(const SimulatedCrowd&) = delete;
+
+  // Starts one thread per rater. Raters retry while the campaign does not exist yet and stop on
+  // their own once it is closed.
+  void Start();
+  // Stops every rater (in-flight waits are cut short; a held lease is released) and joins them.
+  // Idempotent.
+  void Stop();
+  CrowdStats Stats() const;
+
+ private:
+  struct Rater;
+  void Loop(Rater& rater);
+  // Waits up to `seconds` of wall time; false when stopped meanwhile.
+  bool Wait(double seconds);
+
+  CrowdSpec spec_;
+  std::shared_ptr<::grpc::Channel> channel_;
+  std::string campaign_id_;
+  const Oracle* oracle_;
+  std::vector<std::unique_ptr<Rater>> raters_;
+  std::vector<std::thread> threads_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point end_;
+  std::string last_error_;
+};
+
+}  // namespace greenloop::experiment

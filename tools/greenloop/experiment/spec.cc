@@ -1,0 +1,298 @@
+#include "tools/greenloop/experiment/spec.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "common/config/config.h"
+
+namespace greenloop::experiment {
+namespace {
+
+// The string-valued enums of a spec, with their proto values.
+const std::map<std::string, v1::Dataset>& Datasets() {
+  static const auto* m = new std::map<std::string, v1::Dataset>{
+      {"fashion_mnist", v1::DATASET_FASHION_MNIST}, {"spam_assassin", v1::DATASET_SPAM_ASSASSIN}};
+  return *m;
+}
+const std::map<std::string, v1::ModelKind>& Models() {
+  static const auto* m = new std::map<std::string, v1::ModelKind>{
+      {"default", v1::MODEL_KIND_UNSPECIFIED},
+      {"cnn", v1::MODEL_KIND_CNN},
+      {"bag_of_words", v1::MODEL_KIND_BAG_OF_WORDS}};
+  return *m;
+}
+const std::map<std::string, v1::Mode>& Modes() {
+  static const auto* m = new std::map<std::string, v1::Mode>{{"baseline", v1::MODE_BASELINE},
+                                                             {"hitl", v1::MODE_HITL},
+                                                             {"auto", v1::MODE_AUTO},
+                                                             {"hybrid", v1::MODE_HYBRID}};
+  return *m;
+}
+
+template <typename E>
+std::vector<std::string> Names(const std::map<std::string, E>& m) {
+  std::vector<std::string> names;
+  for (const auto& [name, value] : m) names.push_back(name);
+  return names;
+}
+
+bool ValidId(std::string_view id) {
+  if (id.empty() || id.size() > 40) return false;
+  for (char c : id) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return id.front() != '-';
+}
+
+// Raw values of the keys whose spec type differs from their YAML form.
+struct Raw {
+  std::string dataset;
+  std::string model = "default";
+  std::string noise_kind = "symmetric";
+  std::string target = "baseline_best";
+  std::vector<std::string> modes = {"baseline", "hitl", "auto", "hybrid"};
+  std::string score = "loss";
+  std::string on_wrong_label = "relabel";
+};
+
+void Bind(config::Schema& s, Spec& spec, Raw& raw) {
+  CrowdSpec& c = spec.crowd;
+  ServicesSpec& sv = spec.services;
+  s.Add("name", &spec.name, "experiment name, [a-z0-9-], at most 40 characters; required")
+      .Add("description", &spec.description, "free text shown in the report")
+      .Add("dataset", &raw.dataset, "dataset; required", {.one_of = Names(Datasets())})
+      .Add("model", &raw.model, "model; default picks the dataset's", {.one_of = Names(Models())})
+      .Add("max_train_samples", &spec.max_train_samples, "training samples used; 0 = all",
+           {.min = 0})
+      .Add("noise.rate", &spec.noise_rate, "share of training labels corrupted, [0, 1)",
+           {.min = 0.0, .max = 0.95})
+      .Add("noise.kind", &raw.noise_kind, "how a corrupted label is chosen",
+           {.one_of = {"symmetric", "class_dependent"}})
+      .Add("noise.seed", &spec.noise_seed, "seed of the corruption", {.min = 0})
+      .Add("seed", &spec.seed, "seed of every run (the same in every mode)", {.min = 0})
+      .Add("batch_size", &spec.batch_size, "samples per step and rank", {.min = 1, .max = 65536})
+      .Add("learning_rate", &spec.learning_rate, "Adam learning rate", {.min = 1e-7, .max = 1.0})
+      .Add("eval_every_steps", &spec.eval_every_steps, "evaluate every N steps; 0 = each epoch",
+           {.min = 0})
+      .Add("budget.max_epochs", &spec.max_epochs, "most epochs per run; 0 = no limit", {.min = 0})
+      .Add("budget.max_steps", &spec.max_steps, "most steps per run; 0 = no limit", {.min = 0})
+      .Add("budget.max_energy_joules", &spec.max_energy_joules,
+           "most active joules per run; 0 = no limit", {.min = 0.0})
+      .Add("target_accuracy", &raw.target,
+           "test accuracy to reach: a number in (0, 1], or baseline_best")
+      .Add("stop_at_target", &spec.stop_at_target,
+           "non-baseline modes stop when they reach the target")
+      .Add("modes", &raw.modes, "modes to compare, run one after another")
+      .Add("ranks", &spec.ranks, "ranks per run (one trainer address each)", {.min = 1, .max = 64})
+      .Add("selection.every_steps", &spec.select_every_steps, "select candidates every N steps",
+           {.min = 1})
+      .Add("selection.candidates", &spec.candidates_per_selection, "candidates per selection",
+           {.min = 1, .max = 500})
+      .Add("selection.score", &raw.score, "how candidates are ranked",
+           {.one_of = {"loss", "margin", "entropy"}})
+      .Add("verdicts.min_confidence", &spec.min_confidence, "verdicts below are not applied",
+           {.min = 0.0, .max = 1.0})
+      .Add("verdicts.on_wrong_label", &raw.on_wrong_label, "what a rejected label does",
+           {.one_of = {"relabel", "drop", "reweight"}})
+      .Add("auto_review.flag_threshold", &spec.flag_threshold,
+           "auto flags a label when another class has this probability", {.min = 0.5, .max = 0.999})
+      .Add("auto_review.human_band", &spec.human_band, "hybrid: band around the threshold for humans",
+           {.min = 0.0, .max = 0.5})
+      .Add("projection.warmup_steps", &spec.projection_warmup_steps,
+           "steps before the first energy projection; 0 = trainer default (50)", {.min = 0})
+      .Add("crowd.raters", &c.raters, "simulated raters", {.min = 0, .max = 200})
+      .Add("crowd.ratings_per_item", &c.ratings_per_item, "ratings per item (k)",
+           {.min = 1, .max = 15})
+      .Add("crowd.accuracy_mean", &c.accuracy_mean, "mean rater accuracy", {.min = 0.0, .max = 1.0})
+      .Add("crowd.accuracy_sd", &c.accuracy_sd, "spread of rater accuracy", {.min = 0.0, .max = 0.5})
+      .Add("crowd.accuracy_min", &c.accuracy_min, "lowest drawn accuracy", {.min = 0.0, .max = 1.0})
+      .Add("crowd.spammer_share", &c.spammer_share, "share of raters answering at random",
+           {.min = 0.0, .max = 1.0})
+      .Add("crowd.skip_share", &c.skip_share, "share of items an honest rater skips",
+           {.min = 0.0, .max = 0.9})
+      .Add("crowd.seconds_median", &c.seconds_median, "median seconds per item (log-normal)",
+           {.min = 0.01, .max = 3600.0})
+      .Add("crowd.seconds_sigma", &c.seconds_sigma, "sigma of ln(seconds per item)",
+           {.min = 0.0, .max = 3.0})
+      .Add("crowd.time_compression", &c.time_compression,
+           "modelled seconds per wall-clock second", {.min = 1.0, .max = 1e6})
+      .Add("crowd.seed", &c.seed, "seed of the crowd", {.min = 0})
+      .Add("crowd.gold_share", &c.gold_share, "share of gold items served", {.min = 0.0, .max = 0.5})
+      .Add("crowd.show_model_prediction", &c.show_model_prediction,
+           "raters see the model's prediction")
+      .Add("services.trainers", &sv.trainers, "trainer gRPC addresses, one per rank")
+      .Add("services.energy", &sv.energy, "energy collector gRPC address")
+      .Add("services.feedback", &sv.feedback, "feedback service gRPC address")
+      .Add("services.rendezvous_host", &sv.rendezvous_host, "rank 0's rendezvous host")
+      .Add("services.rendezvous_port", &sv.rendezvous_port, "rank 0's rendezvous port",
+           {.min = 1, .max = 65535})
+      .Add("output_dir", &spec.output_dir, "where reports are written");
+}
+
+absl::Status Invalid(const std::string& path, std::string message) {
+  return absl::InvalidArgumentError(fmt::format("{}: {}", path, message));
+}
+
+absl::Status Finish(Spec& spec, const Raw& raw) {
+  const std::string& p = spec.path;
+  if (spec.name.empty()) return Invalid(p, "name is required (e.g. name: fmnist-noise30)");
+  if (!ValidId(spec.name)) {
+    return Invalid(p, fmt::format("name '{}' must be 1 to 40 characters of [a-z0-9-]", spec.name));
+  }
+  if (raw.dataset.empty()) return Invalid(p, "dataset is required (fashion_mnist, spam_assassin)");
+  spec.dataset = Datasets().at(raw.dataset);
+  spec.model = Models().at(raw.model);
+  if ((spec.dataset == v1::DATASET_FASHION_MNIST && spec.model == v1::MODEL_KIND_BAG_OF_WORDS) ||
+      (spec.dataset == v1::DATASET_SPAM_ASSASSIN && spec.model == v1::MODEL_KIND_CNN)) {
+    return Invalid(p, fmt::format("model {} does not fit dataset {}", raw.model, raw.dataset));
+  }
+  spec.noise_kind = raw.noise_kind == "symmetric" ? v1::LABEL_NOISE_KIND_SYMMETRIC
+                                                   : v1::LABEL_NOISE_KIND_CLASS_DEPENDENT;
+  if (spec.max_epochs == 0 && spec.max_steps == 0 && spec.max_energy_joules == 0.0) {
+    return Invalid(p, "budget: set at least one of max_epochs, max_steps, max_energy_joules");
+  }
+  if (raw.target == "baseline_best") {
+    spec.target_is_baseline_best = true;
+  } else {
+    double t = 0;
+    const char* end = raw.target.data() + raw.target.size();
+    auto [ptr, ec] = std::from_chars(raw.target.data(), end, t);
+    if (ec != std::errc() || ptr != end || !(t > 0.0 && t <= 1.0)) {
+      return Invalid(p, fmt::format("target_accuracy '{}' must be a number in (0, 1] or "
+                                    "baseline_best",
+                                    raw.target));
+    }
+    spec.target_accuracy = t;
+  }
+  if (raw.modes.empty()) return Invalid(p, "modes: name at least one of baseline, hitl, auto, hybrid");
+  std::set<v1::Mode> seen;
+  for (const std::string& m : raw.modes) {
+    auto it = Modes().find(m);
+    if (it == Modes().end()) {
+      return Invalid(p, fmt::format("modes: unknown mode '{}' (baseline, hitl, auto, hybrid)", m));
+    }
+    if (!seen.insert(it->second).second) return Invalid(p, fmt::format("modes: '{}' twice", m));
+    spec.modes.push_back(it->second);
+  }
+  if (spec.target_is_baseline_best) {
+    if (!seen.contains(v1::MODE_BASELINE)) {
+      return Invalid(p, "target_accuracy: baseline_best needs the baseline in modes");
+    }
+    // The baseline sets the target, so it runs first.
+    std::stable_partition(spec.modes.begin(), spec.modes.end(),
+                          [](v1::Mode m) { return m == v1::MODE_BASELINE; });
+  }
+  const bool humans = std::any_of(spec.modes.begin(), spec.modes.end(), UsesHumans);
+  if (humans && spec.crowd.raters == 0) {
+    return Invalid(p, "crowd.raters is 0 but hitl/hybrid need raters (simulated or people on the "
+                      "web page: set crowd.raters >= 1)");
+  }
+  if (humans && spec.crowd.raters < spec.crowd.ratings_per_item) {
+    return Invalid(p, fmt::format("crowd.raters ({}) is below crowd.ratings_per_item ({}): no item "
+                                  "could get its k ratings",
+                                  spec.crowd.raters, spec.crowd.ratings_per_item));
+  }
+  if (spec.crowd.accuracy_min > spec.crowd.accuracy_mean) {
+    return Invalid(p, "crowd.accuracy_min is above crowd.accuracy_mean");
+  }
+  if (static_cast<std::int64_t>(spec.services.trainers.size()) != spec.ranks) {
+    return Invalid(p, fmt::format("services.trainers has {} addresses but ranks is {}",
+                                  spec.services.trainers.size(), spec.ranks));
+  }
+  if (spec.services.energy.empty()) return Invalid(p, "services.energy is empty");
+  if (humans && spec.services.feedback.empty()) return Invalid(p, "services.feedback is empty");
+  spec.selection_score = raw.score == "loss"     ? v1::SELECTION_SCORE_LOSS
+                         : raw.score == "margin" ? v1::SELECTION_SCORE_MARGIN
+                                                 : v1::SELECTION_SCORE_ENTROPY;
+  spec.on_wrong_label = raw.on_wrong_label == "relabel" ? v1::WRONG_LABEL_ACTION_RELABEL
+                        : raw.on_wrong_label == "drop"  ? v1::WRONG_LABEL_ACTION_DROP
+                                                        : v1::WRONG_LABEL_ACTION_REWEIGHT;
+  if (spec.output_dir.empty()) return Invalid(p, "output_dir is empty");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Spec> LoadSpec(const std::string& path) {
+  Spec spec;
+  spec.path = path;
+  Raw raw;
+  config::Schema schema("experiment spec");
+  Bind(schema, spec, raw);
+  if (absl::Status s = schema.LoadFile(path, {}); !s.ok()) {
+    if (absl::IsNotFound(s)) return absl::NotFoundError(fmt::format("spec '{}' does not exist", path));
+    return s;
+  }
+  if (absl::Status s = Finish(spec, raw); !s.ok()) return s;
+  return spec;
+}
+
+std::string SpecUsage() {
+  Spec spec;
+  Raw raw;
+  config::Schema schema("experiment spec");
+  Bind(schema, spec, raw);
+  return schema.Usage();
+}
+
+v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& experiment_id,
+                           const std::string& campaign_id, double target_accuracy) {
+  v1::RunConfig c;
+  c.set_dataset(spec.dataset);
+  c.set_max_train_samples(static_cast<std::uint64_t>(spec.max_train_samples));
+  if (spec.noise_rate > 0) {
+    c.mutable_label_noise()->set_rate(spec.noise_rate);
+    c.mutable_label_noise()->set_kind(spec.noise_kind);
+    c.mutable_label_noise()->set_seed(static_cast<std::uint64_t>(spec.noise_seed));
+  }
+  c.set_model_kind(spec.model);
+  c.set_batch_size(static_cast<std::uint32_t>(spec.batch_size));
+  c.set_learning_rate(spec.learning_rate);
+  c.set_seed(static_cast<std::uint64_t>(spec.seed));
+  c.set_eval_every_steps(static_cast<std::uint32_t>(spec.eval_every_steps));
+  c.mutable_budget()->set_max_epochs(static_cast<std::uint32_t>(spec.max_epochs));
+  c.mutable_budget()->set_max_steps(static_cast<std::uint64_t>(spec.max_steps));
+  c.mutable_budget()->set_max_energy_joules(spec.max_energy_joules);
+  c.set_target_accuracy(target_accuracy);
+  c.set_mode(mode);
+  if (mode != v1::MODE_BASELINE) {
+    c.set_select_every_steps(static_cast<std::uint32_t>(spec.select_every_steps));
+    c.set_candidates_per_selection(static_cast<std::uint32_t>(spec.candidates_per_selection));
+    c.set_selection_score(spec.selection_score);
+    c.mutable_verdict_policy()->set_min_confidence(spec.min_confidence);
+    c.mutable_verdict_policy()->set_on_wrong_label(spec.on_wrong_label);
+    c.mutable_auto_review()->set_flag_threshold(spec.flag_threshold);
+    c.mutable_auto_review()->set_human_band(spec.human_band);
+  }
+  if (UsesHumans(mode)) {
+    c.mutable_feedback()->set_endpoint(spec.services.feedback);
+    c.mutable_feedback()->set_campaign_id(campaign_id);
+  }
+  c.set_energy_endpoint(spec.services.energy);
+  c.set_experiment_id(experiment_id);
+  c.set_projection_warmup_steps(static_cast<std::uint32_t>(spec.projection_warmup_steps));
+  return c;
+}
+
+std::string ModeName(v1::Mode mode) {
+  for (const auto& [name, m] : Modes()) {
+    if (m == mode) return name;
+  }
+  return "unspecified";
+}
+
+std::string DatasetName(v1::Dataset dataset) {
+  for (const auto& [name, d] : Datasets()) {
+    if (d == dataset) return name;
+  }
+  return "unspecified";
+}
+
+bool UsesHumans(v1::Mode mode) { return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID; }
+
+}  // namespace greenloop::experiment

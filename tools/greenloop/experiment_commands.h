@@ -1,0 +1,27 @@
+// The experiment commands of the `greenloop` command line (dispatched from commands.cc):
+//
+//   greenloop experiment run SPEC [--pg.url URL] [--auth.token T] [--auth.admin_token T]
+//   greenloop experiment report|greenloop report EXPERIMENT|latest --pg.url URL
+//   greenloop predict --spec SPEC --pg.url URL [--node NAME] | --calibrate [--spec SPEC]
+//
+// Same conventions as commands.h: results on `out`, one line per problem on `err`, exit codes
+// kExitOk, kExitFailed (a run failed / the experiment was interrupted), kExitUsage (bad spec or
+// flags: nothing was started), kExitUnavailable (a service or PostgreSQL is down).
+#pragma once
+
+#include <ostream>
+#include <string_view>
+#include <vector>
+
+#include "common/config/config.h"
+
+namespace greenloop::cli {
+
+int ExperimentRun(const std::vector<std::string_view>& args, const config::Environment& env,
+                  std::ostream& out, std::ostream& err);
+int ExperimentReport(const std::vector<std::string_view>& args, const config::Environment& env,
+                     std::ostream& out, std::ostream& err);
+int Predict(const std::vector<std::string_view>& args, const config::Environment& env,
+            std::ostream& out, std::ostream& err);
+
+}  // namespace greenloop::cli
