@@ -6,6 +6,7 @@
 #   static_checks.sh promtool_test_rules     alert unit tests (deploy/prometheus/tests)
 #   static_checks.sh grafana_dashboards      dashboards parse, unique uids, datasources provisioned,
 #                                            every PromQL expression parses (promtool)
+#   static_checks.sh grafana_sql             every SQL panel query runs on the real schema (pg fixture)
 #   static_checks.sh docker_compose_config   docker-compose.yml (Debian's docker-compose; no engine),
 #                                            the Dockerfile stages it builds, GREENLOOP_* variables
 #
@@ -98,5 +99,29 @@ case "${1:-}" in
     done
     echo "docker-compose.yml is valid ($(docker-compose -f docker-compose.yml config --services | tr '\n' ' '))"
     ;;
-  *) fail "usage: static_checks.sh promtool_check_config|promtool_check_rules|promtool_test_rules|grafana_dashboards|docker_compose_config" ;;
+  grafana_sql)
+    # Every SQL query of the PostgreSQL panels runs against the real schema: a scratch database on
+    # the pg fixture's server gets every migration under deploy/db/ (each service's, in order),
+    # then each query runs (empty tables: this checks tables, columns and syntax; deploy.e2e
+    # checks that they return rows).
+    need psql
+    url="${GREENLOOP_TEST_PG_URL:-$(cat "${GREENLOOP_TEST_PG_URL_FILE:-/nonexistent}" 2>/dev/null || true)}"
+    [[ -n "$url" ]] || fail "no PostgreSQL: run under ctest (fixture pg) or set GREENLOOP_TEST_PG_URL"
+    db="deploy_sql_$$"
+    psql "$url" -XqAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db" >/dev/null
+    trap 'psql "$url" -XqAt -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1; rm -rf "$tmp"' EXIT
+    scratch="${url%/*}/$db"
+    for m in deploy/db/*/[0-9]*.sql; do
+      psql "$scratch" -XqAt -v ON_ERROR_STOP=1 -f "$m" >/dev/null || fail "migration $m does not apply"
+    done
+    n=0
+    while IFS= read -r q; do
+      sql="$(jq -r .expr <<<"$q")"
+      out="$(psql "$scratch" -XqAt -v ON_ERROR_STOP=1 -c "$sql" 2>&1)" ||
+        fail "$(jq -r '"\(.file) / \(.panel) / \(.ref)"' <<<"$q"): $out"
+      n=$((n + 1))
+    done < <(dashboard_queries | jq -c 'select(.kind == "postgres")')
+    echo "$n SQL queries run against the schema of $(ls deploy/db/*/[0-9]*.sql | wc -l) migrations"
+    ;;
+  *) fail "usage: static_checks.sh promtool_check_config|promtool_check_rules|promtool_test_rules|grafana_dashboards|grafana_sql|docker_compose_config" ;;
 esac
