@@ -1,5 +1,7 @@
 #include "services/feedback/adapters/metrics.h"
 
+#include "common/logging/logging.h"
+
 namespace greenloop::feedback {
 namespace {
 
@@ -130,6 +132,34 @@ void FeedbackMetrics::SetGauges(const std::map<std::string, std::int64_t>& depth
   Sync(depth_, depth_gauges_, ToDouble(depth));
   Sync(active_, active_gauges_, ToDouble(live_leases));
   Sync(agreement_, agreement_gauges_, agreement);
+}
+
+}  // namespace greenloop::feedback
+
+namespace greenloop::feedback {
+
+GaugeRefresher::GaugeRefresher(FeedbackMetrics* metrics, absl::Duration interval,
+                               std::function<absl::StatusOr<Snapshot>()> read)
+    : metrics_(metrics), interval_(interval), read_(std::move(read)) {}
+
+GaugeRefresher::~GaugeRefresher() { Stop(); }
+
+void GaugeRefresher::Start() {
+  thread_ = std::thread([this] {
+    do {
+      absl::StatusOr<Snapshot> s = read_();
+      if (s.ok()) {
+        metrics_->SetGauges(s->depth, s->live_leases, s->agreement);
+      } else {
+        logging::Warn("cannot refresh queue gauges", {{"error", s.status().ToString()}});
+      }
+    } while (!stop_.WaitForNotificationWithTimeout(interval_));
+  });
+}
+
+void GaugeRefresher::Stop() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace greenloop::feedback

@@ -8,11 +8,14 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "services/feedback/core/queue.h"
 
 namespace greenloop::feedback {
@@ -81,6 +84,34 @@ class FeedbackMetrics final : public QueueObserver {
   std::map<std::string, prometheus::Gauge*> depth_gauges_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, prometheus::Gauge*> active_gauges_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, prometheus::Gauge*> agreement_gauges_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace greenloop::feedback
+
+namespace greenloop::feedback {
+
+/// \brief Refreshes the per-campaign gauges every `interval` from `read` (queue depth, live leases,
+/// agreement). A failing read is logged and retried at the next tick; the gauges keep their last
+/// values. Start() once; Stop() joins (idempotent; the destructor stops).
+class GaugeRefresher final {
+ public:
+  struct Snapshot {
+    std::map<std::string, std::int64_t> depth;
+    std::map<std::string, std::int64_t> live_leases;
+    std::map<std::string, double> agreement;
+  };
+  GaugeRefresher(FeedbackMetrics* metrics, absl::Duration interval,
+                 std::function<absl::StatusOr<Snapshot>()> read);
+  ~GaugeRefresher();
+  void Start();
+  void Stop();
+
+ private:
+  FeedbackMetrics* const metrics_;
+  const absl::Duration interval_;
+  std::function<absl::StatusOr<Snapshot>()> read_;
+  absl::Notification stop_;
+  std::thread thread_;
 };
 
 }  // namespace greenloop::feedback

@@ -1,0 +1,224 @@
+// The rater page: a token login, then lease → show → answer with one key → submit, over the
+// feedback service's JSON API (/api/v1/<Rpc>, the same messages as gRPC). No framework.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: "", lease: null, shownAt: 0, busy: false, retryTimer: 0 };
+
+async function call(rpc, body) {
+  const res = await fetch("/api/v1/" + rpc, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Authorization": "Bearer " + state.token },
+    body: JSON.stringify(body || {}),
+  });
+  const json = await res.json().catch(() => ({ code: "UNKNOWN", message: res.statusText }));
+  if (!res.ok) {
+    const err = new Error(json.message || res.statusText);
+    err.code = json.code;
+    err.status = res.status;
+    throw err;
+  }
+  return json;
+}
+
+function say(text, ok) {
+  $("status").textContent = text || "";
+  $("status").className = ok ? "ok" : "";
+}
+
+async function signIn(token) {
+  state.token = token.trim();
+  try {
+    const me = await call("WhoAmI");
+    if (me.info.role !== "ROLE_RATER") {
+      throw new Error("this token has role " + me.info.role + "; rating needs a rater token");
+    }
+    localStorage.setItem("greenloop.token", state.token);
+    $("who").textContent = me.info.name;
+    $("login").hidden = true;
+    $("me").hidden = false;
+    $("rate").hidden = false;
+    say("");
+    await loadCampaigns();
+    await refreshStats();
+    await next();
+  } catch (e) {
+    localStorage.removeItem("greenloop.token");
+    say("Sign-in failed: " + e.message);
+  }
+}
+
+async function loadCampaigns() {
+  const list = await call("ListCampaigns", { page: { pageSize: 100 } });
+  const select = $("campaign");
+  select.innerHTML = "";
+  const any = document.createElement("option");
+  any.value = "";
+  any.textContent = "Any open campaign";
+  select.appendChild(any);
+  for (const c of list.campaigns || []) {
+    const o = document.createElement("option");
+    o.value = c.campaignId;
+    o.textContent = (c.spec && c.spec.displayName) || c.campaignId;
+    select.appendChild(o);
+  }
+}
+
+async function refreshStats() {
+  const mine = await call("ListMyRatings", { page: { pageSize: 500 } });
+  const ratings = mine.ratings || [];
+  $("count").textContent = ratings.length + (mine.nextPageToken ? "+" : "");
+  const judged = ratings.filter((r) => r.agreesWithVerdict !== undefined);
+  const agree = judged.filter((r) => r.agreesWithVerdict).length;
+  $("agreement").textContent = judged.length ? Math.round((100 * agree) / judged.length) + "%" : "–";
+}
+
+function answerChoices(q) {
+  if (q.kind === "QUESTION_KIND_LABEL_CHOICE") {
+    return (q.labels || []).map((l, i) => ({
+      key: l.shortcut || String((i + 1) % 10),
+      text: l.displayName || l.name,
+      answer: { label: i },
+    }));
+  }
+  const field = q.kind === "QUESTION_KIND_RELEVANCE" ? "relevant" : "labelCorrect";
+  return [
+    { key: "y", text: "Yes", answer: { [field]: true } },
+    { key: "n", text: "No", answer: { [field]: false } },
+  ];
+}
+
+function show(item) {
+  state.lease = item;
+  state.shownAt = performance.now();
+  const q = item.question || {};
+  $("instructions").textContent = q.instructions || "";
+  const payload = $("payload");
+  payload.innerHTML = "";
+  if (item.payload && item.payload.png) {
+    const img = document.createElement("img");
+    img.alt = "item to rate";
+    img.src = "data:image/png;base64," + item.payload.png;
+    payload.appendChild(img);
+  } else {
+    const pre = document.createElement("pre");
+    pre.textContent = (item.payload && item.payload.text) || "";
+    payload.appendChild(pre);
+  }
+  const p = q.modelPrediction;
+  $("prediction").textContent =
+    p && q.labels && q.labels[p.label || 0]
+      ? "Model says: " + (q.labels[p.label || 0].displayName || q.labels[p.label || 0].name) +
+        " (" + Math.round(100 * (p.confidence || 0)) + "%)"
+      : "";
+  $("prompt").textContent = q.prompt || "";
+  const answers = $("answers");
+  answers.innerHTML = "";
+  state.choices = answerChoices(q);
+  for (const c of state.choices) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.key = c.key;
+    const k = document.createElement("kbd");
+    k.textContent = c.key;
+    b.appendChild(k);
+    b.appendChild(document.createTextNode(c.text));
+    b.addEventListener("click", () => answer(c));
+    answers.appendChild(b);
+  }
+  $("keys").textContent = state.choices.map((c) => c.key).join(" ");
+  $("item").hidden = false;
+  $("empty").hidden = true;
+}
+
+async function next() {
+  clearTimeout(state.retryTimer);
+  state.lease = null;
+  try {
+    const r = await call("Lease", { campaignId: $("campaign").value, maxItems: 1 });
+    if (r.items && r.items.length) {
+      show(r.items[0]);
+      return;
+    }
+    $("item").hidden = true;
+    $("empty").hidden = false;
+    state.retryTimer = setTimeout(next, r.retryAfterMs || 2000);
+  } catch (e) {
+    say("Could not get an item: " + e.message);
+    state.retryTimer = setTimeout(next, 3000);
+  }
+}
+
+async function answer(choice) {
+  if (!state.lease || state.busy) return;
+  state.busy = true;
+  const lease = state.lease;
+  const seconds = (performance.now() - state.shownAt) / 1000;
+  try {
+    await call("Submit", { leaseId: lease.leaseId, answer: choice.answer, secondsSpent: seconds });
+    say("Saved.", true);
+    await refreshStats();
+  } catch (e) {
+    say(e.code === "FAILED_PRECONDITION" ? "Too late: " + e.message : "Not saved: " + e.message);
+  } finally {
+    state.busy = false;
+  }
+  await next();
+}
+
+async function skip() {
+  if (!state.lease || state.busy) return;
+  state.busy = true;
+  try {
+    await call("Skip", { leaseId: state.lease.leaseId, reason: "SKIP_REASON_UNSURE" });
+    say("Skipped.", true);
+  } catch (e) {
+    say("Skip failed: " + e.message);
+  } finally {
+    state.busy = false;
+  }
+  await next();
+}
+
+document.addEventListener("keydown", (ev) => {
+  if (!state.lease || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (ev.target && ev.target.tagName === "INPUT") return;
+  const key = ev.key.toLowerCase();
+  if (key === "s") {
+    ev.preventDefault();
+    skip();
+    return;
+  }
+  const choice = (state.choices || []).find((c) => c.key.toLowerCase() === key);
+  if (choice) {
+    ev.preventDefault();
+    answer(choice);
+  }
+});
+
+$("login").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  signIn($("token").value);
+});
+$("logout").addEventListener("click", async () => {
+  if (state.lease) await call("Release", { leaseId: state.lease.leaseId }).catch(() => {});
+  localStorage.removeItem("greenloop.token");
+  location.reload();
+});
+$("campaign").addEventListener("change", async () => {
+  if (state.lease) await call("Release", { leaseId: state.lease.leaseId }).catch(() => {});
+  next();
+});
+window.addEventListener("pagehide", () => {
+  if (state.lease) {
+    fetch("/api/v1/Release", {
+      method: "POST",
+      keepalive: true,
+      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + state.token },
+      body: JSON.stringify({ leaseId: state.lease.leaseId }),
+    });
+  }
+});
+
+const saved = localStorage.getItem("greenloop.token");
+if (saved) signIn(saved);
