@@ -382,8 +382,20 @@ absl::StatusOr<std::vector<LeaseGrant>> PgFeedbackStore::Lease(const std::string
         ids.push_back(r[0].as<std::int64_t>());
       }
     }
-    if (ids.empty() && has_gold) ids = take_gold(room);  // nothing else to do: calibrate
+    if (static_cast<int>(ids.size()) < room && has_gold) {
+      // Not enough ordinary items: fill up with gold ones (calibration beats idling).
+      std::set<std::int64_t> chosen(ids.begin(), ids.end());
+      for (std::int64_t id : take_gold(room)) {
+        if (static_cast<int>(ids.size()) < room && chosen.insert(id).second) ids.push_back(id);
+      }
+    }
     if (ids.empty()) return out;
+    // Gold items were not locked above (no k applies to them); count their leases too, so that
+    // every live lease is one `holds` whatever its item.
+    tx.exec_params(
+        "UPDATE feedback_items SET holds = holds + 1 WHERE item_id = ANY($1::bigint[]) "
+        "AND gold_answer IS NOT NULL",
+        IdArray(ids));
 
     std::map<std::int64_t, std::pair<std::int64_t, double>> leases;  // item → (lease, expiry)
     for (const auto& r :

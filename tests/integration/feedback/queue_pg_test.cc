@@ -1,0 +1,498 @@
+// The feedback queue end to end in one process: real PostgreSQL (the `pg` fixture), real gRPC and
+// HTTP over loopback, the real store, queue and adapters.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "tests/integration/feedback/feedback_env.h"
+
+namespace greenloop::feedback::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(FeedbackQueuePg, ConcurrentRatersNeverOverLeaseAnItemBeyondK) {
+  FeedbackEnv env;
+  constexpr int kItems = 40, kRaters = 32, k = 3;
+  env.Campaign("crowd", k);
+  env.Enqueue("crowd", 0, kItems);
+  std::vector<std::string> tokens;
+  for (int r = 0; r < kRaters; ++r)
+    tokens.push_back(env.Token(v1::ROLE_RATER, fmt::format("r{}", r)));
+
+  std::mutex mu;
+  std::map<std::string, int> holding;  // item → raters holding or having rated it
+  int worst = 0;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRaters; ++r) {
+    threads.emplace_back([&, r] {
+      for (;;) {
+        v1::LeaseResponse leased;
+        if (!env.Lease(tokens[r], "crowd", 2, &leased).ok()) {
+          ++errors;
+          return;
+        }
+        if (leased.items_size() == 0) return;
+        {
+          std::lock_guard lock(mu);
+          for (const auto& item : leased.items())
+            worst = std::max(worst, ++holding[item.item_id()]);
+        }
+        for (const auto& item : leased.items()) {
+          if (!env.Submit(tokens[r], item.lease_id(), r % 3).ok()) ++errors;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors, 0);
+  EXPECT_LE(worst, k);
+  EXPECT_EQ(holding.size(), static_cast<std::size_t>(kItems));
+  // Every item got exactly k ratings, from k different raters, and a verdict.
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_ratings"), kItems * k);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM (SELECT item_id FROM feedback_ratings GROUP BY item_id "
+                      "HAVING count(*) <> 3 OR count(DISTINCT rater_id) <> 3) x"),
+            0);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_leases"), kItems * k);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_verdicts"), kItems);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_items WHERE holds <> 0"), 0);
+}
+
+TEST(FeedbackQueuePg, ExpiredLeaseIsRedeliveredAndALateAnswerIsRefused) {
+  FeedbackEnv env;
+  env.Campaign("expiry", 1);
+  env.Enqueue("expiry", 0, 1);
+  const std::string alice = env.Token(v1::ROLE_RATER, "alice");
+  const std::string bob = env.Token(v1::ROLE_RATER, "bob");
+  v1::LeaseResponse first, none, again;
+  ASSERT_TRUE(env.Lease(alice, "expiry", 1, &first).ok());
+  ASSERT_EQ(first.items_size(), 1);
+  ASSERT_TRUE(env.Lease(bob, "expiry", 1, &none).ok());
+  EXPECT_EQ(none.items_size(), 0) << "k = 1 and alice holds it";
+  EXPECT_GT(none.retry_after_ms(), 0u);
+
+  // Time passes beyond the TTL (the database clock decides), then the reaper runs.
+  env.Exec("UPDATE feedback_leases SET expire_time = now() - interval '1 second'");
+  v1::SubmitResponse late;
+  grpc::Status s = env.Submit(alice, first.items(0).lease_id(), 0, &late);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("expired"));
+  ASSERT_EQ(*env.queue().ExpireLeases(), 1);
+
+  ASSERT_TRUE(env.Lease(bob, "expiry", 1, &again).ok());
+  ASSERT_EQ(again.items_size(), 1);
+  EXPECT_EQ(again.items(0).item_id(), first.items(0).item_id());
+  EXPECT_TRUE(env.Submit(bob, again.items(0).lease_id(), 2).ok());
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_ratings"), 1);
+}
+
+TEST(FeedbackQueuePg, SubmitIsIdempotentPerLease) {
+  FeedbackEnv env;
+  env.Campaign("idem", 2);
+  env.Enqueue("idem", 0, 1);
+  const std::string alice = env.Token(v1::ROLE_RATER, "alice");
+  const std::string bob = env.Token(v1::ROLE_RATER, "bob");
+  v1::LeaseResponse leased;
+  ASSERT_TRUE(env.Lease(alice, "idem", 1, &leased).ok());
+  const std::string lease = leased.items(0).lease_id();
+  v1::SubmitResponse a, b;
+  ASSERT_TRUE(env.Submit(alice, lease, 1, &a).ok());
+  EXPECT_FALSE(a.duplicate());
+  ASSERT_TRUE(env.Submit(alice, lease, 1, &b).ok());
+  EXPECT_TRUE(b.duplicate());
+  EXPECT_EQ(a.rating_id(), b.rating_id());
+  EXPECT_EQ(env.Submit(alice, lease, 2).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  // Even after the lease's time ran out, a retry of the same answer is still a duplicate.
+  env.Exec("UPDATE feedback_leases SET expire_time = now() - interval '1 second'");
+  ASSERT_TRUE(env.Submit(alice, lease, 1, &b).ok());
+  EXPECT_TRUE(b.duplicate());
+  // Another rater cannot touch alice's lease.
+  EXPECT_EQ(env.Submit(bob, lease, 1).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(env.Count("SELECT ratings_count FROM feedback_items"), 1);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_ratings"), 1);
+  // An answer outside the label set is refused and nothing changes.
+  v1::LeaseResponse second;
+  ASSERT_TRUE(env.Lease(bob, "idem", 1, &second).ok());
+  ASSERT_EQ(second.items_size(), 1);
+  EXPECT_EQ(env.Submit(bob, second.items(0).lease_id(), 7).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_ratings"), 1);
+}
+
+TEST(FeedbackQueuePg, SkipReleaseGoldAndReEnqueue) {
+  FeedbackEnv env;
+  env.Campaign("misc", 2);
+  env.Enqueue("misc", 0, 2);  // priorities 0 and 1
+  const std::string alice = env.Token(v1::ROLE_RATER, "alice");
+  v1::LeaseResponse l;
+  ASSERT_TRUE(env.Lease(alice, "misc", 1, &l).ok());
+  EXPECT_EQ(l.items(0).payload().text(), "mail 1") << "highest priority first";
+  // Re-enqueueing updates priority, never duplicates.
+  v1::EnqueueItemsRequest req;
+  req.set_campaign_id("misc");
+  v1::ItemInput* item = req.add_items();
+  item->mutable_sample()->set_dataset(v1::DATASET_SPAM_ASSASSIN);
+  item->mutable_sample()->set_index(0);
+  item->mutable_payload()->set_text("mail 0 again");
+  item->set_given_label(0);
+  item->set_priority(100);
+  v1::EnqueueItemsResponse resp;
+  auto ctx = rpc::NewClientContext(5s, env.worker());
+  ASSERT_TRUE(env.stub().EnqueueItems(ctx.get(), req, &resp).ok());
+  EXPECT_EQ(resp.results(0).outcome(), v1::ENQUEUE_OUTCOME_UPDATED);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_items"), 2);
+
+  // Release: the item comes back at once, to the same rater too.
+  v1::ReleaseRequest rel;
+  rel.set_lease_id(l.items(0).lease_id());
+  v1::ReleaseResponse rr;
+  auto c2 = rpc::NewClientContext(5s, alice);
+  ASSERT_TRUE(env.stub().Release(c2.get(), rel, &rr).ok());
+  ASSERT_TRUE(env.Lease(alice, "misc", 2, &l).ok());
+  ASSERT_EQ(l.items_size(), 2);
+  EXPECT_EQ(l.items(0).payload().text(), "mail 0 again") << "priority 100 now comes first";
+  // Skip: never offered to alice again; a submit after a skip is refused.
+  v1::SkipRequest skip;
+  skip.set_lease_id(l.items(0).lease_id());
+  v1::SkipResponse sr;
+  auto c3 = rpc::NewClientContext(5s, alice);
+  ASSERT_TRUE(env.stub().Skip(c3.get(), skip, &sr).ok());
+  EXPECT_EQ(env.Submit(alice, l.items(0).lease_id(), 0).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  auto c4 = rpc::NewClientContext(5s, alice);
+  EXPECT_EQ(env.stub().Release(c4.get(), rel, &rr).error_code(), grpc::StatusCode::OK)
+      << "releasing a released lease is OK";
+  ASSERT_TRUE(env.Submit(alice, l.items(1).lease_id(), 1).ok());
+  v1::LeaseResponse empty;
+  ASSERT_TRUE(env.Lease(alice, "misc", 5, &empty).ok());
+  EXPECT_EQ(empty.items_size(), 0);
+}
+
+TEST(FeedbackQueuePg, GoldItemsWeightRatersAndNeverBecomeVerdicts) {
+  FeedbackEnv env;
+  env.Campaign("gold", 1, v1::QUESTION_KIND_LABEL_CHOICE, 0.5);
+  v1::EnqueueItemsRequest req;
+  req.set_campaign_id("gold");
+  for (int i = 0; i < 4; ++i) {
+    v1::ItemInput* item = req.add_items();
+    item->mutable_sample()->set_dataset(v1::DATASET_FASHION_MNIST);
+    item->mutable_sample()->set_index(static_cast<std::uint64_t>(i));
+    item->mutable_payload()->set_text("g");
+    item->mutable_gold_answer()->set_label(1);
+  }
+  v1::EnqueueItemsResponse resp;
+  auto ctx = rpc::NewClientContext(5s, env.worker());
+  ASSERT_TRUE(env.stub().EnqueueItems(ctx.get(), req, &resp).ok());
+  const std::string alice = env.Token(v1::ROLE_RATER, "alice");
+  v1::LeaseResponse l;
+  ASSERT_TRUE(env.Lease(alice, "gold", 4, &l).ok());
+  ASSERT_EQ(l.items_size(), 4) << "with no ordinary items left, gold fills the lease";
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(env.Submit(alice, l.items(i).lease_id(), i < 3 ? 1 : 0).ok());
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_verdicts"), 0);
+  v1::GetCampaignStatsRequest sreq;
+  sreq.set_campaign_id("gold");
+  v1::GetCampaignStatsResponse stats;
+  auto c2 = rpc::NewClientContext(5s, env.worker());
+  ASSERT_TRUE(env.stub().GetCampaignStats(c2.get(), sreq, &stats).ok());
+  ASSERT_EQ(stats.raters_size(), 1);
+  EXPECT_DOUBLE_EQ(stats.raters(0).gold_accuracy(), 0.75);
+  EXPECT_EQ(stats.gold_items(), 4u);
+}
+
+// Reads verdicts from a WatchVerdicts stream until `n` arrived, then cancels it.
+std::vector<v1::WatchVerdictsResponse> Watch(FeedbackEnv& env, const std::string& campaign,
+                                             const std::string& cursor, int n) {
+  v1::WatchVerdictsRequest req;
+  req.set_campaign_id(campaign);
+  req.set_cursor(cursor);
+  auto ctx = rpc::NewClientContext(20s, env.worker());
+  auto reader = env.stub().WatchVerdicts(ctx.get(), req);
+  std::vector<v1::WatchVerdictsResponse> out;
+  v1::WatchVerdictsResponse r;
+  while (static_cast<int>(out.size()) < n && reader->Read(&r)) out.push_back(r);
+  ctx->TryCancel();  // the connection drops mid-stream
+  reader->Finish();
+  return out;
+}
+
+TEST(FeedbackQueuePg, VerdictStreamResumesFromACursorWithNothingMissedOrRepeated) {
+  FeedbackEnv env;
+  env.Campaign("stream", 1);
+  env.Enqueue("stream", 0, 10);
+  const std::string alice = env.Token(v1::ROLE_RATER, "alice");
+  auto rate = [&](int n) {
+    v1::LeaseResponse l;
+    ASSERT_TRUE(env.Lease(alice, "stream", n, &l).ok());
+    for (const auto& item : l.items()) ASSERT_TRUE(env.Submit(alice, item.lease_id(), 1).ok());
+  };
+  rate(5);
+  std::vector<v1::WatchVerdictsResponse> first = Watch(env, "stream", "", 3);
+  ASSERT_EQ(first.size(), 3u);
+  // The rest arrive while no one watches, and one more while the next stream is open.
+  std::thread later([&] {
+    std::this_thread::sleep_for(300ms);
+    rate(5);
+  });
+  std::vector<v1::WatchVerdictsResponse> rest = Watch(env, "stream", first.back().cursor(), 7);
+  later.join();
+  ASSERT_EQ(rest.size(), 7u);
+  std::set<std::string> items;
+  for (const auto& r : first) items.insert(r.verdict().item_id());
+  for (const auto& r : rest) items.insert(r.verdict().item_id());
+  EXPECT_EQ(items.size(), 10u) << "10 verdicts, none repeated";
+  EXPECT_EQ(rest.front().verdict().revision(), 1u);
+  EXPECT_EQ(rest.front().verdict().consensus_label(), 1u);
+
+  // A closed campaign's stream ends with OK after its last verdict.
+  v1::CloseCampaignRequest close;
+  close.set_campaign_id("stream");
+  v1::CloseCampaignResponse closed;
+  auto cc = rpc::NewClientContext(5s, env.worker());
+  ASSERT_TRUE(env.stub().CloseCampaign(cc.get(), close, &closed).ok());
+  v1::WatchVerdictsRequest req;
+  req.set_campaign_id("stream");
+  req.set_cursor(rest[2].cursor());
+  auto ctx = rpc::NewClientContext(10s, env.worker());
+  auto reader = env.stub().WatchVerdicts(ctx.get(), req);
+  v1::WatchVerdictsResponse r;
+  int n = 0;
+  while (reader->Read(&r)) ++n;
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(n, 4);
+
+  // A cursor of another campaign is refused.
+  env.Campaign("other", 1);
+  req.set_campaign_id("other");
+  auto c2 = rpc::NewClientContext(5s, env.worker());
+  auto bad = env.stub().WatchVerdicts(c2.get(), req);
+  while (bad->Read(&r)) {
+  }
+  EXPECT_EQ(bad->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// Each RPC called with an otherwise empty request: what matters is whether auth lets it through.
+using RpcCall = std::function<grpc::Status(v1::FeedbackService::Stub&, grpc::ClientContext*)>;
+
+std::map<std::string, RpcCall> AllRpcs() {
+  std::map<std::string, RpcCall> rpcs;
+#define GREENLOOP_RPC(Name)                                                \
+  rpcs[#Name] = [](v1::FeedbackService::Stub& s, grpc::ClientContext* c) { \
+    v1::Name##Request req;                                                 \
+    v1::Name##Response resp;                                               \
+    return s.Name(c, req, &resp);                                          \
+  };
+  GREENLOOP_RPC(CreateCampaign)
+  GREENLOOP_RPC(GetCampaign)
+  GREENLOOP_RPC(ListCampaigns)
+  GREENLOOP_RPC(CloseCampaign)
+  GREENLOOP_RPC(EnqueueItems)
+  GREENLOOP_RPC(Lease)
+  GREENLOOP_RPC(Submit)
+  GREENLOOP_RPC(Skip)
+  GREENLOOP_RPC(Release)
+  GREENLOOP_RPC(GetCampaignStats)
+  GREENLOOP_RPC(ListMyRatings)
+  GREENLOOP_RPC(CreateToken)
+  GREENLOOP_RPC(RevokeToken)
+  GREENLOOP_RPC(ListTokens)
+  GREENLOOP_RPC(WhoAmI)
+#undef GREENLOOP_RPC
+  rpcs["WatchVerdicts"] = [](v1::FeedbackService::Stub& s, grpc::ClientContext* c) {
+    v1::WatchVerdictsRequest req;
+    auto reader = s.WatchVerdicts(c, req);
+    v1::WatchVerdictsResponse r;
+    while (reader->Read(&r)) {
+    }
+    return reader->Finish();
+  };
+  return rpcs;
+}
+
+TEST(FeedbackQueuePg, AuthMatrixEveryRoleTimesEveryRpc) {
+  FeedbackEnv env;
+  const std::string rater = env.Token(v1::ROLE_RATER, "alice");
+  const std::string revoked = env.Token(v1::ROLE_RATER, "mallory");
+  v1::ListTokensRequest list;
+  v1::ListTokensResponse tokens;
+  auto lc = rpc::NewClientContext(5s, env.admin());
+  ASSERT_TRUE(env.stub().ListTokens(lc.get(), list, &tokens).ok());
+  v1::RevokeTokenRequest revoke;
+  for (const auto& t : tokens.tokens()) {
+    if (t.name() == "mallory") revoke.set_token_id(t.token_id());
+  }
+  v1::RevokeTokenResponse rr;
+  auto rc = rpc::NewClientContext(5s, env.admin());
+  ASSERT_TRUE(env.stub().RevokeToken(rc.get(), revoke, &rr).ok());
+
+  const std::set<std::string> any = {"GetCampaign", "ListCampaigns", "WhoAmI"};
+  const std::set<std::string> rater_only = {"Lease", "Submit", "Skip", "Release", "ListMyRatings"};
+  const std::set<std::string> admin_only = {"CreateToken", "RevokeToken", "ListTokens"};
+  auto allowed = [&](const std::string& rpc, v1::Role role) {
+    if (any.contains(rpc)) return true;
+    if (rater_only.contains(rpc)) return role == v1::ROLE_RATER;
+    if (admin_only.contains(rpc)) return role == v1::ROLE_ADMIN;
+    return role == v1::ROLE_WORKER || role == v1::ROLE_ADMIN;
+  };
+  const std::vector<std::pair<v1::Role, std::string>> callers = {
+      {v1::ROLE_RATER, rater}, {v1::ROLE_WORKER, env.worker()}, {v1::ROLE_ADMIN, env.admin()}};
+  for (const auto& [name, call] : AllRpcs()) {
+    for (const auto& [role, token] : callers) {
+      auto ctx = rpc::NewClientContext(5s, token);
+      const grpc::Status s = call(env.stub(), ctx.get());
+      if (allowed(name, role)) {
+        EXPECT_NE(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+            << name << " as " << v1::Role_Name(role) << ": " << s.error_message();
+        EXPECT_NE(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << name;
+      } else {
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+            << name << " as " << v1::Role_Name(role);
+      }
+    }
+    for (const std::string& bad : {std::string(), std::string("glt_not-a-token"), revoked}) {
+      auto ctx = rpc::NewClientContext(5s, bad);
+      EXPECT_EQ(call(env.stub(), ctx.get()).error_code(), grpc::StatusCode::UNAUTHENTICATED)
+          << name << " with token '" << bad << "'";
+    }
+  }
+  // Revoking the last admin would lock everyone out.
+  v1::WhoAmIRequest who;
+  v1::WhoAmIResponse me;
+  auto wc = rpc::NewClientContext(5s, env.admin());
+  ASSERT_TRUE(env.stub().WhoAmI(wc.get(), who, &me).ok());
+  EXPECT_EQ(me.info().role(), v1::ROLE_ADMIN);
+  revoke.set_token_id(me.info().token_id());
+  auto last = rpc::NewClientContext(5s, env.admin());
+  EXPECT_EQ(env.stub().RevokeToken(last.get(), revoke, &rr).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST(FeedbackQueuePg, HttpJsonApiRejectsBadInputWithTheRightCodeAndStoresNothing) {
+  FeedbackEnv env({.limits = {.max_payload_bytes = 2048}, .rater_requests_per_second = 0});
+  env.Campaign("http", 1);
+  httplib::Client http("127.0.0.1", env.http_port());
+  const httplib::Headers worker = {{"Authorization", "Bearer " + env.worker()}};
+  auto post = [&](const std::string& rpc, const std::string& body, const httplib::Headers& h) {
+    return http.Post("/api/v1/" + rpc, h, body, "application/json");
+  };
+  auto item = [](int index, const std::string& text, int label) {
+    return fmt::format(R"({{"sample":{{"dataset":"DATASET_FASHION_MNIST","index":{}}},)"
+                       R"("payload":{{"text":"{}"}},"givenLabel":{}}})",
+                       index, text, label);
+  };
+  struct Case {
+    std::string name, rpc, body;
+    int status;
+    std::string code;
+  } cases[] = {
+      {"unknown campaign", "EnqueueItems",
+       R"({"campaignId":"nope","items":[)" + item(1, "x", 0) + "]}", 404, "NOT_FOUND"},
+      {"not JSON", "EnqueueItems", "{\"campaignId\":", 400, "INVALID_ARGUMENT"},
+      {"unknown field", "EnqueueItems", R"({"campaignId":"http","bogus":1})", 400,
+       "INVALID_ARGUMENT"},
+      {"label outside the set", "EnqueueItems",
+       R"({"campaignId":"http","items":[)" + item(1, "x", 0) + "," + item(2, "y", 9) + "]}", 400,
+       "INVALID_ARGUMENT"},
+      {"oversized item", "EnqueueItems",
+       R"({"campaignId":"http","items":[)" + item(3, std::string(4096, 'z'), 0) + "]}", 400,
+       "INVALID_ARGUMENT"},
+      {"malformed payload", "EnqueueItems",
+       R"({"campaignId":"http","items":[{"sample":{"dataset":"DATASET_FASHION_MNIST"},)"
+       R"("payload":{"png":"bm90IGEgcG5n"}}]})",
+       400, "INVALID_ARGUMENT"},
+      {"no such rpc", "Frobnicate", "{}", 404, "NOT_FOUND"},
+  };
+  for (const Case& c : cases) {
+    auto res = post(c.rpc, c.body, worker);
+    ASSERT_TRUE(res) << c.name;
+    EXPECT_EQ(res->status, c.status) << c.name << ": " << res->body;
+    EXPECT_THAT(res->body, HasSubstr(c.code)) << c.name;
+  }
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_items"), 0);
+  auto unauth = post("WhoAmI", "{}", {});
+  EXPECT_EQ(unauth->status, 401);
+  auto ok =
+      post("EnqueueItems", R"({"campaignId":"http","items":[)" + item(1, "x", 0) + "]}", worker);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_THAT(ok->body, HasSubstr("ENQUEUE_OUTCOME_CREATED"));
+  auto page = http.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_THAT(page->body, HasSubstr("<script src=\"app.js\">"));
+  EXPECT_EQ(http.Get("/app.js")->status, 200);
+}
+
+TEST(FeedbackQueuePg, DawidSkeneReestimationWeightsRatersAndRevisesVerdicts) {
+  FeedbackEnv env;
+  env.Campaign("ds", 3, v1::QUESTION_KIND_LABEL_CHOICE, 0.5);
+  const std::string expert = env.Token(v1::ROLE_RATER, "expert");
+  const std::string s1 = env.Token(v1::ROLE_RATER, "spam1");
+  const std::string s2 = env.Token(v1::ROLE_RATER, "spam2");
+  // The expert is right: "dog" (1) on ordinary items, the known answer on gold items. The two
+  // spammers always say "cat" (0).
+  auto answer = [&](const std::string& token, const std::string& text) -> std::uint32_t {
+    if (token != expert) return 0;
+    return text.starts_with("gold ") ? static_cast<std::uint32_t>(text.back() - '0') : 1u;
+  };
+  auto rate_all = [&] {
+    for (const std::string& token : {s1, s2, expert}) {
+      for (;;) {
+        v1::LeaseResponse l;
+        ASSERT_TRUE(env.Lease(token, "ds", 20, &l).ok());
+        if (l.items_size() == 0) break;
+        for (const auto& item : l.items()) {
+          ASSERT_TRUE(
+              env.Submit(token, item.lease_id(), answer(token, item.payload().text())).ok());
+        }
+      }
+    }
+  };
+  // 1. Before anything is known about the raters, the majority (the spammers) wins.
+  env.Enqueue("ds", 0, 6);
+  rate_all();
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_verdicts WHERE decision = 0"), 6);
+  // 2. Gold items (answers cat, dog, bird in turn) unmask the spammers.
+  v1::EnqueueItemsRequest gold;
+  gold.set_campaign_id("ds");
+  for (int i = 100; i < 112; ++i) {
+    v1::ItemInput* item = gold.add_items();
+    item->mutable_sample()->set_dataset(v1::DATASET_SPAM_ASSASSIN);
+    item->mutable_sample()->set_index(static_cast<std::uint64_t>(i));
+    item->mutable_payload()->set_text(fmt::format("gold {}", i % 3));
+    item->set_given_label(static_cast<std::uint32_t>(i % 3));
+    item->mutable_gold_answer()->set_label(static_cast<std::uint32_t>(i % 3));
+  }
+  v1::EnqueueItemsResponse resp;
+  auto ctx = rpc::NewClientContext(5s, env.worker());
+  ASSERT_TRUE(env.stub().EnqueueItems(ctx.get(), gold, &resp).ok());
+  rate_all();
+  // 3. Re-estimation flips the six verdicts, as revision 2.
+  absl::StatusOr<int> revised = env.queue().Reestimate("ds");
+  ASSERT_TRUE(revised.ok()) << revised.status();
+  EXPECT_EQ(*revised, 6);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_verdicts WHERE revision = 2 AND "
+                      "decision = 1"),
+            6);
+  EXPECT_LT(env.Count("SELECT round(100 * reliability) FROM feedback_rater_models m "
+                      "JOIN auth_tokens t ON t.token_id::text = m.rater_id WHERE t.name = 'spam1'"),
+            50);
+  EXPECT_GT(
+      env.Count("SELECT round(100 * reliability) FROM feedback_rater_models m "
+                "JOIN auth_tokens t ON t.token_id::text = m.rater_id WHERE t.name = 'expert'"),
+      70);
+  // 4. New items are now decided right at once: one expert outweighs two spammers.
+  env.Enqueue("ds", 50, 3);
+  rate_all();
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_verdicts v JOIN feedback_items i USING "
+                      "(item_id) WHERE i.sample_index >= 50 AND v.revision = 1 AND v.decision = 1"),
+            3);
+}
+
+}  // namespace
+}  // namespace greenloop::feedback::testing
