@@ -91,6 +91,7 @@ function answerChoices(q) {
 function show(item) {
   state.lease = item;
   state.shownAt = performance.now();
+  $("item").dataset.lease = item.leaseId;
   const q = item.question || {};
   $("instructions").textContent = q.instructions || "";
   const payload = $("payload");

@@ -1,0 +1,301 @@
+// greenloop-feedback as a real process: SIGKILL under load and restart, and the rater web page in
+// headless chromium. PostgreSQL is the `pg` fixture's; gRPC and HTTP go over loopback.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "common/grpc/channel.h"
+#include "common/pg/pool.h"
+#include "fmt/format.h"
+#include "greenloop/v1/feedback.grpc.pb.h"
+#include "tests/support/test_pg.h"
+
+namespace greenloop::feedback {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+constexpr char kAdminToken[] = "glt_e2eAdminSecretForTestsOnly0123456789ab";
+constexpr char kPngBase64[] =
+    "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAdUlEQVR4nH3JEQKAAAAAscMwDMMwDMMwDMMwDMMwDMMwDM"
+    "MwDMMwDPvBTQdBGMVJmuVFWdVN2/"
+    "XDOM3Luu3HedndyD3Ivch92CEXIBciFyEXI5cglyKXIZcjVyBXIlchVyPXINci1yHXIzcgNyI3ITcjtyC3/"
+    "qXtgZC5RpzTAAAAAElFTkSuQmCC";
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// One greenloop-feedback process on ports it picks itself.
+class Service {
+ public:
+  Service(fs::path dir, std::string pg_url) : dir_(std::move(dir)), pg_url_(std::move(pg_url)) {}
+  ~Service() { Kill(SIGKILL); }
+
+  void Start() {
+    log_ = dir_ / fmt::format("feedback-{}.log", starts_++);
+    fs::remove(log_);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::FILE* out = std::freopen(log_.c_str(), "w", stdout);
+      (void)out;
+      ::dup2(::fileno(stdout), STDERR_FILENO);
+      const std::string pg = "--pg.url=" + pg_url_;
+      const std::string admin = std::string("--auth.bootstrap_admin_token=") + kAdminToken;
+      ::execl(GREENLOOP_FEEDBACK_BIN, GREENLOOP_FEEDBACK_BIN, "--config", GREENLOOP_FEEDBACK_YAML,
+              pg.c_str(), admin.c_str(), "--grpc.address=127.0.0.1:0", "--http.address=127.0.0.1:0",
+              "--metrics.address=127.0.0.1:0", "--rate_limit.requests_per_second=0",
+              "--consensus.reestimate_interval=1h", "--leases.reap_interval=200ms",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    static const std::regex kPorts(R"(grpc_port=(\d+) http_port=(\d+) metrics_port=(\d+))");
+    for (int i = 0; i < 300; ++i) {
+      std::smatch m;
+      const std::string log = ReadFile(log_);
+      if (std::regex_search(log, m, kPorts)) {
+        grpc_port_ = std::stoi(m[1]);
+        http_port_ = std::stoi(m[2]);
+        stub_ = v1::FeedbackService::NewStub(
+            *rpc::CreateChannel(fmt::format("127.0.0.1:{}", grpc_port_)));
+        return;
+      }
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        FAIL() << "greenloop-feedback exited at start:\n" << log;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "greenloop-feedback did not start:\n" << ReadFile(log_);
+  }
+
+  int Kill(int signal) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, signal);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  v1::FeedbackService::Stub& stub() { return *stub_; }
+  int http_port() const { return http_port_; }
+  std::string log() const { return ReadFile(log_); }
+
+ private:
+  fs::path dir_;
+  std::string pg_url_;
+  fs::path log_;
+  int starts_ = 0;
+  pid_t pid_ = -1;
+  int grpc_port_ = 0;
+  int http_port_ = 0;
+  std::unique_ptr<v1::FeedbackService::Stub> stub_;
+};
+
+std::string CreateToken(Service& s, v1::Role role, const std::string& name) {
+  v1::CreateTokenRequest req;
+  req.set_role(role);
+  req.set_name(name);
+  v1::CreateTokenResponse resp;
+  auto ctx = rpc::NewClientContext(5s, kAdminToken);
+  grpc::Status st = s.stub().CreateToken(ctx.get(), req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return resp.token();
+}
+
+void CreateCampaign(Service& s, const std::string& token, const std::string& id, int k, int items,
+                    bool png_first) {
+  v1::CreateCampaignRequest c;
+  c.set_campaign_id(id);
+  c.mutable_spec()->set_display_name("e2e " + id);
+  c.mutable_spec()->set_question_kind(v1::QUESTION_KIND_LABEL_CHOICE);
+  for (const char* l : {"t_shirt", "trouser", "pullover"})
+    c.mutable_spec()->add_labels()->set_name(l);
+  c.mutable_spec()->set_ratings_per_item(static_cast<std::uint32_t>(k));
+  v1::CreateCampaignResponse cr;
+  auto ctx = rpc::NewClientContext(5s, token);
+  ASSERT_TRUE(s.stub().CreateCampaign(ctx.get(), c, &cr).ok());
+  v1::EnqueueItemsRequest e;
+  e.set_campaign_id(id);
+  std::string png;
+  ASSERT_TRUE(absl::Base64Unescape(kPngBase64, &png));
+  for (int i = 0; i < items; ++i) {
+    v1::ItemInput* item = e.add_items();
+    item->mutable_sample()->set_dataset(v1::DATASET_FASHION_MNIST);
+    item->mutable_sample()->set_index(static_cast<std::uint64_t>(i));
+    if (png_first && i == 0) {
+      item->mutable_payload()->set_png(png);
+    } else {
+      item->mutable_payload()->set_text(fmt::format("item {}", i));
+    }
+    item->set_given_label(static_cast<std::uint32_t>(i % 3));
+    item->set_priority(items - i);
+  }
+  v1::EnqueueItemsResponse er;
+  auto ctx2 = rpc::NewClientContext(10s, token);
+  grpc::Status st = s.stub().EnqueueItems(ctx2.get(), e, &er);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+}
+
+class FeedbackE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override { fs::create_directories(dir_); }
+  std::int64_t Count(const std::string& sql) {
+    auto pool = pg::Pool::Create({.url = db_.url(), .max_size = 1});
+    return *(*pool)->Run([&](pqxx::work& tx) { return tx.exec1(sql)[0].as<std::int64_t>(); });
+  }
+
+  greenloop::testing::ScratchDatabase db_;
+  fs::path dir_ =
+      fs::path(GREENLOOP_E2E_DIR) / ::testing::UnitTest::GetInstance()->current_test_info()->name();
+};
+
+TEST_F(FeedbackE2eTest, SigkillUnderLoadLosesNoAcknowledgedRatingAndNoVerdictRepeats) {
+  Service service(dir_, db_.url());
+  ASSERT_NO_FATAL_FAILURE(service.Start());
+  const std::string worker = CreateToken(service, v1::ROLE_WORKER, "trainer");
+  constexpr int kItems = 120, k = 2, kRaters = 8;
+  ASSERT_NO_FATAL_FAILURE(CreateCampaign(service, worker, "kill", k, kItems, false));
+  std::vector<std::string> raters;
+  for (int r = 0; r < kRaters; ++r)
+    raters.push_back(CreateToken(service, v1::ROLE_RATER, fmt::format("r{}", r)));
+
+  std::mutex mu;
+  std::set<std::string> acknowledged;  // rating ids the service confirmed
+  std::atomic<bool> stop{false};
+  auto rate = [&](int r, v1::FeedbackService::Stub& stub) {
+    while (!stop) {
+      v1::LeaseRequest lr;
+      lr.set_campaign_id("kill");
+      lr.set_max_items(2);
+      v1::LeaseResponse leased;
+      auto ctx = rpc::NewClientContext(2s, raters[r]);
+      if (!stub.Lease(ctx.get(), lr, &leased).ok()) return;
+      if (leased.items_size() == 0) return;
+      for (const auto& item : leased.items()) {
+        v1::SubmitRequest sr;
+        sr.set_lease_id(item.lease_id());
+        sr.mutable_answer()->set_label(static_cast<std::uint32_t>(r % 3));
+        v1::SubmitResponse resp;
+        auto c2 = rpc::NewClientContext(2s, raters[r]);
+        if (!stub.Submit(c2.get(), sr, &resp).ok()) return;
+        std::lock_guard lock(mu);
+        acknowledged.insert(resp.rating_id());
+      }
+    }
+  };
+  // A trainer follows verdicts and keeps its cursor.
+  std::string cursor;
+  std::vector<std::string> seen;
+  auto watch = [&](v1::FeedbackService::Stub& stub, int until) {
+    v1::WatchVerdictsRequest req;
+    req.set_campaign_id("kill");
+    req.set_cursor(cursor);
+    auto ctx = rpc::NewClientContext(60s, worker);
+    auto reader = stub.WatchVerdicts(ctx.get(), req);
+    v1::WatchVerdictsResponse r;
+    while (static_cast<int>(seen.size()) < until && reader->Read(&r)) {
+      seen.push_back(r.verdict().item_id());
+      cursor = r.cursor();
+    }
+    ctx->TryCancel();
+    reader->Finish();
+  };
+  {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRaters; ++r) threads.emplace_back(rate, r, std::ref(service.stub()));
+    std::thread watcher(watch, std::ref(service.stub()), kItems);
+    std::this_thread::sleep_for(700ms);
+    service.Kill(SIGKILL);  // mid-load: leases live, submits in flight
+    for (auto& t : threads) t.join();
+    watcher.join();
+  }
+  const std::size_t before_restart = acknowledged.size();
+  ASSERT_GT(before_restart, 0u);
+  ASSERT_LT(before_restart, static_cast<std::size_t>(kItems * k)) << "killed too late to matter";
+
+  ASSERT_NO_FATAL_FAILURE(service.Start());
+  // Every acknowledged rating survived.
+  for (const std::string& id : acknowledged) {
+    EXPECT_EQ(Count("SELECT count(*) FROM feedback_ratings WHERE rating_id = " + id), 1) << id;
+  }
+  // The dead process's leases expire (their TTL passes: moved forward here) and are served again.
+  const std::int64_t orphaned = Count("SELECT count(*) FROM feedback_leases WHERE state = 0");
+  RecordProperty("orphaned_leases", static_cast<int>(orphaned));
+  Count(
+      "WITH x AS (UPDATE feedback_leases SET expire_time = now() - interval '1 second' "
+      "WHERE state = 0 RETURNING 1) SELECT count(*) FROM x");
+  for (int i = 0; i < 100 && Count("SELECT count(*) FROM feedback_leases WHERE state = 0") > 0;
+       ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_leases WHERE state = 0"), 0);
+  stop = false;
+  {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRaters; ++r) threads.emplace_back(rate, r, std::ref(service.stub()));
+    for (auto& t : threads) t.join();
+  }
+  watch(service.stub(), kItems);  // resumes from the cursor kept before the kill
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_ratings"), kItems * k);
+  EXPECT_EQ(Count("SELECT count(*) FROM (SELECT item_id FROM feedback_ratings GROUP BY item_id "
+                  "HAVING count(*) <> 2) x"),
+            0);
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_verdicts"), kItems) << "one verdict per item";
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kItems));
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size())
+      << "the trainer saw no verdict twice across the kill";
+  EXPECT_EQ(service.Kill(SIGTERM), 0) << service.log();
+}
+
+TEST_F(FeedbackE2eTest, WebPageInHeadlessChromiumRatesWithTheKeyboard) {
+  Service service(dir_, db_.url());
+  ASSERT_NO_FATAL_FAILURE(service.Start());
+  const std::string worker = CreateToken(service, v1::ROLE_WORKER, "trainer");
+  const std::string rater = CreateToken(service, v1::ROLE_RATER, "browser-rater");
+  ASSERT_NO_FATAL_FAILURE(CreateCampaign(service, worker, "web", 1, 3, true));
+  const std::string command = fmt::format("node {} http://127.0.0.1:{}/ {} 2>&1",
+                                          GREENLOOP_WEB_TEST_JS, service.http_port(), rater);
+  std::string output;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+  const int status = ::pclose(pipe);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  EXPECT_THAT(output, HasSubstr(R"("images":1)"));
+  EXPECT_THAT(output, HasSubstr(R"("count":"2")"));
+  EXPECT_THAT(output, HasSubstr(R"("fits_phone":true)"));
+  EXPECT_THAT(output, HasSubstr("Which label is right?"));
+  // What the keyboard did landed in PostgreSQL: "2" on the image, "s" on item 1, "3" on item 2.
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_ratings r JOIN feedback_items i USING (item_id) "
+                  "WHERE (i.sample_index = 0 AND r.answer = 1) OR (i.sample_index = 2 AND "
+                  "r.answer = 2)"),
+            2);
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_leases l JOIN feedback_items i USING (item_id) "
+                  "WHERE l.state = 2 AND i.sample_index = 1"),
+            1);
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_ratings"), 2);
+}
+
+}  // namespace
+}  // namespace greenloop::feedback
