@@ -1,6 +1,7 @@
 #include "common/config/config.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -154,6 +155,20 @@ std::string FormatDuration(std::chrono::milliseconds d) {
 }
 
 }  // namespace
+
+std::string DefaultNodeName() {
+  char name[256] = {};
+  std::string host = ::gethostname(name, sizeof name - 1) == 0 ? name : "localhost";
+  host = host.substr(0, host.find('.'));
+  std::string node;
+  for (char c : host) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    node += (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '-';
+  }
+  while (!node.empty() && node.front() == '-') node.erase(0, 1);
+  node = node.substr(0, 63);
+  return node.empty() ? "node" : node;
+}
 
 Environment ProcessEnvironment() {
   Environment env;

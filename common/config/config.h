@@ -61,6 +61,12 @@ enum class Source { kDefault, kFile, kEnvironment, kFlag };
 using Environment = std::map<std::string, std::string, std::less<>>;
 Environment ProcessEnvironment();
 
+// Returns this host's name as a node label: the first DNS label, lower case, other characters
+// than [a-z0-9-] replaced by '-', at most 63 characters ("GPU-Node_3.lab" → "gpu-node-3"). Every
+// service defaults its node name to it, so that the energy collector and the trainers on one node
+// agree without configuration.
+std::string DefaultNodeName();
+
 class Schema final {
  public:
   explicit Schema(std::string program);

@@ -174,3 +174,20 @@ TEST(EnvName, UppercasesAndReplacesDots) {
 
 }  // namespace
 }  // namespace greenloop::config
+
+namespace greenloop::config {
+namespace {
+
+TEST(DefaultNodeName, IsAValidLabelDerivedFromTheHostName) {
+  const std::string node = DefaultNodeName();
+  ASSERT_FALSE(node.empty());
+  EXPECT_LE(node.size(), 63u);
+  for (char c : node) {
+    EXPECT_TRUE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') << node;
+  }
+  EXPECT_NE(node.front(), '-');
+  EXPECT_EQ(node, DefaultNodeName()) << "stable, so collector and trainers agree";
+}
+
+}  // namespace
+}  // namespace greenloop::config

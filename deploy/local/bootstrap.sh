@@ -28,6 +28,8 @@ PACKAGES=(
   # deployment checks (tests/integration/deploy): Prometheus' HTTP API answers parsed with jq;
   # docker-compose validates docker-compose.yml (`docker-compose config`, no Docker engine needed)
   jq docker-compose
+  # experiment reports: plots drawn by gnuplot (SVG)
+  gnuplot-nox
 )
 
 if [[ "${1:-}" == "--list" ]]; then

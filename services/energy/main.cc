@@ -83,7 +83,7 @@ std::string Hostname() {
 
 absl::Status Run(int argc, char** argv) {
   Config cfg;
-  cfg.node = Hostname();
+  cfg.node = config::DefaultNodeName();
   config::Schema schema{std::string(kProgram)};
   schema.Add("node", &cfg.node, "node name in every figure and label (default: the host name)")
       .Add("grpc.address", &cfg.grpc_address, "gRPC listen address, host:port")

@@ -47,12 +47,6 @@ struct TrainerConfig {
   std::string log_level = "info";
 };
 
-std::string HostName() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "localhost";
-  return name;
-}
-
 int Fail(const absl::Status& status) {
   std::cerr << kProgram << ": " << status.message() << "\n";
   return 1;
@@ -60,7 +54,7 @@ int Fail(const absl::Status& status) {
 
 int Main(int argc, char** argv) {
   TrainerConfig c;
-  c.node = HostName();
+  c.node = config::DefaultNodeName();
   config::Schema schema(kProgram);
   schema.Add("grpc.bind", &c.grpc_bind, "address the TrainerService listens on")
       .Add("grpc.port", &c.grpc_port, "TrainerService port", {.min = 0, .max = 65535})
