@@ -82,11 +82,13 @@ for rank in 0 1; do
 done
 
 FEEDBACK_BIN="$BUILD/services/feedback/greenloop-feedback"
-if [[ -x "$FEEDBACK_BIN" && -f "$DEPLOY_ROOT/deploy/local/feedback.yaml" ]]; then
+if [[ -x "$FEEDBACK_BIN" && -f deploy/local/feedback.yaml ]]; then
   echo "== feedback service"
   deploy/local/service.sh start feedback --dir "$SERVICES" --cli "$CLI" --health "127.0.0.1:$F_GRPC" -- \
     "$FEEDBACK_BIN" --config deploy/local/feedback.yaml --pg.url="$PG_URL" \
-    --grpc.port="$F_GRPC" --metrics.port="$F_MET" --http.port="$F_HTTP"
+    --grpc.address="127.0.0.1:$F_GRPC" --metrics.address="127.0.0.1:$F_MET" \
+    --http.address="127.0.0.1:$F_HTTP" --auth.disabled=true --consensus.reestimate_interval=1s \
+    --metrics.gauge_interval=1s
   started+=(feedback)
   feedback=1
 else
@@ -127,8 +129,9 @@ PROM="http://127.0.0.1:$PROM_PORT"
 for _ in $(seq 1 100); do curl -fsS "$PROM/-/ready" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fsS "$PROM/-/ready" >/dev/null || { tail "$WORK/prometheus/prometheus.log"; fail "Prometheus did not start"; }
 
-echo "== training run $RUN_ID (2 ranks)"
+echo "== training run $RUN_ID (2 ranks$( ((feedback)) && echo ", HITL, one simulated rater"))"
 "$BUILD/tests/integration/deploy/deploy_train_run" --run_id="$RUN_ID" --energy="127.0.0.1:$E_GRPC" \
+  $( ((feedback)) && echo "--feedback=127.0.0.1:$F_GRPC") \
   --rendezvous_port="$RDV" "127.0.0.1:$T0_GRPC" "127.0.0.1:$T1_GRPC" || fail "the training run failed"
 
 query() {  # query EXPR -> the API's JSON answer

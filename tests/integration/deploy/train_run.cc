@@ -4,6 +4,7 @@
 //
 //   deploy_train_run --run_id=ID --energy=HOST:PORT --rendezvous_port=N
 //                    [--max_train=10000] [--epochs=3] [--target=0.75] [--timeout_s=240]
+//                    [--feedback=HOST:PORT]   (HITL on a new campaign, one simulated rater)
 //                    TRAINER_ADDRESS [TRAINER_ADDRESS ...]          (one per rank, rank 0 first)
 //
 // Exit 0 when every rank ends SUCCEEDED, 1 otherwise (the state and error of each rank printed).
@@ -14,9 +15,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <atomic>
 #include <thread>
 #include <vector>
 
+#include "greenloop/v1/feedback.grpc.pb.h"
 #include "greenloop/v1/trainer.grpc.pb.h"
 
 namespace v1 = greenloop::v1;
@@ -25,7 +28,8 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> args = {{"run_id", "deploy-e2e"},     {"energy", ""},
                                              {"rendezvous_port", "0"},       {"max_train", "10000"},
                                              {"epochs", "3"},                {"target", "0.75"},
-                                             {"timeout_s", "240"},           {"mode", "auto"}};
+                                             {"timeout_s", "240"},           {"mode", "auto"},
+                                             {"feedback", ""}};
   std::vector<std::string> trainers;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -55,6 +59,36 @@ int main(int argc, char** argv) {
   config.mutable_budget()->set_max_epochs(static_cast<std::uint32_t>(std::stoul(args["epochs"])));
   config.set_target_accuracy(std::stod(args["target"]));
   config.set_mode(args["mode"] == "baseline" ? v1::MODE_BASELINE : v1::MODE_AUTO);
+  // With a feedback service: a HITL run on a campaign of its own, rated by one simulated rater.
+  std::unique_ptr<v1::FeedbackService::Stub> feedback;
+  const std::string campaign = args["run_id"] + "-campaign";
+  if (!args["feedback"].empty()) {
+    feedback = v1::FeedbackService::NewStub(
+        grpc::CreateChannel(args["feedback"], grpc::InsecureChannelCredentials()));
+    v1::CreateCampaignRequest request;
+    request.set_campaign_id(campaign);
+    v1::CampaignSpec* spec = request.mutable_spec();
+    spec->set_display_name("deploy e2e");
+    spec->set_run_id(args["run_id"]);
+    spec->set_question_kind(v1::QUESTION_KIND_LABEL_CHECK);
+    for (const char* name : {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                             "Shirt", "Sneaker", "Bag", "Ankle boot"}) {
+      spec->add_labels()->set_name(name);
+    }
+    spec->set_ratings_per_item(1);
+    spec->set_lease_ttl_seconds(60);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::CreateCampaignResponse response;
+    const grpc::Status status = feedback->CreateCampaign(&context, request, &response);
+    if (!status.ok()) {
+      std::cerr << "CreateCampaign failed: " << status.error_message() << "\n";
+      return 1;
+    }
+    config.set_mode(v1::MODE_HITL);
+    config.mutable_feedback()->set_endpoint(args["feedback"]);
+    config.mutable_feedback()->set_campaign_id(campaign);
+  }
   config.set_select_every_steps(20);
   config.set_candidates_per_selection(16);
   config.set_energy_endpoint(args["energy"]);
@@ -88,6 +122,49 @@ int main(int argc, char** argv) {
               << trainers[rank] << "\n";
   }
 
+  // The rater: leases what the run enqueues and answers every item (alternately "right" and
+  // "wrong"; every tenth skipped), until the run ends.
+  std::atomic<bool> done{false};
+  std::atomic<int> rated{0};
+  std::thread rater([&] {
+    if (!feedback) return;
+    bool correct = true;
+    int seen = 0;
+    while (!done) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      v1::LeaseRequest lease;
+      lease.set_campaign_id(campaign);
+      lease.set_max_items(8);
+      v1::LeaseResponse leased;
+      if (!feedback->Lease(&context, lease, &leased).ok() || leased.items().empty()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      for (const v1::LeasedItem& item : leased.items()) {
+        if (++seen % 10 == 0) {  // skips are part of a rater's day too
+          grpc::ClientContext skip_context;
+          skip_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+          v1::SkipRequest skip;
+          skip.set_lease_id(item.lease_id());
+          skip.set_reason(v1::SKIP_REASON_UNSURE);
+          v1::SkipResponse skipped;
+          (void)feedback->Skip(&skip_context, skip, &skipped);
+          continue;
+        }
+        grpc::ClientContext submit_context;
+        submit_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+        v1::SubmitRequest submit;
+        submit.set_lease_id(item.lease_id());
+        submit.mutable_answer()->set_label_correct(correct);
+        submit.set_seconds_spent(2.5);
+        correct = !correct;
+        v1::SubmitResponse submitted;
+        if (feedback->Submit(&submit_context, submit, &submitted).ok()) ++rated;
+      }
+    }
+  });
+
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(std::stoi(args["timeout_s"]));
   bool all_ok = true;
@@ -108,6 +185,8 @@ int main(int argc, char** argv) {
       if (std::chrono::steady_clock::now() > deadline) {
         std::cerr << "rank " << rank << ": run did not end in time (state "
                   << v1::RunState_Name(run.state()) << ")\n";
+        done = true;
+        rater.join();
         return 1;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -119,5 +198,9 @@ int main(int argc, char** argv) {
               << (run.error_message().empty() ? "" : " error=" + run.error_message()) << "\n";
     all_ok = all_ok && run.state() == v1::RUN_STATE_SUCCEEDED;
   }
+  done = true;
+  rater.join();
+  if (feedback) std::cout << "the simulated rater submitted " << rated << " ratings\n";
+  if (feedback && rated == 0) all_ok = false;
   return all_ok ? 0 : 1;
 }
