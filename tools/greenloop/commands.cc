@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <string>
 
@@ -14,6 +15,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tools/greenloop/experiment_commands.h"
+#include "tools/greenloop/feedback_commands.h"
 
 #ifndef GREENLOOP_VERSION
 #define GREENLOOP_VERSION "dev"
@@ -32,6 +34,9 @@ constexpr std::string_view kUsage =
     "  experiment run SPEC.yaml                        compare modes, write the report\n"
     "  report EXPERIMENT|latest                        rebuild an experiment's report\n"
     "  predict --spec SPEC [--calibrate]               estimate a run's energy before it runs\n"
+    "  token create --role R --name NAME               create a bearer token (admin)\n"
+    "  token revoke --id ID | token list               revoke or list tokens (admin)\n"
+    "  rate [--campaign ID]                            rate items in the terminal (rater)\n"
     "  version                                         print the version\n"
     "\n"
     "`greenloop <command> --help` lists a command's keys; each can also come from a YAML file\n"
@@ -217,10 +222,15 @@ int Main(const std::vector<std::string_view>& args, const config::Environment& e
   const std::map<std::string, Command, std::less<>> commands = {
       {"rpc health", RpcHealth},          {"rpc list", RpcList},
       {"db status", DbStatus},            {"experiment run", ExperimentRun},
-      {"experiment report", ExperimentReport}};
+      {"experiment report", ExperimentReport},
+      {"token create", TokenCreate},      {"token revoke", TokenRevoke},
+      {"token list", TokenList}};
   // One-word commands.
-  const std::map<std::string, Command, std::less<>> single = {{"report", ExperimentReport},
-                                                              {"predict", Predict}};
+  const std::map<std::string, Command, std::less<>> single = {
+      {"report", ExperimentReport},
+      {"predict", Predict},
+      {"rate", [](const std::vector<std::string_view>& a, const config::Environment& e,
+                  std::ostream& o, std::ostream& r) { return Rate(a, e, std::cin, o, r); }}};
 
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     (args.empty() ? err : out) << kUsage;

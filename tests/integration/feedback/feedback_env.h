@@ -140,6 +140,7 @@ class FeedbackEnv {
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
   prometheus::Registry& registry() { return registry_; }
   int http_port() const { return http_->port(); }
+  std::string grpc_target() const { return fmt::format("127.0.0.1:{}", server_->port()); }
   const std::string& admin() const { return admin_; }
   const std::string& worker() const { return worker_; }
 

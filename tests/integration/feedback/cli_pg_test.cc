@@ -1,0 +1,84 @@
+// `greenloop token …` and `greenloop rate` against an in-process feedback service.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "tests/integration/feedback/feedback_env.h"
+#include "tools/greenloop/commands.h"
+#include "tools/greenloop/feedback_commands.h"
+
+namespace greenloop::feedback::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+TEST(FeedbackCli, TokenCreateListRevokeAndRateInTheTerminal) {
+  FeedbackEnv env;
+  v1::WhoAmIResponse me;
+  auto probe = rpc::NewClientContext(5s, env.admin());
+  ASSERT_TRUE(env.stub().WhoAmI(probe.get(), {}, &me).ok());
+  const config::Environment cli_env = {{"GREENLOOP_SERVER", env.grpc_target()},
+                                       {"GREENLOOP_TOKEN", env.admin()}};
+  std::ostringstream out, err;
+  ASSERT_EQ(cli::Main({"token", "create", "--role", "rater", "--name", "terminal-rater"}, cli_env,
+                      out, err),
+            cli::kExitOk)
+      << err.str();
+  const std::string token = out.str().substr(0, out.str().find('\n'));
+  EXPECT_THAT(token, StartsWith("glt_"));
+  EXPECT_THAT(err.str(), HasSubstr("shown only now"));
+
+  out.str("");
+  ASSERT_EQ(cli::Main({"token", "list"}, cli_env, out, err), cli::kExitOk) << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("terminal-rater"));
+  EXPECT_THAT(out.str(), HasSubstr(token.substr(0, 8)));
+  EXPECT_THAT(out.str(), Not(HasSubstr(token)));
+
+  // A worker may not create tokens: the RPC's PERMISSION_DENIED, one line, exit 1.
+  std::ostringstream e2;
+  EXPECT_EQ(
+      cli::Main({"token", "create", "--role", "admin", "--name", "x", "--token=" + env.worker()},
+                cli_env, out, e2),
+      cli::kExitFailed);
+  EXPECT_THAT(e2.str(), HasSubstr("needs role ROLE_ADMIN"));
+
+  env.Campaign("cli", 1);
+  env.Enqueue("cli", 0, 3);
+  std::istringstream keys("2\nwhat\ns\nq\n");
+  std::ostringstream rate_out, rate_err;
+  const config::Environment rater_env = {{"GREENLOOP_SERVER", env.grpc_target()},
+                                         {"GREENLOOP_TOKEN", token}};
+  ASSERT_EQ(cli::Rate({"--campaign=cli"}, rater_env, keys, rate_out, rate_err), cli::kExitOk)
+      << rate_err.str();
+  EXPECT_THAT(rate_out.str(), HasSubstr("Which label is right?"));
+  EXPECT_THAT(rate_out.str(), HasSubstr("2) dog"));
+  EXPECT_THAT(rate_out.str(), HasSubstr("unknown key 'what'"));
+  EXPECT_THAT(rate_out.str(), HasSubstr("rated 1 item(s)"));
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_ratings WHERE answer = 1"), 1);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_leases WHERE state = 2"), 1);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_leases WHERE state = 3"), 1)
+      << "q gave the item in hand back";
+
+  // Revoked: the CLI's next call is refused.
+  std::string id;
+  out.str("");
+  ASSERT_EQ(cli::Main({"token", "list"}, cli_env, out, err), cli::kExitOk);
+  std::istringstream rows(out.str());
+  for (std::string row; std::getline(rows, row);) {
+    if (row.find("terminal-rater") != std::string::npos) {
+      std::istringstream(row) >> id;
+    }
+  }
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(cli::Main({"token", "revoke", "--id", id}, cli_env, out, err), cli::kExitOk)
+      << err.str();
+  std::istringstream none("");
+  std::ostringstream e3;
+  EXPECT_EQ(cli::Rate({}, rater_env, none, rate_out, e3), cli::kExitFailed);
+  EXPECT_THAT(e3.str(), HasSubstr("revoked"));
+}
+
+}  // namespace
+}  // namespace greenloop::feedback::testing
