@@ -42,12 +42,18 @@ void Problem(const std::string& where, const std::string& what) {
 // The built-in APIs a manifest of ours may use (Kubernetes 1.27+), and whether they are namespaced.
 const std::map<std::pair<std::string, std::string>, bool>& KnownKinds() {
   static const std::map<std::pair<std::string, std::string>, bool> kinds = {
-      {{"v1", "Namespace"}, false},         {{"v1", "ConfigMap"}, true},
-      {{"v1", "Secret"}, true},             {{"v1", "Service"}, true},
-      {{"v1", "ServiceAccount"}, true},     {{"v1", "PersistentVolumeClaim"}, true},
-      {{"apps/v1", "Deployment"}, true},    {{"apps/v1", "StatefulSet"}, true},
-      {{"apps/v1", "DaemonSet"}, true},     {{"batch/v1", "Job"}, true},
-      {{"batch/v1", "CronJob"}, true},      {{"policy/v1", "PodDisruptionBudget"}, true},
+      {{"v1", "Namespace"}, false},
+      {{"v1", "ConfigMap"}, true},
+      {{"v1", "Secret"}, true},
+      {{"v1", "Service"}, true},
+      {{"v1", "ServiceAccount"}, true},
+      {{"v1", "PersistentVolumeClaim"}, true},
+      {{"apps/v1", "Deployment"}, true},
+      {{"apps/v1", "StatefulSet"}, true},
+      {{"apps/v1", "DaemonSet"}, true},
+      {{"batch/v1", "Job"}, true},
+      {{"batch/v1", "CronJob"}, true},
+      {{"policy/v1", "PodDisruptionBudget"}, true},
       {{"networking.k8s.io/v1", "NetworkPolicy"}, true},
       {{"networking.k8s.io/v1", "Ingress"}, true},
       {{"rbac.authorization.k8s.io/v1", "Role"}, true},
@@ -89,7 +95,8 @@ HelpKeys ReadHelp(const std::string& binary) {
   if (!pipe) return h;
   std::array<char, 4096> buf{};
   while (fgets(buf.data(), buf.size(), pipe.get()) != nullptr) out += buf.data();
-  static const std::regex key_re(R"(^\s+--([a-z0-9_.]+) \()"), env_re(R"(\[env (GREENLOOP_[A-Z0-9_]+)\])");
+  static const std::regex key_re(R"(^\s+--([a-z0-9_.]+) \()"),
+      env_re(R"(\[env (GREENLOOP_[A-Z0-9_]+)\])");
   std::istringstream lines(out);
   for (std::string line; std::getline(lines, line);) {
     std::smatch m;
@@ -102,9 +109,10 @@ HelpKeys ReadHelp(const std::string& binary) {
 void FlattenKeys(const YAML::Node& n, const std::string& prefix, std::vector<std::string>& out) {
   if (n.IsMap()) {
     for (const auto& kv : n) {
-      FlattenKeys(kv.second, prefix.empty() ? kv.first.as<std::string>()
-                                            : prefix + "." + kv.first.as<std::string>(),
-                  out);
+      FlattenKeys(
+          kv.second,
+          prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>(),
+          out);
     }
   } else {
     out.push_back(prefix);
@@ -154,7 +162,8 @@ int Check(int argc, char** argv) {
     if (!listed.contains(f)) Problem("kustomization.yaml", "does not list " + f);
   }
   for (const auto& f : listed) {
-    if (!present.contains(f)) Problem("kustomization.yaml", "lists " + f + ", which does not exist");
+    if (!present.contains(f))
+      Problem("kustomization.yaml", "lists " + f + ", which does not exist");
   }
 
   std::vector<Object> objects;
@@ -168,8 +177,12 @@ int Check(int argc, char** argv) {
     }
     for (const auto& d : docs) {
       if (!d || d.IsNull()) continue;
-      Object o{f, Str(d["apiVersion"]), Str(d["kind"]), Str(At(d, {"metadata", "name"})),
-               Str(At(d, {"metadata", "namespace"})), d};
+      Object o{f,
+               Str(d["apiVersion"]),
+               Str(d["kind"]),
+               Str(At(d, {"metadata", "name"})),
+               Str(At(d, {"metadata", "namespace"})),
+               d};
       auto known = KnownKinds().find({o.api_version, o.kind});
       if (known == KnownKinds().end()) {
         Problem(o.Where(), "unknown apiVersion/kind " + o.api_version + " " + o.kind);
@@ -204,7 +217,8 @@ int Check(int argc, char** argv) {
     workloads.push_back(&o);
     const YAML::Node spec = o.node["spec"];
     const YAML::Node pod = At(spec, {"template", "spec"});
-    if (!LabelsMatch(At(spec, {"selector", "matchLabels"}), At(spec, {"template", "metadata", "labels"}))) {
+    if (!LabelsMatch(At(spec, {"selector", "matchLabels"}),
+                     At(spec, {"template", "metadata", "labels"}))) {
       Problem(o.Where(), "spec.selector does not match the pod template's labels");
     }
     if (o.kind == "StatefulSet") {
@@ -219,14 +233,17 @@ int Check(int argc, char** argv) {
     for (const auto& v : pod["volumes"]) {
       volumes.insert(Str(v["name"]));
       if (v["configMap"] && !find("ConfigMap", Str(v["configMap"]["name"]), o.ns)) {
-        Problem(o.Where(), "volume " + Str(v["name"]) + ": no ConfigMap " + Str(v["configMap"]["name"]));
+        Problem(o.Where(),
+                "volume " + Str(v["name"]) + ": no ConfigMap " + Str(v["configMap"]["name"]));
       }
       if (v["secret"] && !find("Secret", Str(v["secret"]["secretName"]), o.ns)) {
-        Problem(o.Where(), "volume " + Str(v["name"]) + ": no Secret " + Str(v["secret"]["secretName"]));
+        Problem(o.Where(),
+                "volume " + Str(v["name"]) + ": no Secret " + Str(v["secret"]["secretName"]));
       }
       if (v["hostPath"]) host_paths.insert(Str(v["name"]));
     }
-    for (const auto& t : spec["volumeClaimTemplates"]) volumes.insert(Str(At(t, {"metadata", "name"})));
+    for (const auto& t : spec["volumeClaimTemplates"])
+      volumes.insert(Str(At(t, {"metadata", "name"})));
     for (const auto& c : pod["containers"]) {
       const std::string where = o.Where() + " container " + Str(c["name"]);
       std::string image = Str(c["image"]);
@@ -248,16 +265,19 @@ int Check(int argc, char** argv) {
         if (const YAML::Node ref = At(e, {"valueFrom", "secretKeyRef"})) {
           const Object* s = find("Secret", Str(ref["name"]), o.ns);
           if (s == nullptr || !has_key(s, Str(ref["key"]))) {
-            Problem(where, "env " + name + ": no Secret " + Str(ref["name"]) + " with key " + Str(ref["key"]));
+            Problem(where, "env " + name + ": no Secret " + Str(ref["name"]) + " with key " +
+                               Str(ref["key"]));
           }
         }
         if (const YAML::Node ref = At(e, {"valueFrom", "configMapKeyRef"})) {
           const Object* m = find("ConfigMap", Str(ref["name"]), o.ns);
           if (m == nullptr || !has_key(m, Str(ref["key"]))) {
-            Problem(where, "env " + name + ": no ConfigMap " + Str(ref["name"]) + " with key " + Str(ref["key"]));
+            Problem(where, "env " + name + ": no ConfigMap " + Str(ref["name"]) + " with key " +
+                               Str(ref["key"]));
           }
         }
-        if (name.starts_with("GREENLOOP_") && help != binaries.end() && !help->second.env.contains(name)) {
+        if (name.starts_with("GREENLOOP_") && help != binaries.end() &&
+            !help->second.env.contains(name)) {
           Problem(where, "env " + name + " is not a config variable of " + image);
         }
       }
@@ -271,7 +291,8 @@ int Check(int argc, char** argv) {
       }
       for (const auto& m : c["volumeMounts"]) {
         const std::string v = Str(m["name"]);
-        if (!volumes.contains(v)) Problem(where, "mounts volume " + v + ", which the pod does not define");
+        if (!volumes.contains(v))
+          Problem(where, "mounts volume " + v + ", which the pod does not define");
         if (host_paths.contains(v) && !(m["readOnly"] && m["readOnly"].as<bool>())) {
           Problem(where, "mounts host path volume " + v + " writable");
         }
@@ -284,7 +305,8 @@ int Check(int argc, char** argv) {
     if (o.kind != "Service") continue;
     const Object* target = nullptr;
     for (const Object* w : workloads) {
-      if (w->ns == o.ns && LabelsMatch(At(o.node, {"spec", "selector"}), At(w->node, {"spec", "template", "metadata", "labels"}))) {
+      if (w->ns == o.ns && LabelsMatch(At(o.node, {"spec", "selector"}),
+                                       At(w->node, {"spec", "template", "metadata", "labels"}))) {
         target = w;
       }
     }
@@ -298,7 +320,8 @@ int Check(int argc, char** argv) {
     }
     for (const auto& p : At(o.node, {"spec", "ports"})) {
       const std::string tp = Str(p["targetPort"]);
-      if (!tp.empty() && !std::isdigit(static_cast<unsigned char>(tp[0])) && !port_names.contains(tp)) {
+      if (!tp.empty() && !std::isdigit(static_cast<unsigned char>(tp[0])) &&
+          !port_names.contains(tp)) {
         Problem(o.Where(), "targetPort " + tp + " is no container port of " + target->Where());
       }
     }

@@ -30,6 +30,9 @@ mkdir -p "$WORK"
 SERVICES="$WORK/services"
 CLI="$BUILD/tools/greenloop/greenloop"
 NODE="deploy-e2e"
+# The feedback service checks tokens: this admin token is created at its first start
+# (auth.bootstrap_admin_token); trainers use it as their own, and the raters get tokens of their own.
+ADMIN_TOKEN="deploy-e2e-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d " \n")"
 RUN_ID="deploy-e2e-$$"
 failures=0
 bad() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
@@ -77,7 +80,8 @@ for rank in 0 1; do
     --health "127.0.0.1:${!grpc_port_var}" -- \
     "$BUILD/services/trainer/greenloop-trainer" --config deploy/local/trainer.yaml \
     --pg.url="$PG_URL" --node.name="$NODE" --grpc.port="${!grpc_port_var}" \
-    --metrics.port="${!metrics_port_var}" --trainer.threads=1 --auth.mode=none
+    --metrics.port="${!metrics_port_var}" --trainer.threads=1 --auth.mode=none \
+    --auth.token="$ADMIN_TOKEN"
   started+=("trainer-$rank")
 done
 
@@ -87,7 +91,8 @@ if [[ -x "$FEEDBACK_BIN" && -f deploy/local/feedback.yaml ]]; then
   deploy/local/service.sh start feedback --dir "$SERVICES" --cli "$CLI" --health "127.0.0.1:$F_GRPC" -- \
     "$FEEDBACK_BIN" --config deploy/local/feedback.yaml --pg.url="$PG_URL" \
     --grpc.address="127.0.0.1:$F_GRPC" --metrics.address="127.0.0.1:$F_MET" \
-    --http.address="127.0.0.1:$F_HTTP" --auth.disabled=true --consensus.reestimate_interval=1s \
+    --http.address="127.0.0.1:$F_HTTP" --auth.disabled=false \
+    --auth.bootstrap_admin_token="$ADMIN_TOKEN" --consensus.reestimate_interval=1s \
     --metrics.gauge_interval=1s
   started+=(feedback)
   feedback=1
@@ -129,9 +134,9 @@ PROM="http://127.0.0.1:$PROM_PORT"
 for _ in $(seq 1 100); do curl -fsS "$PROM/-/ready" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fsS "$PROM/-/ready" >/dev/null || { tail "$WORK/prometheus/prometheus.log"; fail "Prometheus did not start"; }
 
-echo "== training run $RUN_ID (2 ranks$( ((feedback)) && echo ", HITL, one simulated rater"))"
+echo "== training run $RUN_ID (2 ranks$( ((feedback)) && echo ", HITL, two simulated raters"))"
 "$BUILD/tests/integration/deploy/deploy_train_run" --run_id="$RUN_ID" --energy="127.0.0.1:$E_GRPC" \
-  $( ((feedback)) && echo "--feedback=127.0.0.1:$F_GRPC") \
+  $( ((feedback)) && echo "--feedback=127.0.0.1:$F_GRPC --admin_token=$ADMIN_TOKEN") \
   --rendezvous_port="$RDV" "127.0.0.1:$T0_GRPC" "127.0.0.1:$T1_GRPC" || fail "the training run failed"
 
 query() {  # query EXPR -> the API's JSON answer
