@@ -36,6 +36,7 @@ case "$cmd" in
     sed -E 's/"[a-z0-9-]+:([0-9]+)"/"127.0.0.1:\1"/g' \
       "$ROOT/deploy/prometheus/prometheus.yml" | sed "s/127.0.0.1:9090/127.0.0.1:$port/" \
       >"$dir/prometheus.yml"
+    rm -rf "$dir/rules" && cp -r "$ROOT/deploy/prometheus/rules" "$dir/rules"  # alert rules
     promtool check config "$dir/prometheus.yml" >/dev/null || die "generated config is invalid"
     nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
       --web.listen-address="127.0.0.1:$port" --web.enable-lifecycle \
