@@ -216,9 +216,18 @@ absl::StatusOr<v1::LeaseResponse> FeedbackQueue::Lease(const Caller& caller,
 
   std::vector<v1::Campaign> campaigns;
   if (!req.campaign_id().empty()) {
+    // Specs never change, so a campaign seen once is not read again here; the store checks the
+    // state (closed) in the lease's own transaction.
+    absl::MutexLock lock(&mu_);
+    auto it = campaigns_.find(req.campaign_id());
+    if (it != campaigns_.end()) campaigns.push_back(it->second);
+  }
+  if (!req.campaign_id().empty() && campaigns.empty()) {
     GREENLOOP_ASSIGN_OR_RETURN(v1::Campaign c, store_->GetCampaign(req.campaign_id()));
+    absl::MutexLock lock(&mu_);
+    campaigns_[c.campaign_id()] = c;
     campaigns.push_back(std::move(c));
-  } else {
+  } else if (req.campaign_id().empty()) {
     GREENLOOP_ASSIGN_OR_RETURN(auto rows,
                                store_->ListCampaigns({v1::CAMPAIGN_STATE_OPEN}, "", {}, 50));
     for (auto& [seq, c] : rows) campaigns.push_back(std::move(c));

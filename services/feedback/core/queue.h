@@ -145,6 +145,7 @@ class FeedbackQueue final {
   absl::Mutex mu_;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::Campaign> campaigns_ ABSL_GUARDED_BY(mu_);  // spec cache for Lease
 };
 
 /// \brief The queue's background work: reaps expired leases every `reap_interval` and re-runs

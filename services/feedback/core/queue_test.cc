@@ -226,8 +226,14 @@ TEST(FeedbackQueue, EmptyLeaseSaysWhenToRetryAndGoldFollowsTheShare) {
   }
   EXPECT_NEAR(gold / 1000.0, 0.5, 0.06);
   store.campaign = OpenCampaign(0);
+  store.campaign->set_campaign_id("c2");
+  lease.set_campaign_id("c2");
   ASSERT_TRUE(queue.Lease(Rater(), lease).ok());
   EXPECT_EQ(store.leases.back().second, 0);
+  // A campaign's spec is read once: it never changes.
+  const int calls = store.calls;
+  ASSERT_TRUE(queue.Lease(Rater(), lease).ok());
+  EXPECT_EQ(store.calls, calls + 1) << "only the lease itself reached the store";
 }
 
 TEST(FeedbackQueue, CreateTokenReturnsTheSecretOnceAndStoresOnlyItsHash) {

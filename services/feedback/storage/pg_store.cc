@@ -367,7 +367,8 @@ absl::StatusOr<std::vector<LeaseGrant>> PgFeedbackStore::Lease(const std::string
       return ids;
     };
     std::vector<std::int64_t> ids;
-    if (gold_wanted > 0) ids = take_gold(std::min(gold_wanted, room));
+    std::vector<std::int64_t> gold_ids;
+    if (gold_wanted > 0) ids = gold_ids = take_gold(std::min(gold_wanted, room));
     const int normal_wanted = room - static_cast<int>(ids.size());
     if (normal_wanted > 0) {
       for (const auto& r : tx.exec_params(
@@ -386,40 +387,39 @@ absl::StatusOr<std::vector<LeaseGrant>> PgFeedbackStore::Lease(const std::string
       // Not enough ordinary items: fill up with gold ones (calibration beats idling).
       std::set<std::int64_t> chosen(ids.begin(), ids.end());
       for (std::int64_t id : take_gold(room)) {
-        if (static_cast<int>(ids.size()) < room && chosen.insert(id).second) ids.push_back(id);
+        if (static_cast<int>(ids.size()) < room && chosen.insert(id).second) {
+          ids.push_back(id);
+          gold_ids.push_back(id);
+        }
       }
     }
     if (ids.empty()) return out;
-    // Gold items were not locked above (no k applies to them); count their leases too, so that
-    // every live lease is one `holds` whatever its item.
-    tx.exec_params(
-        "UPDATE feedback_items SET holds = holds + 1 WHERE item_id = ANY($1::bigint[]) "
-        "AND gold_answer IS NOT NULL",
-        IdArray(ids));
-
-    std::map<std::int64_t, std::pair<std::int64_t, double>> leases;  // item → (lease, expiry)
-    for (const auto& r :
-         tx.exec_params("INSERT INTO feedback_leases (item_id, campaign_id, rater_id, expire_time) "
-                        "SELECT unnest($1::bigint[]), $2, $3, now() + make_interval(secs => $4) "
-                        "RETURNING item_id, lease_id, " +
-                            Epoch("expire_time"),
-                        IdArray(ids), campaign_id, rater_id, ttl)) {
-      leases[r[0].as<std::int64_t>()] = {r[1].as<std::int64_t>(), r[2].as<double>()};
+    if (!gold_ids.empty()) {
+      // Gold items were not locked above (no k applies to them); count their leases too, so
+      // that every live lease is one `holds` whatever its item.
+      tx.exec_params(
+          "UPDATE feedback_items SET holds = holds + 1 WHERE item_id = ANY($1::bigint[])",
+          IdArray(gold_ids));
     }
-    for (const auto& r :
-         tx.exec_params("SELECT item_id, payload, given_label, prediction FROM feedback_items "
-                        "WHERE item_id = ANY($1::bigint[]) ORDER BY priority DESC, item_id",
-                        IdArray(ids))) {
+    for (const auto& r : tx.exec_params(
+             "WITH l AS (INSERT INTO feedback_leases (item_id, campaign_id, rater_id, expire_time) "
+             "  SELECT unnest($1::bigint[]), $2, $3, now() + make_interval(secs => $4) "
+             "  RETURNING item_id, lease_id, expire_time) "
+             "SELECT i.item_id, l.lease_id, " +
+                 Epoch("l.expire_time") +
+                 ", i.payload, i.given_label, i.prediction FROM l JOIN feedback_items i "
+                 "ON i.item_id = l.item_id ORDER BY i.priority DESC, i.item_id",
+             IdArray(ids), campaign_id, rater_id, ttl)) {
       LeaseGrant& g = out.emplace_back();
       g.item_id = r[0].as<std::int64_t>();
-      g.lease_id = leases[g.item_id].first;
-      g.expire_time = Time(leases[g.item_id].second);
+      g.lease_id = r[1].as<std::int64_t>();
+      g.expire_time = Time(r[2].as<double>());
       g.campaign_id = campaign_id;
-      g.payload.ParseFromString(Bytes(r[1]));
-      if (!r[2].is_null()) g.given_label = r[2].as<std::uint32_t>();
-      if (!r[3].is_null()) {
+      g.payload.ParseFromString(Bytes(r[3]));
+      if (!r[4].is_null()) g.given_label = r[4].as<std::uint32_t>();
+      if (!r[5].is_null()) {
         g.prediction.emplace();
-        g.prediction->ParseFromString(Bytes(r[3]));
+        g.prediction->ParseFromString(Bytes(r[5]));
       }
     }
     return out;
