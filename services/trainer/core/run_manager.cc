@@ -28,7 +28,7 @@ constexpr std::uint32_t kMaxPageSize = 500;
 std::string ListFilterKey(const v1::ListRunsRequest& request) {
   std::string key = request.experiment_id();
   for (int s : request.states()) key += fmt::format(",{}", s);
-  return fmt::format("{:x}", std::hash<std::string>{}(key) & 0xffffffffULL);
+  return fmt::format("{:x}", std::hash<std::string>{}(key)&0xffffffffULL);
 }
 
 }  // namespace
@@ -90,7 +90,7 @@ struct RunManager::Record {
   v1::Run run;  // guarded by RunManager::mu_
   std::atomic<bool> stop{false};
   std::thread thread;
-  std::uint64_t sequence = 0;  // guarded by mu_
+  std::uint64_t sequence = 0;                                    // guarded by mu_
   std::vector<std::weak_ptr<ProgressSubscription>> subscribers;  // guarded by mu_
 };
 
@@ -158,6 +158,17 @@ struct RunManager::Metrics {
                    .Name("greenloop_trainer_run_active")
                    .Help("1 while this worker trains a run")
                    .Register(r)
+                   .Add({})),
+        projected(prometheus::BuildGauge()
+                      .Name("greenloop_trainer_projected_energy_joules")
+                      .Help("Early projection of the active run's total energy (joules per step "
+                            "× planned steps); 0 before the warm-up ends")
+                      .Register(r)
+                      .Add({})),
+        budget(prometheus::BuildGauge()
+                   .Name("greenloop_trainer_energy_budget_joules")
+                   .Help("Energy budget of the active run (Budget.max_energy_joules); 0 when none")
+                   .Register(r)
                    .Add({})) {}
 
   // Adds what `now` counts beyond `before`.
@@ -176,6 +187,7 @@ struct RunManager::Metrics {
     train_loss.Set(now.train_loss());
     if (now.has_eval_accuracy()) eval_accuracy.Set(now.eval_accuracy());
     energy.Set(now.energy_joules());
+    if (now.has_projected_total_energy_joules()) projected.Set(now.projected_total_energy_joules());
     if (now.elapsed_seconds() > 0) {
       step_rate.Set(static_cast<double>(now.step()) / now.elapsed_seconds());
     }
@@ -198,6 +210,8 @@ struct RunManager::Metrics {
   prometheus::Gauge& queue_lag;
   prometheus::Family<prometheus::Counter>& runs;
   prometheus::Gauge& active;
+  prometheus::Gauge& projected;
+  prometheus::Gauge& budget;
 };
 
 // Turns the loop's reports into the run record, events, stored curves and metrics.
@@ -225,8 +239,8 @@ class RunManager::Listener final : public TrainingListener {
         record_->run.set_steps_to_target(progress.step());
       }
       if (kind == v1::PROGRESS_EVENT_KIND_CHECKPOINT) {
-        record_->run.set_checkpoint_path(
-            message.starts_with("checkpoint ") ? message.substr(11) : message);
+        record_->run.set_checkpoint_path(message.starts_with("checkpoint ") ? message.substr(11)
+                                                                            : message);
       }
     }
     if (manager_.metrics_) manager_.metrics_->Advance(before, progress);
@@ -248,8 +262,8 @@ class RunManager::Listener final : public TrainingListener {
 
   void OnEvaluation(const EvaluationPoint& point) override {
     if (manager_.store_ == nullptr) return;
-    if (absl::Status s = manager_.store_->AddEvaluation(record_->run.run_id(),
-                                                        record_->run.rank(), point);
+    if (absl::Status s =
+            manager_.store_->AddEvaluation(record_->run.run_id(), record_->run.rank(), point);
         !s.ok()) {
       logging::Warn("cannot store an evaluation",
                     {{"run", record_->run.run_id()}, {"error", s.ToString()}});
@@ -331,15 +345,15 @@ absl::StatusOr<v1::Run> RunManager::StartRun(const v1::StartRunRequest& raw) {
                         known.world_size() == request.world_size() &&
                         MessageDifferencer::Equals(known.config(), request.config());
       if (!same) {
-        return absl::AlreadyExistsError(fmt::format(
-            "run {} is known with a different config or rank; pick another run_id",
-            request.run_id()));
+        return absl::AlreadyExistsError(
+            fmt::format("run {} is known with a different config or rank; pick another run_id",
+                        request.run_id()));
       }
       if (!IsTerminal(known.state())) return known;  // a retry: the run as it is
       if (!request.resume()) {
-        return absl::AlreadyExistsError(fmt::format(
-            "run {} already ended ({}); set resume to continue it from its checkpoint",
-            request.run_id(), v1::RunState_Name(known.state())));
+        return absl::AlreadyExistsError(
+            fmt::format("run {} already ended ({}); set resume to continue it from its checkpoint",
+                        request.run_id(), v1::RunState_Name(known.state())));
       }
       if (known.state() == v1::RUN_STATE_SUCCEEDED) {
         return absl::FailedPreconditionError(
@@ -386,7 +400,11 @@ absl::StatusOr<v1::Run> RunManager::StartRun(const v1::StartRunRequest& raw) {
     accepted = record->run;
   }
   Persist(accepted);
-  if (metrics_) metrics_->active.Set(1);
+  if (metrics_) {
+    metrics_->active.Set(1);
+    metrics_->projected.Set(0);
+    metrics_->budget.Set(accepted.config().budget().max_energy_joules());
+  }
   logging::Info("run accepted", {{"run", request.run_id()},
                                  {"rank", request.rank()},
                                  {"world_size", request.world_size()},
@@ -420,14 +438,14 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
     }
   }
   if (status.ok()) {
-    absl::StatusOr<std::unique_ptr<EnergyMeter>> e = deps_.energy(request.config().energy_endpoint());
+    absl::StatusOr<std::unique_ptr<EnergyMeter>> e =
+        deps_.energy(request.config().energy_endpoint());
     if (e.ok()) {
       energy = *std::move(e);
     } else {
-      status = absl::Status(e.status().code(),
-                            fmt::format("energy collector at {}: {}",
-                                        request.config().energy_endpoint(),
-                                        std::string(e.status().message())));
+      status = absl::Status(e.status().code(), fmt::format("energy collector at {}: {}",
+                                                           request.config().energy_endpoint(),
+                                                           std::string(e.status().message())));
     }
   }
   if (status.ok() && request.rank() == 0 && UsesHumans(request.config().mode())) {
@@ -436,10 +454,9 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
     if (f.ok()) {
       feedback = *std::move(f);
     } else {
-      status = absl::Status(f.status().code(),
-                            fmt::format("feedback service at {}: {}",
-                                        request.config().feedback().endpoint(),
-                                        std::string(f.status().message())));
+      status = absl::Status(f.status().code(), fmt::format("feedback service at {}: {}",
+                                                           request.config().feedback().endpoint(),
+                                                           std::string(f.status().message())));
     }
   }
   if (status.ok() && request.world_size() > 1) {
@@ -567,8 +584,7 @@ void RunManager::Persist(const v1::Run& run) {
   }
 }
 
-absl::StatusOr<v1::Run> RunManager::StopRun(const std::string& run_id,
-                                            const std::string& reason) {
+absl::StatusOr<v1::Run> RunManager::StopRun(const std::string& run_id, const std::string& reason) {
   if (absl::Status s = ValidateIdentifier("run_id", run_id); !s.ok()) return s;
   std::lock_guard lock(mu_);
   auto it = runs_.find(run_id);
@@ -627,9 +643,8 @@ absl::StatusOr<v1::ListRunsResponse> RunManager::ListRuns(
           run.config().experiment_id() != request.experiment_id()) {
         continue;
       }
-      if (!request.states().empty() &&
-          std::find(request.states().begin(), request.states().end(), run.state()) ==
-              request.states().end()) {
+      if (!request.states().empty() && std::find(request.states().begin(), request.states().end(),
+                                                 run.state()) == request.states().end()) {
         continue;
       }
       matching.push_back(run);
@@ -688,9 +703,8 @@ absl::StatusOr<v1::Run> RunManager::WaitForEnd(const std::string& run_id,
     return absl::NotFoundError(fmt::format("this worker does not know run {}", run_id));
   }
   std::shared_ptr<Record> record = it->second;
-  if (!ended_.wait_for(lock, timeout, [&] {
-        return IsTerminal(record->run.state()) && active_ != run_id;
-      })) {
+  if (!ended_.wait_for(lock, timeout,
+                       [&] { return IsTerminal(record->run.state()) && active_ != run_id; })) {
     return absl::DeadlineExceededError(fmt::format("run {} did not end in time", run_id));
   }
   return record->run;
