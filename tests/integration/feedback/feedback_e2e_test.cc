@@ -224,7 +224,15 @@ TEST_F(FeedbackE2eTest, SigkillUnderLoadLosesNoAcknowledgedRatingAndNoVerdictRep
     std::vector<std::thread> threads;
     for (int r = 0; r < kRaters; ++r) threads.emplace_back(rate, r, std::ref(service.stub()));
     std::thread watcher(watch, std::ref(service.stub()), kItems);
-    std::this_thread::sleep_for(700ms);
+    // Kill once a quarter of the ratings are in, whatever the machine's speed (a fixed sleep let
+    // an idle machine finish everything first).
+    for (int i = 0; i < 1000; ++i) {
+      {
+        std::lock_guard lock(mu);
+        if (acknowledged.size() >= static_cast<std::size_t>(kItems * k / 4)) break;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
     service.Kill(SIGKILL);  // mid-load: leases live, submits in flight
     for (auto& t : threads) t.join();
     watcher.join();
