@@ -220,10 +220,13 @@ int Main(const std::vector<std::string_view>& args, const config::Environment& e
   using Command = std::function<int(const std::vector<std::string_view>&,
                                     const config::Environment&, std::ostream&, std::ostream&)>;
   const std::map<std::string, Command, std::less<>> commands = {
-      {"rpc health", RpcHealth},          {"rpc list", RpcList},
-      {"db status", DbStatus},            {"experiment run", ExperimentRun},
+      {"rpc health", RpcHealth},
+      {"rpc list", RpcList},
+      {"db status", DbStatus},
+      {"experiment run", ExperimentRun},
       {"experiment report", ExperimentReport},
-      {"token create", TokenCreate},      {"token revoke", TokenRevoke},
+      {"token create", TokenCreate},
+      {"token revoke", TokenRevoke},
       {"token list", TokenList}};
   // One-word commands.
   const std::map<std::string, Command, std::less<>> single = {

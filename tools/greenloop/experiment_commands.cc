@@ -83,8 +83,9 @@ struct CommonArgs {
 };
 
 void AddCommon(config::Schema& schema, CommonArgs& a) {
-  schema.Add("pg.url", &a.pg_url, "PostgreSQL to store experiments in; empty: not stored",
-             {.secret = true})
+  schema
+      .Add("pg.url", &a.pg_url, "PostgreSQL to store experiments in; empty: not stored",
+           {.secret = true})
       .Add("auth.token", &a.token, "worker token for the services; empty: none", {.secret = true})
       .Add("auth.admin_token", &a.admin_token,
            "admin token that creates one rater token per simulated rater", {.secret = true})
@@ -94,8 +95,8 @@ void AddCommon(config::Schema& schema, CommonArgs& a) {
 }
 
 // Writes the report files, stores the experiment and prints the table and where things are.
-int Finish(const experiment::Spec* spec, const cli::ExperimentResult& result,
-           const CommonArgs& a, std::string_view program, std::ostream& out, std::ostream& err) {
+int Finish(const experiment::Spec* spec, const cli::ExperimentResult& result, const CommonArgs& a,
+           std::string_view program, std::ostream& out, std::ostream& err) {
   const std::string dir = !a.output_dir.empty() ? a.output_dir
                           : spec != nullptr     ? spec->output_dir
                                                 : ".local/experiments";
@@ -239,8 +240,10 @@ int Predict(const std::vector<std::string_view>& args, const config::Environment
         s.target_is_baseline_best = false;
         s.target_accuracy = 0;
         experiment::ExperimentRunner runner(
-            s, {.token = a.token, .interrupted = [] { return g_interrupted.load(); },
-                .experiment_id = fmt::format("calibrate-{}-{}-{}", s.name, samples, batch)},
+            s,
+            {.token = a.token,
+             .interrupted = [] { return g_interrupted.load(); },
+             .experiment_id = fmt::format("calibrate-{}-{}-{}", s.name, samples, batch)},
             err);
         if (n++ == 0) {
           if (absl::Status st = runner.CheckServices(); !st.ok()) return Exit(err, kProgram, st);
@@ -293,10 +296,8 @@ int Predict(const std::vector<std::string_view>& args, const config::Environment
   } else {
     out << "  leave-one-out error: " << loo.status().message() << "\n";
   }
-  if (absl::Status s = (*store)->SavePrediction(spec_path, f, e,
-                                                loo.ok() ? std::optional<double>(*loo)
-                                                         : std::nullopt,
-                                                runs->size());
+  if (absl::Status s = (*store)->SavePrediction(
+          spec_path, f, e, loo.ok() ? std::optional<double>(*loo) : std::nullopt, runs->size());
       !s.ok()) {
     err << kProgram << ": warning: prediction not stored: " << s.message() << "\n";
   }

@@ -152,8 +152,8 @@ class JsonReader {
           absl::StatusOr<std::uint32_t> cp = Hex4();
           if (!cp.ok()) return cp.status();
           std::uint32_t code = *cp;
-          if (code >= 0xD800 && code < 0xDC00 && pos_ + 6 <= text_.size() &&
-              text_[pos_] == '\\' && text_[pos_ + 1] == 'u') {
+          if (code >= 0xD800 && code < 0xDC00 && pos_ + 6 <= text_.size() && text_[pos_] == '\\' &&
+              text_[pos_ + 1] == 'u') {
             pos_ += 2;
             absl::StatusOr<std::uint32_t> low = Hex4();
             if (!low.ok()) return low.status();
@@ -198,8 +198,9 @@ class JsonReader {
       }
     }
     const std::size_t start = pos_;
-    while (pos_ < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[pos_])) ||
-                                   text_[pos_] == '-' || text_[pos_] == '+' || text_[pos_] == '.')) {
+    while (pos_ < text_.size() &&
+           (std::isalnum(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '-' ||
+            text_[pos_] == '+' || text_[pos_] == '.')) {
       ++pos_;
     }
     if (pos_ == start) return Error("expected a value");
@@ -211,15 +212,15 @@ class JsonReader {
 };
 
 const std::vector<std::string>& FashionNames() {
-  static const auto* names = new std::vector<std::string>{
-      "t_shirt_top", "trouser", "pullover", "dress", "coat",
-      "sandal",      "shirt",   "sneaker",  "bag",   "ankle_boot"};
+  static const auto* names =
+      new std::vector<std::string>{"t_shirt_top", "trouser", "pullover", "dress", "coat",
+                                   "sandal",      "shirt",   "sneaker",  "bag",   "ankle_boot"};
   return *names;
 }
 const std::vector<std::string>& FashionDisplayNames() {
-  static const auto* names = new std::vector<std::string>{
-      "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-      "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  static const auto* names =
+      new std::vector<std::string>{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                   "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
   return *names;
 }
 
@@ -227,8 +228,8 @@ const std::vector<std::string>& FashionDisplayNames() {
 std::pair<std::string_view, std::string_view> SplitHeaders(std::string_view mail) {
   std::size_t cut = mail.find("\n\n");
   std::size_t skip = 2;
-  if (const std::size_t crlf = mail.find("\r\n\r\n"); crlf != std::string_view::npos &&
-                                                        (cut == std::string_view::npos || crlf < cut)) {
+  if (const std::size_t crlf = mail.find("\r\n\r\n");
+      crlf != std::string_view::npos && (cut == std::string_view::npos || crlf < cut)) {
     cut = crlf;
     skip = 4;
   }
@@ -364,7 +365,8 @@ absl::StatusOr<std::shared_ptr<LoadedDataset>> BuildSpam(const std::vector<RawMa
     add(out->test, order[i], TokenizeMail(mails[order[i]].text, where.spam_keep_headers));
   }
   out->mean_tokens_per_sample =
-      n_train == 0 ? 0 : static_cast<double>(out->train.tokens.size()) / static_cast<double>(n_train);
+      n_train == 0 ? 0
+                   : static_cast<double>(out->train.tokens.size()) / static_cast<double>(n_train);
   return out;
 }
 
@@ -418,8 +420,8 @@ absl::StatusOr<IdxFile> ReadIdxGz(const std::string& path) {
   }
   const std::size_t header = 4 + 4 * static_cast<std::size_t>(ndims);
   if (bytes.size() != header + total) {
-    return absl::DataLossError(fmt::format("{}: {} data bytes, header announces {}", path,
-                                           bytes.size() - header, total));
+    return absl::DataLossError(
+        fmt::format("{}: {} data bytes, header announces {}", path, bytes.size() - header, total));
   }
   idx.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
   return idx;
@@ -447,9 +449,8 @@ absl::StatusOr<RawImages> ReadFashionMnist(const std::string& dir) {
     if (!labels.ok()) return labels.status();
     if (images->dims.size() != 3 || labels->dims.size() != 1 ||
         images->dims[0] != labels->dims[0]) {
-      return absl::DataLossError(
-          fmt::format("{}: {} and {} do not describe the same samples", dir, part.images,
-                      part.labels));
+      return absl::DataLossError(fmt::format("{}: {} and {} do not describe the same samples", dir,
+                                             part.images, part.labels));
     }
     raw.rows = static_cast<int>(images->dims[1]);
     raw.cols = static_cast<int>(images->dims[2]);
@@ -504,14 +505,16 @@ absl::StatusOr<std::vector<RawMail>> ReadSpamAssassin(const std::string& package
     const std::filesystem::path path = data / name;
     absl::StatusOr<std::string> text = ReadWholeFile(path);
     if (!text.ok()) {
-      return absl::DataLossError(fmt::format("{} (listed in file_list.json) is unreadable; "
-                                             "reinstall {}",
-                                             path.string(), kSpamPackage));
+      return absl::DataLossError(
+          fmt::format("{} (listed in file_list.json) is unreadable; "
+                      "reinstall {}",
+                      path.string(), kSpamPackage));
     }
     absl::StatusOr<std::vector<std::pair<std::string, std::string>>> fields =
         ParseJsonStringFields(*text);
     if (!fields.ok()) {
-      return absl::DataLossError(fmt::format("{}: {}", path.string(), std::string(fields.status().message())));
+      return absl::DataLossError(
+          fmt::format("{}: {}", path.string(), std::string(fields.status().message())));
     }
     RawMail mail;
     for (auto& [key, value] : *fields) {
@@ -526,8 +529,8 @@ absl::StatusOr<std::vector<RawMail>> ReadSpamAssassin(const std::string& package
     } else if (mail.group.find("ham") != std::string::npos) {
       mail.label = 0;
     } else {
-      return absl::DataLossError(
-          fmt::format("{}: unknown group '{}' (expected *ham* or spam*)", path.string(), mail.group));
+      return absl::DataLossError(fmt::format("{}: unknown group '{}' (expected *ham* or spam*)",
+                                             path.string(), mail.group));
     }
     mails.push_back(std::move(mail));
   }
@@ -591,8 +594,8 @@ absl::StatusOr<NoisyLabels> InjectLabelNoise(std::span<const std::int64_t> clean
         "LABEL_NOISE_KIND_CLASS_DEPENDENT when rate > 0");
   }
   if (num_classes < 2) return absl::InvalidArgumentError("label noise needs at least 2 classes");
-  const auto count = static_cast<std::uint64_t>(
-      std::llround(noise.rate() * static_cast<double>(clean.size())));
+  const auto count =
+      static_cast<std::uint64_t>(std::llround(noise.rate() * static_cast<double>(clean.size())));
   const std::vector<std::uint64_t> order = SeededPermutation(clean.size(), noise.seed());
   SeededRng rng(noise.seed() ^ 0xA5A5A5A5DEADBEEFULL);
   for (std::uint64_t k = 0; k < count; ++k) {
@@ -641,9 +644,10 @@ absl::StatusOr<std::shared_ptr<const std::vector<RawMail>>> DatasetCache::SpamAs
   return state_->spam;
 }
 
-absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(
-    DatasetCache& cache, v1::Dataset dataset, std::uint64_t max_train_samples,
-    const v1::LabelNoise& noise) {
+absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(DatasetCache& cache,
+                                                                 v1::Dataset dataset,
+                                                                 std::uint64_t max_train_samples,
+                                                                 const v1::LabelNoise& noise) {
   std::shared_ptr<LoadedDataset> out;
   switch (dataset) {
     case v1::DATASET_FASHION_MNIST: {
@@ -662,10 +666,10 @@ absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(
       break;
     }
     default:
-      return absl::InvalidArgumentError(fmt::format(
-          "config.dataset: unknown dataset {} (expected DATASET_FASHION_MNIST or "
-          "DATASET_SPAM_ASSASSIN)",
-          static_cast<int>(dataset)));
+      return absl::InvalidArgumentError(
+          fmt::format("config.dataset: unknown dataset {} (expected DATASET_FASHION_MNIST or "
+                      "DATASET_SPAM_ASSASSIN)",
+                      static_cast<int>(dataset)));
   }
   absl::StatusOr<NoisyLabels> noisy =
       InjectLabelNoise(out->train.clean_labels, out->num_classes(), dataset, noise);

@@ -68,7 +68,7 @@ struct LoadedDataset {
   v1::Dataset dataset = v1::DATASET_UNSPECIFIED;
   std::vector<std::string> label_names;          // machine names, e.g. "t_shirt_top"
   std::vector<std::string> label_display_names;  // e.g. "T-shirt/top"
-  int image_rows = 0;  // images only
+  int image_rows = 0;                            // images only
   int image_cols = 0;
   std::int64_t vocabulary_size = 0;  // text only, unknown token (id 0) included
   double mean_tokens_per_sample = 0;
@@ -95,8 +95,8 @@ struct RawImages {
 
 // One mail of the SpamAssassin corpus as shipped.
 struct RawMail {
-  std::string group;  // e.g. "spam-2"
-  std::string text;   // headers and body
+  std::string group;       // e.g. "spam-2"
+  std::string text;        // headers and body
   std::int64_t label = 0;  // 0 ham, 1 spam
 };
 
@@ -135,9 +135,10 @@ std::string MailDisplayText(std::string_view mail, std::size_t max_chars = 4000)
 // training labels. INVALID_ARGUMENT for an unknown dataset or a bad noise spec; the read errors
 // above otherwise.
 class DatasetCache;
-absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(
-    DatasetCache& cache, v1::Dataset dataset, std::uint64_t max_train_samples,
-    const v1::LabelNoise& noise);
+absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(DatasetCache& cache,
+                                                                 v1::Dataset dataset,
+                                                                 std::uint64_t max_train_samples,
+                                                                 const v1::LabelNoise& noise);
 
 // Keeps what was read from disk, so that a worker serving many runs reads each dataset once.
 //

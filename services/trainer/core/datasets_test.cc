@@ -248,9 +248,9 @@ TEST(Png, EncodesAScaledGreyscaleImage) {
   const std::uint32_t len = be32(idat);
   std::vector<std::uint8_t> raw(4 * 7);
   uLongf raw_len = raw.size();
-  ASSERT_EQ(uncompress(raw.data(), &raw_len,
-                       reinterpret_cast<const Bytef*>(png.data() + idat + 8), len),
-            Z_OK);
+  ASSERT_EQ(
+      uncompress(raw.data(), &raw_len, reinterpret_cast<const Bytef*>(png.data() + idat + 8), len),
+      Z_OK);
   ASSERT_EQ(raw_len, 28u);
   const std::vector<std::uint8_t> row0 = {0, 0, 0, 64, 64, 128, 128};
   const std::vector<std::uint8_t> row3 = {0, 255, 255, 10, 10, 20, 20};

@@ -1,13 +1,13 @@
 #include "services/trainer/core/distributed.h"
 
 #include <fmt/format.h>
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include <cstring>
 #include <thread>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 namespace greenloop::trainer {
 namespace {
@@ -153,8 +153,8 @@ absl::StatusOr<std::unique_ptr<Collective>> ConnectGloo(const GlooOptions& o) {
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(
         c10::make_intrusive<c10d::PrefixStore>("pg", store), static_cast<int>(o.rank),
         static_cast<int>(o.world_size), options);
-    return std::unique_ptr<Collective>(std::make_unique<GlooCollective>(
-        store, group, o.rank, o.world_size, o.collective_timeout));
+    return std::unique_ptr<Collective>(
+        std::make_unique<GlooCollective>(store, group, o.rank, o.world_size, o.collective_timeout));
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         fmt::format("rendezvous at {} failed: {}", where, FirstLine(e.what())));

@@ -26,8 +26,8 @@
 namespace greenloop::trainer {
 
 struct GlooOptions {
-  std::string run_id;              // keys of the store are prefixed with it
-  std::string rendezvous_host;     // rank 0's address
+  std::string run_id;           // keys of the store are prefixed with it
+  std::string rendezvous_host;  // rank 0's address
   std::uint16_t rendezvous_port = 0;
   std::uint32_t rank = 0;
   std::uint32_t world_size = 1;

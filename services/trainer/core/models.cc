@@ -13,8 +13,10 @@ constexpr int kEmbeddingDim = 64;
 class CnnImpl final : public ClassifierImpl {
  public:
   CnnImpl(int rows, int cols, int classes)
-      : conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 8, 3).padding(1)))),
-        conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 16, 3).padding(1)))),
+      : conv1_(register_module("conv1",
+                               torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 8, 3).padding(1)))),
+        conv2_(register_module("conv2",
+                               torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 16, 3).padding(1)))),
         fc1_(register_module("fc1", torch::nn::Linear(16 * (rows / 4) * (cols / 4), 64))),
         fc2_(register_module("fc2", torch::nn::Linear(64, classes))) {}
 
@@ -36,8 +38,9 @@ class BagOfWordsImpl final : public ClassifierImpl {
  public:
   BagOfWordsImpl(std::int64_t vocabulary, int classes)
       : bag_(register_module(
-            "bag", torch::nn::EmbeddingBag(torch::nn::EmbeddingBagOptions(vocabulary, kEmbeddingDim)
-                                               .mode(torch::kMean)))),
+            "bag",
+            torch::nn::EmbeddingBag(
+                torch::nn::EmbeddingBagOptions(vocabulary, kEmbeddingDim).mode(torch::kMean)))),
         fc_(register_module("fc", torch::nn::Linear(kEmbeddingDim, classes))) {}
 
   torch::Tensor forward(const ModelInput& input) override {
@@ -93,9 +96,9 @@ v1::ModelInfo DescribeModel(ClassifierImpl& model, v1::ModelKind kind,
   if (ResolveModelKind(kind, dataset.dataset) == v1::MODEL_KIND_CNN) {
     const std::uint64_t rows = static_cast<std::uint64_t>(dataset.image_rows);
     const std::uint64_t cols = static_cast<std::uint64_t>(dataset.image_cols);
-    macs += rows * cols * 8 * 1 * 9;                 // conv1, same padding
-    macs += (rows / 2) * (cols / 2) * 16 * 8 * 9;    // conv2 after the first pooling
-    macs += 16 * (rows / 4) * (cols / 4) * 64;       // fc1
+    macs += rows * cols * 8 * 1 * 9;                   // conv1, same padding
+    macs += (rows / 2) * (cols / 2) * 16 * 8 * 9;      // conv2 after the first pooling
+    macs += 16 * (rows / 4) * (cols / 4) * 64;         // fc1
     macs += 64 * static_cast<std::uint64_t>(classes);  // fc2
   } else {
     // An embedding bag adds one 64-vector per token (a MAC each with the mean's scaling).

@@ -41,7 +41,8 @@ std::string EncodeGreyscalePng(std::span<const std::uint8_t> pixels, int rows, i
   for (int y = 0; y < height; ++y) {
     raw.push_back(0);
     const std::size_t row = static_cast<std::size_t>(y / scale) * static_cast<std::size_t>(cols);
-    for (int x = 0; x < width; ++x) raw.push_back(pixels[row + static_cast<std::size_t>(x / scale)]);
+    for (int x = 0; x < width; ++x)
+      raw.push_back(pixels[row + static_cast<std::size_t>(x / scale)]);
   }
   uLongf packed_size = compressBound(static_cast<uLong>(raw.size()));
   std::string packed(packed_size, '\0');

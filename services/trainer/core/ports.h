@@ -55,8 +55,7 @@ class FeedbackQueue {
                                const std::vector<v1::ItemInput>& items) = 0;
   // Starts following the campaign's verdicts after `cursor` (empty: from the first) on a
   // background thread, reconnecting from the last cursor when the stream breaks.
-  virtual absl::Status StartWatching(const std::string& campaign_id,
-                                     const std::string& cursor) = 0;
+  virtual absl::Status StartWatching(const std::string& campaign_id, const std::string& cursor) = 0;
   // Returns the verdicts received since the previous call, in stream order. Never blocks.
   virtual std::vector<ReceivedVerdict> TakeVerdicts() = 0;
   // Stops following verdicts; idempotent.

@@ -9,9 +9,7 @@
 namespace greenloop::trainer {
 namespace {
 
-absl::Status Invalid(std::string message) {
-  return absl::InvalidArgumentError(std::move(message));
-}
+absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
 }  // namespace
 
@@ -32,26 +30,28 @@ absl::Status ValidateIdentifier(std::string_view field, std::string_view value) 
 absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
   v1::RunConfig c = in;
   if (c.dataset() != v1::DATASET_FASHION_MNIST && c.dataset() != v1::DATASET_SPAM_ASSASSIN) {
-    return Invalid(fmt::format(
-        "config.dataset: unknown or unset dataset {} (DATASET_FASHION_MNIST or "
-        "DATASET_SPAM_ASSASSIN)",
-        static_cast<int>(c.dataset())));
+    return Invalid(
+        fmt::format("config.dataset: unknown or unset dataset {} (DATASET_FASHION_MNIST or "
+                    "DATASET_SPAM_ASSASSIN)",
+                    static_cast<int>(c.dataset())));
   }
   if (c.model_kind() == v1::MODEL_KIND_UNSPECIFIED) {
     c.set_model_kind(c.dataset() == v1::DATASET_SPAM_ASSASSIN ? v1::MODEL_KIND_BAG_OF_WORDS
-                                                             : v1::MODEL_KIND_CNN);
+                                                              : v1::MODEL_KIND_CNN);
   }
   if (c.model_kind() == v1::MODEL_KIND_CNN && c.dataset() != v1::DATASET_FASHION_MNIST) {
-    return Invalid("config.model_kind: MODEL_KIND_CNN does not fit DATASET_SPAM_ASSASSIN (text); "
-                   "use MODEL_KIND_BAG_OF_WORDS");
+    return Invalid(
+        "config.model_kind: MODEL_KIND_CNN does not fit DATASET_SPAM_ASSASSIN (text); "
+        "use MODEL_KIND_BAG_OF_WORDS");
   }
   if (c.model_kind() == v1::MODEL_KIND_BAG_OF_WORDS && c.dataset() != v1::DATASET_SPAM_ASSASSIN) {
-    return Invalid("config.model_kind: MODEL_KIND_BAG_OF_WORDS does not fit "
-                   "DATASET_FASHION_MNIST (images); use MODEL_KIND_CNN");
+    return Invalid(
+        "config.model_kind: MODEL_KIND_BAG_OF_WORDS does not fit "
+        "DATASET_FASHION_MNIST (images); use MODEL_KIND_CNN");
   }
   if (c.model_kind() != v1::MODEL_KIND_CNN && c.model_kind() != v1::MODEL_KIND_BAG_OF_WORDS) {
-    return Invalid(fmt::format("config.model_kind: unknown model kind {}",
-                               static_cast<int>(c.model_kind())));
+    return Invalid(
+        fmt::format("config.model_kind: unknown model kind {}", static_cast<int>(c.model_kind())));
   }
   if (c.has_label_noise()) {
     const v1::LabelNoise& n = c.label_noise();
@@ -68,8 +68,8 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
     return Invalid(fmt::format("config.batch_size {} is above 65536", c.batch_size()));
   }
   if (!std::isfinite(c.learning_rate()) || c.learning_rate() < 0) {
-    return Invalid(fmt::format("config.learning_rate must be a positive number, got {}",
-                               c.learning_rate()));
+    return Invalid(
+        fmt::format("config.learning_rate must be a positive number, got {}", c.learning_rate()));
   }
   if (c.learning_rate() == 0) c.set_learning_rate(0.001);
   const v1::Budget& b = c.budget();
@@ -79,10 +79,9 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
   if (b.max_epochs() == 0 && b.max_steps() == 0 && b.max_energy_joules() == 0) {
     return Invalid("config.budget: set at least one of max_epochs, max_steps, max_energy_joules");
   }
-  if (!std::isfinite(c.target_accuracy()) || c.target_accuracy() < 0 ||
-      c.target_accuracy() > 1) {
-    return Invalid(fmt::format("config.target_accuracy must be in [0, 1], got {}",
-                               c.target_accuracy()));
+  if (!std::isfinite(c.target_accuracy()) || c.target_accuracy() < 0 || c.target_accuracy() > 1) {
+    return Invalid(
+        fmt::format("config.target_accuracy must be in [0, 1], got {}", c.target_accuracy()));
   }
   if (c.mode() < v1::MODE_BASELINE || c.mode() > v1::MODE_HYBRID) {
     return Invalid("config.mode is required: MODE_BASELINE, MODE_HITL, MODE_AUTO or MODE_HYBRID");
@@ -124,8 +123,8 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
     if (c.feedback().campaign_id().empty()) {
       return Invalid("config.feedback.campaign_id is required in MODE_HITL and MODE_HYBRID");
     }
-    if (absl::Status s = ValidateIdentifier("config.feedback.campaign_id",
-                                            c.feedback().campaign_id());
+    if (absl::Status s =
+            ValidateIdentifier("config.feedback.campaign_id", c.feedback().campaign_id());
         !s.ok()) {
       return s;
     }
@@ -148,11 +147,10 @@ absl::StatusOr<v1::StartRunRequest> ValidateStartRun(const v1::StartRunRequest& 
     return Invalid(fmt::format("world_size {} is above 1024", r.world_size()));
   }
   if (r.rank() >= r.world_size()) {
-    return Invalid(
-        fmt::format("rank {} is not below world_size {}", r.rank(), r.world_size()));
+    return Invalid(fmt::format("rank {} is not below world_size {}", r.rank(), r.world_size()));
   }
-  if (r.world_size() > 1 && (r.rendezvous_host().empty() || r.rendezvous_port() == 0 ||
-                             r.rendezvous_port() > 65535)) {
+  if (r.world_size() > 1 &&
+      (r.rendezvous_host().empty() || r.rendezvous_port() == 0 || r.rendezvous_port() > 65535)) {
     return Invalid(
         "rendezvous_host and rendezvous_port (1-65535) are required when world_size > 1");
   }

@@ -29,8 +29,6 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& config);
 absl::StatusOr<v1::StartRunRequest> ValidateStartRun(const v1::StartRunRequest& request);
 
 // Whether `mode` sends candidates to human raters.
-inline bool UsesHumans(v1::Mode mode) {
-  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID;
-}
+inline bool UsesHumans(v1::Mode mode) { return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID; }
 
 }  // namespace greenloop::trainer

@@ -49,7 +49,7 @@ namespace greenloop::trainer {
 struct WorkerSettings {
   std::string node;
   int pid = 0;
-  int threads = 0;  // LibTorch intra-op threads; 0: LibTorch's default
+  int threads = 0;                      // LibTorch intra-op threads; 0: LibTorch's default
   std::size_t max_queued_events = 256;  // per subscriber, before step events are dropped
 };
 
@@ -114,7 +114,7 @@ class RunManager final {
   absl::StatusOr<v1::ListRunsResponse> ListRuns(const v1::ListRunsRequest& request) const;
   // Starts following a run: the first event is a snapshot. See TrainerService.StreamProgress.
   absl::StatusOr<std::shared_ptr<ProgressSubscription>> Subscribe(const std::string& run_id,
-                                                                   std::uint32_t min_interval_ms);
+                                                                  std::uint32_t min_interval_ms);
   // Blocks until `run_id` is in a terminal state or `timeout` passes; returns the run.
   absl::StatusOr<v1::Run> WaitForEnd(const std::string& run_id,
                                      std::chrono::milliseconds timeout) const;

@@ -5,12 +5,12 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
-#include <map>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <unordered_set>
 
@@ -55,9 +55,7 @@ struct Finish {
   std::string message;
 };
 
-google::protobuf::Timestamp Now() {
-  return google::protobuf::util::TimeUtil::GetCurrentTime();
-}
+google::protobuf::Timestamp Now() { return google::protobuf::util::TimeUtil::GetCurrentTime(); }
 
 absl::Status WriteFileAtomically(const fs::path& path, const std::string& bytes) {
   const fs::path tmp = path.string() + ".tmp";
@@ -69,7 +67,8 @@ absl::Status WriteFileAtomically(const fs::path& path, const std::string& bytes)
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(fmt::format("cannot rename {}: {}", tmp.string(), ec.message()));
+  if (ec)
+    return absl::InternalError(fmt::format("cannot rename {}: {}", tmp.string(), ec.message()));
   return absl::OkStatus();
 }
 
@@ -101,10 +100,10 @@ class Loop final {
       if (status.ok()) {
         status = ports_.energy->Register(opts_.run_id, opts_.pid, opts_.rank);
         if (!status.ok()) {
-          status = absl::Status(status.code(),
-                                fmt::format("cannot register with the energy collector at {} "
-                                            "(greenloop does not train unmeasured): {}",
-                                            config_.energy_endpoint(), std::string(status.message())));
+          status = absl::Status(
+              status.code(), fmt::format("cannot register with the energy collector at {} "
+                                         "(greenloop does not train unmeasured): {}",
+                                         config_.energy_endpoint(), std::string(status.message())));
         }
         registered = status.ok();
       }
@@ -117,8 +116,8 @@ class Loop final {
           status = f.status();
         }
       }
-      if (!status.ok()) finish = {v1::RUN_STATE_FAILED, v1::FINISH_REASON_ERROR,
-                                  std::string(status.message())};
+      if (!status.ok())
+        finish = {v1::RUN_STATE_FAILED, v1::FINISH_REASON_ERROR, std::string(status.message())};
     } catch (const std::exception& e) {
       finish = {v1::RUN_STATE_FAILED, v1::FINISH_REASON_ERROR,
                 fmt::format("training failed: {}", FirstLine(e.what()))};
@@ -159,9 +158,7 @@ class Loop final {
   }
 
  private:
-  static std::string FirstLine(const std::string& text) {
-    return text.substr(0, text.find('\n'));
-  }
+  static std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
 
   std::uint32_t rank() const { return collective_->rank(); }
   std::uint32_t world() const { return collective_->world_size(); }
@@ -172,8 +169,7 @@ class Loop final {
   absl::Status Setup() {
     if (opts_.threads > 0) torch::set_num_threads(opts_.threads);
     torch::manual_seed(config_.seed());
-    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model =
-        MakeModel(config_.model_kind(), ds_);
+    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = MakeModel(config_.model_kind(), ds_);
     if (!model.ok()) return model.status();
     model_ = *model;
     model_info_ = DescribeModel(*model_, config_.model_kind(), ds_);
@@ -230,8 +226,9 @@ class Loop final {
     absl::Status s = ports_.feedback->EnsureCampaign(config_.feedback().campaign_id(), spec);
     // A campaign made beforehand with another display name or k is the experiment's choice.
     if (!s.ok() && !absl::IsAlreadyExists(s)) {
-      return absl::Status(s.code(), fmt::format("feedback service at {}: {}",
-                                                config_.feedback().endpoint(), std::string(s.message())));
+      return absl::Status(s.code(),
+                          fmt::format("feedback service at {}: {}", config_.feedback().endpoint(),
+                                      std::string(s.message())));
     }
     return ports_.feedback->StartWatching(config_.feedback().campaign_id(), cursor_);
   }
@@ -268,8 +265,7 @@ class Loop final {
           if (!f.ok()) return f.status();
           if (*f) return **f;
         }
-        if (config_.budget().max_steps() > 0 &&
-            progress_.step() >= config_.budget().max_steps()) {
+        if (config_.budget().max_steps() > 0 && progress_.step() >= config_.budget().max_steps()) {
           if (config_.eval_every_steps() == 0 ||
               progress_.step() % config_.eval_every_steps() != 0) {
             absl::StatusOr<std::optional<Finish>> f = Evaluate();
@@ -292,17 +288,15 @@ class Loop final {
       }
       WriteCheckpoint(true);
       Emit(v1::PROGRESS_EVENT_KIND_EPOCH_END, fmt::format("epoch {} ended", progress_.epoch()));
-      logging::Info("epoch ended",
-                    {{"run", opts_.run_id},
-                     {"rank", opts_.rank},
-                     {"epoch", progress_.epoch()},
-                     {"step", progress_.step()},
-                     {"eval_accuracy", progress_.eval_accuracy()},
-                     {"energy_joules", progress_.energy_joules()},
-                     {"dropped", progress_.samples_dropped()},
-                     {"relabelled", progress_.samples_relabelled()}});
-      if (config_.budget().max_epochs() > 0 &&
-          progress_.epoch() >= config_.budget().max_epochs()) {
+      logging::Info("epoch ended", {{"run", opts_.run_id},
+                                    {"rank", opts_.rank},
+                                    {"epoch", progress_.epoch()},
+                                    {"step", progress_.step()},
+                                    {"eval_accuracy", progress_.eval_accuracy()},
+                                    {"energy_joules", progress_.energy_joules()},
+                                    {"dropped", progress_.samples_dropped()},
+                                    {"relabelled", progress_.samples_relabelled()}});
+      if (config_.budget().max_epochs() > 0 && progress_.epoch() >= config_.budget().max_epochs()) {
         return Finish{v1::RUN_STATE_SUCCEEDED, v1::FINISH_REASON_EPOCH_BUDGET, ""};
       }
       progress_.set_epoch(progress_.epoch() + 1);
@@ -313,8 +307,8 @@ class Loop final {
   // Takes one optimizer step; returns a Finish when the run must end here.
   absl::StatusOr<std::optional<Finish>> Step() {
     // This rank's slice of the global batch, without samples dropped since the epoch began.
-    const std::uint64_t base = step_in_epoch_ * global_batch() +
-                               static_cast<std::uint64_t>(rank()) * config_.batch_size();
+    const std::uint64_t base =
+        step_in_epoch_ * global_batch() + static_cast<std::uint64_t>(rank()) * config_.batch_size();
     std::vector<std::int64_t> positions;
     positions.reserve(config_.batch_size());
     for (std::uint64_t i = base; i < base + config_.batch_size() && i < epoch_order_.size(); ++i) {
@@ -439,7 +433,8 @@ class Loop final {
       }
       offset += n;
     }
-    std::copy(control.begin(), control.end(), buffer_.begin() + static_cast<std::ptrdiff_t>(offset));
+    std::copy(control.begin(), control.end(),
+              buffer_.begin() + static_cast<std::ptrdiff_t>(offset));
     GREENLOOP_RETURN_IF_ERROR_LOOP(collective_->AllReduceSum(buffer_));
     const float scale = 1.0f / static_cast<float>(world());
     offset = 0;
@@ -562,7 +557,7 @@ class Loop final {
     const auto classes = static_cast<std::size_t>(ds_.num_classes());
     const float* pr = probs.data_ptr<float>();
     struct Scored {
-      std::size_t index;   // into pool
+      std::size_t index;  // into pool
       double score;
       std::int64_t other;  // most probable class other than the given label
       double other_p;
@@ -717,15 +712,15 @@ class Loop final {
   }
 
   void UpdateEta() {
-    const double elapsed = elapsed_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
+    const double elapsed =
+        elapsed_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
     progress_.set_elapsed_seconds(elapsed);
     if (progress_.step() >= config_.projection_warmup_steps() && progress_.planned_steps() > 0 &&
         progress_.step() > 0) {
       const double per_step = elapsed / static_cast<double>(progress_.step());
-      const double left =
-          progress_.planned_steps() > progress_.step()
-              ? static_cast<double>(progress_.planned_steps() - progress_.step())
-              : 0.0;
+      const double left = progress_.planned_steps() > progress_.step()
+                              ? static_cast<double>(progress_.planned_steps() - progress_.step())
+                              : 0.0;
       progress_.set_eta_seconds(per_step * left);
     }
   }
@@ -822,7 +817,8 @@ class Loop final {
     const fs::path dir = RankDir();
     std::error_code ec;
     fs::create_directories(dir, ec);
-    if (ec) return absl::InternalError(fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+    if (ec)
+      return absl::InternalError(fmt::format("cannot create {}: {}", dir.string(), ec.message()));
     const std::string name = fmt::format("epoch-{}-step-{}", progress_.epoch(), progress_.step());
     const fs::path tmp = dir / (name + ".tmp");
     const fs::path final_dir = dir / name;
@@ -869,7 +865,9 @@ class Loop final {
     GREENLOOP_RETURN_IF_ERROR_LOOP(WriteFileAtomically(tmp / "state.pb", st.SerializeAsString()));
     fs::remove_all(final_dir, ec);
     fs::rename(tmp, final_dir, ec);
-    if (ec) return absl::InternalError(fmt::format("cannot publish {}: {}", final_dir.string(), ec.message()));
+    if (ec)
+      return absl::InternalError(
+          fmt::format("cannot publish {}: {}", final_dir.string(), ec.message()));
     GREENLOOP_RETURN_IF_ERROR_LOOP(WriteFileAtomically(dir / "LATEST", name));
     // Keep only the latest checkpoint.
     for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
@@ -886,15 +884,17 @@ class Loop final {
     if (!latest.ok()) return latest.status();
     const fs::path path = dir / *latest;
     absl::StatusOr<std::string> bytes = ReadFile(path / "state.pb");
-    if (!bytes.ok()) return absl::DataLossError(fmt::format("checkpoint {} has no state.pb", path.string()));
+    if (!bytes.ok())
+      return absl::DataLossError(fmt::format("checkpoint {} has no state.pb", path.string()));
     internal::CheckpointState st;
     if (!st.ParseFromString(*bytes) || st.run_id() != opts_.run_id) {
-      return absl::DataLossError(fmt::format("checkpoint {} is not one of run {}", path.string(), opts_.run_id));
+      return absl::DataLossError(
+          fmt::format("checkpoint {} is not one of run {}", path.string(), opts_.run_id));
     }
     if (st.world_size() != world()) {
-      return absl::FailedPreconditionError(fmt::format(
-          "checkpoint {} was written by a run of {} ranks; this one has {}", path.string(),
-          st.world_size(), world()));
+      return absl::FailedPreconditionError(
+          fmt::format("checkpoint {} was written by a run of {} ranks; this one has {}",
+                      path.string(), st.world_size(), world()));
     }
     {
       torch::serialize::InputArchive model_archive;
@@ -904,10 +904,10 @@ class Loop final {
       optimizer_archive.load_from((path / "optimizer.pt").string());
       optimizer_->load(optimizer_archive);
     }
-    GREENLOOP_RETURN_IF_ERROR_LOOP(state_.Restore(
-        std::vector<std::int64_t>(st.labels().begin(), st.labels().end()),
-        std::vector<float>(st.weights().begin(), st.weights().end()),
-        std::vector<std::uint8_t>(st.active().begin(), st.active().end())));
+    GREENLOOP_RETURN_IF_ERROR_LOOP(
+        state_.Restore(std::vector<std::int64_t>(st.labels().begin(), st.labels().end()),
+                       std::vector<float>(st.weights().begin(), st.weights().end()),
+                       std::vector<std::uint8_t>(st.active().begin(), st.active().end())));
     progress_ = st.progress();
     progress_.set_state(v1::RUN_STATE_RUNNING);
     asked_.insert(st.asked().begin(), st.asked().end());
@@ -915,7 +915,8 @@ class Loop final {
     if (st.has_best_eval_accuracy()) best_accuracy_ = st.best_eval_accuracy();
     if (st.has_energy_to_target_joules()) energy_to_target_ = st.energy_to_target_joules();
     if (st.has_steps_to_target()) steps_to_target_ = st.steps_to_target();
-    if (st.has_projected_total_energy_joules()) first_projection_ = st.projected_total_energy_joules();
+    if (st.has_projected_total_energy_joules())
+      first_projection_ = st.projected_total_energy_joules();
     flag_threshold_ = st.flag_threshold();
     for (const internal::CalibrationPoint& c : st.calibration()) {
       calibration_.emplace_back(c.other_class_probability(), c.human_said_wrong());
@@ -932,9 +933,10 @@ class Loop final {
       step_in_epoch_ = st.step_in_epoch();
       steps_this_epoch_ = StepsPerEpoch(epoch_order_.size());
     }
-    logging::Info("resumed from checkpoint",
-                  {{"run", opts_.run_id}, {"rank", opts_.rank}, {"path", path.string()},
-                   {"step", progress_.step()}});
+    logging::Info("resumed from checkpoint", {{"run", opts_.run_id},
+                                              {"rank", opts_.rank},
+                                              {"path", path.string()},
+                                              {"step", progress_.step()}});
     return absl::OkStatus();
   }
 

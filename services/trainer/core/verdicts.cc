@@ -51,8 +51,7 @@ std::optional<std::size_t> TrainingSetState::PositionOf(std::uint64_t ref) const
   return it->second;
 }
 
-std::optional<SampleChange> TrainingSetState::Apply(const v1::Verdict& verdict,
-                                                    ChangeSource source,
+std::optional<SampleChange> TrainingSetState::Apply(const v1::Verdict& verdict, ChangeSource source,
                                                     const v1::VerdictPolicy& policy,
                                                     std::uint64_t step, int num_classes) {
   const std::optional<std::size_t> pos = PositionOf(verdict.sample().index());
@@ -117,8 +116,8 @@ std::optional<SampleChange> TrainingSetState::Apply(const v1::Verdict& verdict,
     }
     case v1::Verdict::kRelevant:
       if (verdict.relevant()) {
-        change.action = policy.relevant_weight() == 1.0 ? ChangeAction::kKeep
-                                                         : ChangeAction::kReweight;
+        change.action =
+            policy.relevant_weight() == 1.0 ? ChangeAction::kKeep : ChangeAction::kReweight;
         change.new_weight = policy.relevant_weight();
       } else if (policy.drop_irrelevant()) {
         change.action = ChangeAction::kDrop;
@@ -155,8 +154,7 @@ std::optional<SampleChange> TrainingSetState::Apply(const v1::Verdict& verdict,
   return change;
 }
 
-absl::Status TrainingSetState::Restore(std::vector<std::int64_t> labels,
-                                       std::vector<float> weights,
+absl::Status TrainingSetState::Restore(std::vector<std::int64_t> labels, std::vector<float> weights,
                                        std::vector<std::uint8_t> active) {
   if (labels.size() != labels_.size() || weights.size() != labels_.size() ||
       active.size() != labels_.size()) {

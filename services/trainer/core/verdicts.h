@@ -77,7 +77,7 @@ class TrainingSetState final {
 struct PendingVerdict {
   v1::Verdict verdict;
   ChangeSource source = ChangeSource::kHuman;
-  std::string cursor;          // stream cursor after this verdict; empty for automatic ones
+  std::string cursor;            // stream cursor after this verdict; empty for automatic ones
   double queue_lag_seconds = 0;  // decide_time to receipt, human verdicts only
 };
 std::string SerializeVerdicts(const std::vector<PendingVerdict>& verdicts);

@@ -130,11 +130,13 @@ TEST(TrainingSetState, SameVerdictStreamGivesTheSameTrainingSet) {
                            0.5 + 0.5 * rng.Unit());
     v.set_revision(static_cast<std::uint32_t>(1 + rng.Below(2)));
     if (rng.Below(10) == 0) v.set_label_correct(rng.Below(2) == 0);
-    stream.push_back({.verdict = v, .source = rng.Below(2) ? ChangeSource::kAuto : ChangeSource::kHuman,
+    stream.push_back({.verdict = v,
+                      .source = rng.Below(2) ? ChangeSource::kAuto : ChangeSource::kHuman,
                       .cursor = std::to_string(i)});
   }
   // Through the wire format, as rank 0 broadcasts them.
-  absl::StatusOr<std::vector<PendingVerdict>> received = DeserializeVerdicts(SerializeVerdicts(stream));
+  absl::StatusOr<std::vector<PendingVerdict>> received =
+      DeserializeVerdicts(SerializeVerdicts(stream));
   ASSERT_TRUE(received.ok());
   ASSERT_EQ(received->size(), stream.size());
   TrainingSetState a(split);

@@ -22,8 +22,8 @@ EnergyGrpcClient::EnergyGrpcClient(std::shared_ptr<::grpc::Channel> channel,
                                    ClientSettings settings)
     : stub_(v1::EnergyService::NewStub(std::move(channel))), settings_(std::move(settings)) {}
 
-absl::StatusOr<std::unique_ptr<EnergyMeter>> EnergyGrpcClient::Connect(
-    const std::string& endpoint, ClientSettings settings) {
+absl::StatusOr<std::unique_ptr<EnergyMeter>> EnergyGrpcClient::Connect(const std::string& endpoint,
+                                                                       ClientSettings settings) {
   absl::StatusOr<std::shared_ptr<::grpc::Channel>> channel = rpc::CreateChannel(endpoint);
   if (!channel.ok()) return channel.status();
   return std::unique_ptr<EnergyMeter>(

@@ -6,6 +6,9 @@
 // Thread-safety: both clients are thread-safe.
 #pragma once
 
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -13,9 +16,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-
-#include <grpcpp/channel.h>
-#include <grpcpp/client_context.h>
 
 #include "absl/status/statusor.h"
 #include "greenloop/v1/energy.grpc.pb.h"

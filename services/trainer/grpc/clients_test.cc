@@ -78,7 +78,8 @@ TEST_F(ClientsTest, UnreachableCollectorIsUnavailable) {
 }
 
 TEST_F(ClientsTest, FeedbackEnqueuesAndFollowsVerdictsAcrossBrokenStreams) {
-  auto connected = FeedbackGrpcClient::Connect(endpoint_, {.reconnect_backoff = std::chrono::milliseconds(20)});
+  auto connected =
+      FeedbackGrpcClient::Connect(endpoint_, {.reconnect_backoff = std::chrono::milliseconds(20)});
   ASSERT_TRUE(connected.ok());
   FeedbackQueue& queue = **connected;
   v1::CampaignSpec spec;

@@ -38,7 +38,8 @@ class TrainerServiceTest : public ::testing::Test {
     deps.feedback = [](const std::string& endpoint) {
       return FeedbackGrpcClient::Connect(endpoint, {});
     };
-    deps.collective = [](const v1::StartRunRequest&) -> absl::StatusOr<std::unique_ptr<Collective>> {
+    deps.collective =
+        [](const v1::StartRunRequest&) -> absl::StatusOr<std::unique_ptr<Collective>> {
       return absl::UnimplementedError("no ranks in this test");
     };
     runs_ = std::make_unique<RunManager>(
@@ -60,8 +61,7 @@ class TrainerServiceTest : public ::testing::Test {
   static std::optional<v1::Verdict> Crowd(const v1::ItemInput& item) {
     auto raw = Cache().FashionMnist();
     v1::Verdict v;
-    v.set_consensus_label(
-        static_cast<std::uint32_t>((*raw)->train_labels[item.sample().index()]));
+    v.set_consensus_label(static_cast<std::uint32_t>((*raw)->train_labels[item.sample().index()]));
     v.set_confidence(0.95);
     return v;
   }

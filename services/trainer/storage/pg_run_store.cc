@@ -66,12 +66,12 @@ ON CONFLICT (run_id, rank) DO UPDATE SET
   energy_to_target_joules = EXCLUDED.energy_to_target_joules,
   steps_to_target = EXCLUDED.steps_to_target, run = EXCLUDED.run, update_time = now()
 )sql",
-        run.run_id(), static_cast<int>(run.rank()), static_cast<int>(std::max(1u, run.world_size())),
-        run.node(), run.config().experiment_id(), v1::Dataset_Name(run.config().dataset()),
-        v1::Mode_Name(run.config().mode()), v1::RunState_Name(run.state()),
-        v1::FinishReason_Name(run.finish_reason()), run.error_message(),
-        TimeUtil::ToString(run.create_time()), Time(run.start_time(), run.has_start_time()),
-        Time(run.end_time(), run.has_end_time()),
+        run.run_id(), static_cast<int>(run.rank()),
+        static_cast<int>(std::max(1u, run.world_size())), run.node(), run.config().experiment_id(),
+        v1::Dataset_Name(run.config().dataset()), v1::Mode_Name(run.config().mode()),
+        v1::RunState_Name(run.state()), v1::FinishReason_Name(run.finish_reason()),
+        run.error_message(), TimeUtil::ToString(run.create_time()),
+        Time(run.start_time(), run.has_start_time()), Time(run.end_time(), run.has_end_time()),
         run.has_model() ? std::to_string(run.model().parameter_count()) : std::string(),
         run.has_model() ? std::to_string(run.model().macs_per_sample()) : std::string(),
         static_cast<long long>(run.progress().step()),
@@ -98,9 +98,9 @@ ON CONFLICT (run_id, rank, step) DO UPDATE SET
   energy_joules = EXCLUDED.energy_joules, node_energy_joules = EXCLUDED.node_energy_joules,
   elapsed_seconds = EXCLUDED.elapsed_seconds, record_time = EXCLUDED.record_time
 )sql",
-        run_id, static_cast<int>(rank), static_cast<long long>(p.step),
-        static_cast<int>(p.epoch), static_cast<long long>(p.samples_processed), p.eval_accuracy,
-        p.eval_loss, p.train_loss, p.energy_joules, p.node_energy_joules, p.elapsed_seconds,
+        run_id, static_cast<int>(rank), static_cast<long long>(p.step), static_cast<int>(p.epoch),
+        static_cast<long long>(p.samples_processed), p.eval_accuracy, p.eval_loss, p.train_loss,
+        p.energy_joules, p.node_energy_joules, p.elapsed_seconds,
         absl::FormatTime(absl::RFC3339_full, p.record_time, absl::UTCTimeZone()));
   });
 }
@@ -119,10 +119,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 )sql",
           run_id, static_cast<int>(rank), static_cast<long long>(c.step),
           static_cast<long long>(c.sample_index), std::string(ChangeActionName(c.action)),
-          static_cast<int>(c.old_label), static_cast<int>(c.new_label), c.old_weight,
-          c.new_weight, std::string(ChangeSourceName(c.source)), c.item_id,
-          static_cast<int>(c.revision), c.confidence, static_cast<int>(c.clean_label),
-          c.correct);
+          static_cast<int>(c.old_label), static_cast<int>(c.new_label), c.old_weight, c.new_weight,
+          std::string(ChangeSourceName(c.source)), c.item_id, static_cast<int>(c.revision),
+          c.confidence, static_cast<int>(c.clean_label), c.correct);
     }
   });
 }

@@ -94,15 +94,36 @@ TEST_F(PgRunStoreTest, CurvesAndChangesAreStoredForReports) {
     ASSERT_TRUE(store_->AddEvaluation("run-c", 0, p).ok());
   }
   std::vector<SampleChange> changes(3);
-  changes[0] = {.step = 5, .sample_index = 17, .action = ChangeAction::kRelabel, .old_label = 1,
-                .new_label = 2, .source = ChangeSource::kHuman, .item_id = "i-17",
-                .revision = 1, .confidence = 0.9, .clean_label = 2, .correct = true};
-  changes[1] = {.step = 5, .sample_index = 18, .action = ChangeAction::kDrop, .old_label = 3,
-                .new_label = 3, .new_weight = 0, .source = ChangeSource::kAuto,
-                .confidence = 0.95, .clean_label = 3, .correct = false};
-  changes[2] = {.step = 9, .sample_index = 19, .action = ChangeAction::kKeep, .old_label = 4,
-                .new_label = 4, .source = ChangeSource::kHuman, .confidence = 0.8,
-                .clean_label = 4, .correct = true};
+  changes[0] = {.step = 5,
+                .sample_index = 17,
+                .action = ChangeAction::kRelabel,
+                .old_label = 1,
+                .new_label = 2,
+                .source = ChangeSource::kHuman,
+                .item_id = "i-17",
+                .revision = 1,
+                .confidence = 0.9,
+                .clean_label = 2,
+                .correct = true};
+  changes[1] = {.step = 5,
+                .sample_index = 18,
+                .action = ChangeAction::kDrop,
+                .old_label = 3,
+                .new_label = 3,
+                .new_weight = 0,
+                .source = ChangeSource::kAuto,
+                .confidence = 0.95,
+                .clean_label = 3,
+                .correct = false};
+  changes[2] = {.step = 9,
+                .sample_index = 19,
+                .action = ChangeAction::kKeep,
+                .old_label = 4,
+                .new_label = 4,
+                .source = ChangeSource::kHuman,
+                .confidence = 0.8,
+                .clean_label = 4,
+                .correct = true};
   ASSERT_TRUE(store_->AddChanges("run-c", 0, changes).ok());
 
   auto summary = pool_->Run([](pqxx::work& tx) {

@@ -7,6 +7,8 @@
 // Thread-safety: thread-safe.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -16,8 +18,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "greenloop/v1/energy.grpc.pb.h"
 #include "greenloop/v1/feedback.grpc.pb.h"
@@ -79,15 +79,27 @@ class FakeEnergyService final : public v1::EnergyService::Service {
     return ::grpc::Status::OK;
   }
 
-  int registers() const { std::lock_guard lock(mu_); return registers_; }
-  int unregisters() const { std::lock_guard lock(mu_); return unregisters_; }
-  int reads() const { std::lock_guard lock(mu_); return reads_; }
+  int registers() const {
+    std::lock_guard lock(mu_);
+    return registers_;
+  }
+  int unregisters() const {
+    std::lock_guard lock(mu_);
+    return unregisters_;
+  }
+  int reads() const {
+    std::lock_guard lock(mu_);
+    return reads_;
+  }
   bool active(const std::string& run_id) const {
     std::lock_guard lock(mu_);
     auto it = runs_.find(run_id);
     return it != runs_.end() && !it->second.pids.empty();
   }
-  std::string last_authorization() const { std::lock_guard lock(mu_); return last_authorization_; }
+  std::string last_authorization() const {
+    std::lock_guard lock(mu_);
+    return last_authorization_;
+  }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -98,7 +110,8 @@ class FakeEnergyService final : public v1::EnergyService::Service {
   };
   static std::string Authorization(const ::grpc::ServerContext& ctx) {
     auto it = ctx.client_metadata().find("authorization");
-    return it == ctx.client_metadata().end() ? "" : std::string(it->second.data(), it->second.size());
+    return it == ctx.client_metadata().end() ? ""
+                                             : std::string(it->second.data(), it->second.size());
   }
   double Elapsed(Clock::time_point since) const {
     return watts_ * std::chrono::duration<double>(Clock::now() - since).count();
@@ -201,10 +214,22 @@ class FakeFeedbackService final : public v1::FeedbackService::Service {
     ++generation_;
     cv_.notify_all();
   }
-  std::size_t items() const { std::lock_guard lock(mu_); return items_.size(); }
-  std::size_t verdicts() const { std::lock_guard lock(mu_); return log_.size(); }
-  int streams() const { std::lock_guard lock(mu_); return streams_; }
-  std::map<std::string, v1::ItemInput> item_map() const { std::lock_guard lock(mu_); return items_; }
+  std::size_t items() const {
+    std::lock_guard lock(mu_);
+    return items_.size();
+  }
+  std::size_t verdicts() const {
+    std::lock_guard lock(mu_);
+    return log_.size();
+  }
+  int streams() const {
+    std::lock_guard lock(mu_);
+    return streams_;
+  }
+  std::map<std::string, v1::ItemInput> item_map() const {
+    std::lock_guard lock(mu_);
+    return items_;
+  }
   bool has_campaign(const std::string& id) const {
     std::lock_guard lock(mu_);
     return campaigns_.contains(id);

@@ -45,9 +45,18 @@ class FakeEnergyMeter final : public EnergyMeter {
     std::lock_guard lock(mu_);
     register_error_ = std::move(status);
   }
-  int registers() const { std::lock_guard lock(mu_); return registers_; }
-  int unregisters() const { std::lock_guard lock(mu_); return unregisters_; }
-  int reads() const { std::lock_guard lock(mu_); return reads_; }
+  int registers() const {
+    std::lock_guard lock(mu_);
+    return registers_;
+  }
+  int unregisters() const {
+    std::lock_guard lock(mu_);
+    return unregisters_;
+  }
+  int reads() const {
+    std::lock_guard lock(mu_);
+    return reads_;
+  }
   bool registered(const std::string& run_id) const {
     std::lock_guard lock(mu_);
     return registered_.contains(run_id);
@@ -123,9 +132,18 @@ class FakeFeedbackQueue final : public FeedbackQueue {
     watching_ = false;
   }
 
-  std::vector<v1::ItemInput> enqueued() const { std::lock_guard lock(mu_); return enqueued_; }
-  std::string start_cursor() const { std::lock_guard lock(mu_); return start_cursor_; }
-  std::size_t campaigns() const { std::lock_guard lock(mu_); return campaigns_.size(); }
+  std::vector<v1::ItemInput> enqueued() const {
+    std::lock_guard lock(mu_);
+    return enqueued_;
+  }
+  std::string start_cursor() const {
+    std::lock_guard lock(mu_);
+    return start_cursor_;
+  }
+  std::size_t campaigns() const {
+    std::lock_guard lock(mu_);
+    return campaigns_.size();
+  }
 
  private:
   const LoadedDataset& dataset_;
@@ -166,10 +184,22 @@ class RecordingListener final : public TrainingListener {
     v1::Progress progress;
     std::string message;
   };
-  std::vector<Event> events() const { std::lock_guard lock(mu_); return events_; }
-  std::vector<EvaluationPoint> curve() const { std::lock_guard lock(mu_); return curve_; }
-  std::vector<SampleChange> changes() const { std::lock_guard lock(mu_); return changes_; }
-  v1::ModelInfo model() const { std::lock_guard lock(mu_); return model_; }
+  std::vector<Event> events() const {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+  std::vector<EvaluationPoint> curve() const {
+    std::lock_guard lock(mu_);
+    return curve_;
+  }
+  std::vector<SampleChange> changes() const {
+    std::lock_guard lock(mu_);
+    return changes_;
+  }
+  v1::ModelInfo model() const {
+    std::lock_guard lock(mu_);
+    return model_;
+  }
 
  private:
   mutable std::mutex mu_;

@@ -5,9 +5,9 @@
 //   trainer_bench --samples=10000 --batch=64 --threads=2 --steps=300 --warmup=30
 //                 [--world=2 --rank=R --port=P]
 //
-// Prints one line: greenloop rank=R world=W samples_per_s=... peak_rss_mb=... steps=... accuracy=...
-// samples_per_s counts the samples of all ranks (global batch) over the timed steps, which
-// exclude warm-up, data loading and the final evaluation.
+// Prints one line: greenloop rank=R world=W samples_per_s=... peak_rss_mb=... steps=...
+// accuracy=... samples_per_s counts the samples of all ranks (global batch) over the timed steps,
+// which exclude warm-up, data loading and the final evaluation.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -51,7 +51,7 @@ class Timer final : public TrainingListener {
 };
 
 int Main(int argc, char** argv) {
-  std::map<std::string, std::string> a = {{"samples", "10000"}, {"batch", "64"}, {"threads", "2"},
+  std::map<std::string, std::string> a = {{"samples", "10000"}, {"batch", "64"},  {"threads", "2"},
                                           {"steps", "300"},     {"warmup", "30"}, {"world", "1"},
                                           {"rank", "0"},        {"port", "29517"}};
   for (int i = 1; i < argc; ++i) {
@@ -101,8 +101,13 @@ int Main(int argc, char** argv) {
   testing::FakeEnergyMeter energy;
   Timer timer(warmup, warmup + steps);
   TrainingPorts ports{.energy = &energy, .collective = collective.get(), .listener = &timer};
-  RankOptions options{.run_id = "bench", .rank = rank, .world_size = world, .node = "bench",
-                      .pid = getpid(), .threads = std::stoi(a["threads"]), .step_event_every = 1};
+  RankOptions options{.run_id = "bench",
+                      .rank = rank,
+                      .world_size = world,
+                      .node = "bench",
+                      .pid = getpid(),
+                      .threads = std::stoi(a["threads"]),
+                      .step_event_every = 1};
   TrainingOutcome outcome = Train(*valid, **ds, options, ports);
   if (outcome.state != v1::RUN_STATE_SUCCEEDED) {
     std::cerr << "run failed: " << outcome.error_message << "\n";

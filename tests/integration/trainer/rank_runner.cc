@@ -29,10 +29,10 @@ class HashingListener final : public TrainingListener {
   void OnChanges(const std::vector<SampleChange>& changes) override {
     for (const SampleChange& c : changes) {
       ++count_;
-      hash_ = hash_ * 1000003u ^ std::hash<std::string>{}(
-                                     std::to_string(c.step) + "/" + std::to_string(c.sample_index) +
-                                     "/" + std::to_string(c.new_label) + "/" +
-                                     std::string(ChangeActionName(c.action)));
+      hash_ = hash_ * 1000003u ^ std::hash<std::string>{}(std::to_string(c.step) + "/" +
+                                                          std::to_string(c.sample_index) + "/" +
+                                                          std::to_string(c.new_label) + "/" +
+                                                          std::string(ChangeActionName(c.action)));
     }
   }
   std::uint64_t count_ = 0;
@@ -40,11 +40,18 @@ class HashingListener final : public TrainingListener {
 };
 
 int Main(int argc, char** argv) {
-  std::map<std::string, std::string> args = {
-      {"rank", "0"},  {"world", "1"},     {"port", "0"},       {"batch", "64"},
-      {"max_train", "3000"}, {"epochs", "2"}, {"mode", "hitl"}, {"noise", "0.4"},
-      {"out", "/dev/stdout"}, {"rendezvous_timeout_ms", "30000"},
-      {"collective_timeout_ms", "10000"}, {"threads", "1"}};
+  std::map<std::string, std::string> args = {{"rank", "0"},
+                                             {"world", "1"},
+                                             {"port", "0"},
+                                             {"batch", "64"},
+                                             {"max_train", "3000"},
+                                             {"epochs", "2"},
+                                             {"mode", "hitl"},
+                                             {"noise", "0.4"},
+                                             {"out", "/dev/stdout"},
+                                             {"rendezvous_timeout_ms", "30000"},
+                                             {"collective_timeout_ms", "10000"},
+                                             {"threads", "1"}};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     const auto eq = a.find('=');
@@ -67,7 +74,9 @@ int Main(int argc, char** argv) {
   config.mutable_label_noise()->set_kind(v1::LABEL_NOISE_KIND_SYMMETRIC);
   config.mutable_label_noise()->set_seed(2);
   const std::string mode = args["mode"];
-  config.set_mode(mode == "hitl" ? v1::MODE_HITL : mode == "auto" ? v1::MODE_AUTO : v1::MODE_BASELINE);
+  config.set_mode(mode == "hitl"   ? v1::MODE_HITL
+                  : mode == "auto" ? v1::MODE_AUTO
+                                   : v1::MODE_BASELINE);
   if (config.mode() != v1::MODE_BASELINE) config.set_select_every_steps(4);
   config.mutable_auto_review()->set_flag_threshold(0.5);
   config.mutable_feedback()->set_endpoint("in-memory");
@@ -107,7 +116,8 @@ int Main(int argc, char** argv) {
          .rank = rank,
          .world_size = world,
          .rendezvous_timeout = std::chrono::milliseconds(std::stoll(args["rendezvous_timeout_ms"])),
-         .collective_timeout = std::chrono::milliseconds(std::stoll(args["collective_timeout_ms"]))});
+         .collective_timeout =
+             std::chrono::milliseconds(std::stoll(args["collective_timeout_ms"]))});
     if (!c.ok()) {
       TrainingOutcome failed;
       failed.error_message = std::string(c.status().message());

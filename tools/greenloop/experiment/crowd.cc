@@ -64,7 +64,9 @@ absl::StatusOr<std::vector<std::string>> CreateRaterTokens(
 SimulatedCrowd::SimulatedCrowd(const CrowdSpec& spec, std::shared_ptr<::grpc::Channel> channel,
                                std::string campaign_id, const Oracle* oracle,
                                std::vector<RaterProfile> profiles, std::vector<std::string> tokens)
-    : spec_(spec), channel_(std::move(channel)), campaign_id_(std::move(campaign_id)),
+    : spec_(spec),
+      channel_(std::move(channel)),
+      campaign_id_(std::move(campaign_id)),
       oracle_(oracle) {
   for (std::size_t i = 0; i < profiles.size(); ++i) {
     auto r = std::make_unique<Rater>();

@@ -19,6 +19,8 @@
 // Thread-safety: Start/Stop from one thread; Stats() from any.
 #pragma once
 
+#include <grpcpp/channel.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -28,8 +30,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/channel.h>
 
 #include "absl/status/statusor.h"
 #include "tools/greenloop/experiment/oracle.h"

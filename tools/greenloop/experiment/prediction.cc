@@ -118,9 +118,9 @@ absl::StatusOr<EnergyModel> FitEnergyModel(std::span<const RunObservation> runs)
     for (std::size_t j = 0; j < x[i].size(); ++j) pred += x[i][j] * model.weights_[j];
     ss += (y[i] - pred) * (y[i] - pred);
   }
-  const double dof = std::max<double>(1.0, static_cast<double>(x.size()) -
-                                               static_cast<double>(std::min(x.size() - 1,
-                                                                            x.front().size())));
+  const double dof =
+      std::max<double>(1.0, static_cast<double>(x.size()) -
+                                static_cast<double>(std::min(x.size() - 1, x.front().size())));
   model.sigma_ = std::sqrt(ss / dof);
   return model;
 }
@@ -138,8 +138,8 @@ absl::StatusOr<double> LeaveOneOutError(std::span<const RunObservation> runs) {
     }
     absl::StatusOr<EnergyModel> m = FitEnergyModel(rest);
     if (!m.ok()) return m.status();
-    sum += std::abs(RelativeError(m->Predict(runs[i].features).energy_joules,
-                                  runs[i].energy_joules));
+    sum +=
+        std::abs(RelativeError(m->Predict(runs[i].features).energy_joules, runs[i].energy_joules));
   }
   return sum / static_cast<double>(runs.size());
 }

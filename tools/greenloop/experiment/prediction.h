@@ -40,11 +40,11 @@ double RelativeError(double projected, double actual);
 
 // What the before-the-run regression knows about a run.
 struct RunFeatures {
-  double parameters = 0;          // trainable parameters
-  double macs_per_sample = 0;     // forward MACs per sample
-  double samples_processed = 0;   // training samples over the whole run
-  double batch_size = 0;          // global batch
-  std::string node_kind;          // e.g. the CPU model; one-hot in the regression
+  double parameters = 0;         // trainable parameters
+  double macs_per_sample = 0;    // forward MACs per sample
+  double samples_processed = 0;  // training samples over the whole run
+  double batch_size = 0;         // global batch
+  std::string node_kind;         // e.g. the CPU model; one-hot in the regression
 };
 struct RunObservation {
   RunFeatures features;
@@ -53,7 +53,7 @@ struct RunObservation {
 
 struct Estimate {
   double energy_joules = 0;
-  double low_joules = 0;   // 95 % prediction interval (log-normal residuals)
+  double low_joules = 0;  // 95 % prediction interval (log-normal residuals)
   double high_joules = 0;
 };
 

@@ -69,8 +69,11 @@ TEST(RegressionTest, RecoversAPowerLaw) {
   const std::vector<RunObservation> runs = PowerLawRuns(0.0, 12);
   absl::StatusOr<EnergyModel> m = FitEnergyModel(runs);
   ASSERT_TRUE(m.ok()) << m.status();
-  RunFeatures f{.parameters = 2e5, .macs_per_sample = 1.2e6, .samples_processed = 3000,
-                .batch_size = 64, .node_kind = "cpu"};
+  RunFeatures f{.parameters = 2e5,
+                .macs_per_sample = 1.2e6,
+                .samples_processed = 3000,
+                .batch_size = 64,
+                .node_kind = "cpu"};
   const double truth = 2e-8 * 1.2e6 * 3000 * std::pow(64.0, -0.2);
   const Estimate e = m->Predict(f);
   EXPECT_NEAR(e.energy_joules / truth, 1.0, 0.01);

@@ -44,10 +44,9 @@ std::vector<Row> Rows(const cli::ExperimentResult& r) {
     row.to_target_wh = Opt(reached, m.energy_to_target_joules() / 3600.0, "{:.4f}");
     const bool share = reached && base != nullptr && base->has_energy_to_target_joules() &&
                        base->energy_to_target_joules() > 0;
-    row.share = Opt(share, share ? 100.0 * m.energy_to_target_joules() /
-                                       base->energy_to_target_joules()
-                                 : 0.0,
-                    "{:.1f} %");
+    row.share = Opt(
+        share, share ? 100.0 * m.energy_to_target_joules() / base->energy_to_target_joules() : 0.0,
+        "{:.1f} %");
     row.final_acc = fmt::format("{:.4f}", m.final_accuracy());
     row.best_acc = fmt::format("{:.4f}", m.best_accuracy());
     row.time = fmt::format("{:.1f} s", m.duration_seconds());
@@ -69,11 +68,20 @@ std::string Escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -90,8 +98,7 @@ absl::Status Gnuplot(const std::filesystem::path& dir, const std::string& script
   }
   const std::string cmd = fmt::format("cd '{}' && gnuplot plots.gp > plots.log 2>&1", dir.string());
   if (std::system(cmd.c_str()) != 0) {
-    return absl::InternalError(
-        fmt::format("gnuplot failed; see {}", (dir / "plots.log").string()));
+    return absl::InternalError(fmt::format("gnuplot failed; see {}", (dir / "plots.log").string()));
   }
   return absl::OkStatus();
 }
@@ -109,9 +116,9 @@ std::optional<double> JoulesSavedPerRaterMinute(const cli::ModeResult& baseline,
 }
 
 std::string SummaryTable(const cli::ExperimentResult& result) {
-  std::string out = fmt::format(
-      "experiment {} — target accuracy {:.4f}{}\n", result.experiment_id(),
-      result.target_accuracy(), result.target_is_baseline_best() ? " (the baseline's best)" : "");
+  std::string out = fmt::format("experiment {} — target accuracy {:.4f}{}\n",
+                                result.experiment_id(), result.target_accuracy(),
+                                result.target_is_baseline_best() ? " (the baseline's best)" : "");
   out += fmt::format("{:<9} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>11} {}\n",
                      "mode", "state", "J→target", "%base", "final", "best", "time", "verdicts",
                      "ratings", "rater-h", "J/rater-min", "energy");
@@ -132,15 +139,17 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
       "wall time {:.1f} s.\n\n",
       result.spec_path(), result.dataset(), 100 * result.noise_rate(), result.state(),
       result.start_time(), result.wall_seconds());
-  md += fmt::format("Target accuracy: **{:.4f}**{}. Energy to target is the run's cumulative "
-                    "active energy at the first evaluation at or above the target, scoring and "
-                    "selection overhead included (they run in the training process).\n\n",
-                    result.target_accuracy(),
-                    result.target_is_baseline_best() ? " (the baseline's best accuracy)" : "");
+  md += fmt::format(
+      "Target accuracy: **{:.4f}**{}. Energy to target is the run's cumulative "
+      "active energy at the first evaluation at or above the target, scoring and "
+      "selection overhead included (they run in the training process).\n\n",
+      result.target_accuracy(),
+      result.target_is_baseline_best() ? " (the baseline's best accuracy)" : "");
   md += "## Comparison\n\n";
-  md += "| mode | state | energy to target (J) | (Wh) | share of baseline | final acc. | best acc. "
-        "| time | gCO2e | verdicts applied | ratings | rater-hours (modelled) | J saved per "
-        "rater-minute | energy |\n";
+  md +=
+      "| mode | state | energy to target (J) | (Wh) | share of baseline | final acc. | best acc. "
+      "| time | gCO2e | verdicts applied | ratings | rater-hours (modelled) | J saved per "
+      "rater-minute | energy |\n";
   md += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
   for (const Row& r : Rows(result)) {
     md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -148,9 +157,10 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
                       r.best_acc, r.time, r.co2, r.verdicts, r.ratings, r.rater_hours,
                       r.saved_per_min, r.source);
   }
-  md += "\n`energy` says where the joules came from: `measured` (RAPL/NVML/hwmon) or `estimated` "
-        "(no meter on this node: the collector's utilisation model). Rater time is `modelled` "
-        "(simulated raters' drawn seconds per item), never measured.\n\n";
+  md +=
+      "\n`energy` says where the joules came from: `measured` (RAPL/NVML/hwmon) or `estimated` "
+      "(no meter on this node: the collector's utilisation model). Rater time is `modelled` "
+      "(simulated raters' drawn seconds per item), never measured.\n\n";
   if (!result.crowd_description().empty()) {
     md += fmt::format("Crowd: {}.\n\n", result.crowd_description());
   }
@@ -160,11 +170,11 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
       md += fmt::format("| {} | {} | {} |\n", k, v, src);
     };
     row("run", fmt::format("`{}` on {}", m.run_id(), m.node().empty() ? "?" : m.node()), "");
-    row("state", m.state() + (m.finish_reason().empty() ? "" : " (" + m.finish_reason() + ")"),
-        "");
+    row("state", m.state() + (m.finish_reason().empty() ? "" : " (" + m.finish_reason() + ")"), "");
     if (!m.error().empty()) row("error", m.error(), "");
-    row("steps", fmt::format("{} of {} planned; {} samples", m.steps(), m.planned_steps(),
-                             m.samples_processed()),
+    row("steps",
+        fmt::format("{} of {} planned; {} samples", m.steps(), m.planned_steps(),
+                    m.samples_processed()),
         "");
     row("energy to target",
         m.has_energy_to_target_joules()
@@ -172,8 +182,9 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
                           m.steps_to_target(), m.seconds_to_target())
             : "not reached",
         EnergySource(m));
-    row("active energy, whole run", fmt::format("{:.1f} J (collector: {:.1f} J)", m.energy_joules(),
-                                                m.collector_active_joules()),
+    row("active energy, whole run",
+        fmt::format("{:.1f} J (collector: {:.1f} J)", m.energy_joules(),
+                    m.collector_active_joules()),
         EnergySource(m));
     row("idle energy over the run", fmt::format("{:.1f} J", m.idle_energy_joules()),
         EnergySource(m));
@@ -187,32 +198,36 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
         m.carbon_factors_source().empty() ? EnergySource(m) : m.carbon_factors_source());
     row("accuracy", fmt::format("final {:.4f}, best {:.4f}", m.final_accuracy(), m.best_accuracy()),
         "measured");
-    row("verdicts", fmt::format("{} received, {} applied; {} relabelled, {} dropped, {} reweighted; "
-                                "{} items enqueued",
-                                m.verdicts_received(), m.verdicts_applied(), m.samples_relabelled(),
-                                m.samples_dropped(), m.samples_reweighted(), m.items_enqueued()),
+    row("verdicts",
+        fmt::format("{} received, {} applied; {} relabelled, {} dropped, {} reweighted; "
+                    "{} items enqueued",
+                    m.verdicts_received(), m.verdicts_applied(), m.samples_relabelled(),
+                    m.samples_dropped(), m.samples_reweighted(), m.items_enqueued()),
         "");
     if (m.crowd().raters() > 0) {
       const cli::CrowdSummary& c = m.crowd();
-      row("crowd", fmt::format("{} raters ({} spammers), mean accuracy {:.3f}", c.raters(),
-                               c.spammers(), c.mean_accuracy()),
+      row("crowd",
+          fmt::format("{} raters ({} spammers), mean accuracy {:.3f}", c.raters(), c.spammers(),
+                      c.mean_accuracy()),
           "modelled");
-      row("ratings", fmt::format("{} submitted, {} skipped ({} unrecognised), {} right ({:.1f} %)",
-                                 c.submitted(), c.skipped(), c.unknown(), c.right(),
-                                 c.submitted() > 0 ? 100.0 * static_cast<double>(c.right()) /
-                                                         static_cast<double>(c.submitted())
-                                                   : 0.0),
+      row("ratings",
+          fmt::format("{} submitted, {} skipped ({} unrecognised), {} right ({:.1f} %)",
+                      c.submitted(), c.skipped(), c.unknown(), c.right(),
+                      c.submitted() > 0 ? 100.0 * static_cast<double>(c.right()) /
+                                              static_cast<double>(c.submitted())
+                                        : 0.0),
           "measured (answers vs clean labels)");
-      row("rater time", fmt::format("{:.1f} min modelled, {:.1f} s wall ({:.0f}x compression)",
-                                    c.modelled_seconds() / 60, c.wall_seconds(),
-                                    c.time_compression()),
+      row("rater time",
+          fmt::format("{:.1f} min modelled, {:.1f} s wall ({:.0f}x compression)",
+                      c.modelled_seconds() / 60, c.wall_seconds(), c.time_compression()),
           "modelled");
       if (c.rpc_errors() > 0) {
         row("rater API errors", fmt::format("{} (last: {})", c.rpc_errors(), c.last_error()), "");
       }
     }
-    row("model", fmt::format("{} parameters, {} MACs/sample, batch {}", m.parameter_count(),
-                             m.macs_per_sample(), m.batch_size()),
+    row("model",
+        fmt::format("{} parameters, {} MACs/sample, batch {}", m.parameter_count(),
+                    m.macs_per_sample(), m.batch_size()),
         "");
     row("projection at 10 % / 25 %",
         fmt::format("{} / {} J (error {} / {})",
@@ -236,7 +251,8 @@ absl::StatusOr<ReportFiles> WriteReport(const cli::ExperimentResult& result,
   const fs::path out = fs::path(dir) / result.experiment_id();
   std::error_code ec;
   fs::create_directories(out, ec);
-  if (ec) return absl::InternalError(fmt::format("cannot create {}: {}", out.string(), ec.message()));
+  if (ec)
+    return absl::InternalError(fmt::format("cannot create {}: {}", out.string(), ec.message()));
   ReportFiles files;
 
   // Data for gnuplot: one file per mode.
@@ -350,7 +366,8 @@ absl::StatusOr<ReportFiles> WriteReport(const cli::ExperimentResult& result,
     } else if (line.rfind("## ", 0) == 0) {
       html += "<h2>" + Escape(line.substr(3)) + "</h2>\n";
     } else if (line.rfind("![", 0) == 0) {
-      const std::string name = line.substr(line.find('(') + 1, line.rfind(')') - line.find('(') - 1);
+      const std::string name =
+          line.substr(line.find('(') + 1, line.rfind(')') - line.find('(') - 1);
       std::ifstream svg(out / name);
       std::stringstream ss;
       ss << svg.rdbuf();

@@ -10,10 +10,10 @@
 #include <thread>
 
 #include "common/grpc/channel.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "greenloop/v1/energy.grpc.pb.h"
 #include "greenloop/v1/feedback.grpc.pb.h"
 #include "greenloop/v1/trainer.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "tools/greenloop/experiment/crowd.h"
 
 namespace greenloop::experiment {
@@ -22,11 +22,17 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 const std::vector<std::pair<std::string, std::string>>& LabelSet(v1::Dataset dataset) {
-  static const auto* fashion = new std::vector<std::pair<std::string, std::string>>{
-      {"t_shirt_top", "T-shirt/top"}, {"trouser", "Trouser"}, {"pullover", "Pullover"},
-      {"dress", "Dress"},             {"coat", "Coat"},       {"sandal", "Sandal"},
-      {"shirt", "Shirt"},             {"sneaker", "Sneaker"}, {"bag", "Bag"},
-      {"ankle_boot", "Ankle boot"}};
+  static const auto* fashion =
+      new std::vector<std::pair<std::string, std::string>>{{"t_shirt_top", "T-shirt/top"},
+                                                           {"trouser", "Trouser"},
+                                                           {"pullover", "Pullover"},
+                                                           {"dress", "Dress"},
+                                                           {"coat", "Coat"},
+                                                           {"sandal", "Sandal"},
+                                                           {"shirt", "Shirt"},
+                                                           {"sneaker", "Sneaker"},
+                                                           {"bag", "Bag"},
+                                                           {"ankle_boot", "Ankle boot"}};
   static const auto* spam =
       new std::vector<std::pair<std::string, std::string>>{{"ham", "Ham"}, {"spam", "Spam"}};
   return dataset == v1::DATASET_SPAM_ASSASSIN ? *spam : *fashion;
@@ -41,13 +47,20 @@ std::string Duration(double seconds) {
 
 std::string FinishReasonName(v1::FinishReason r) {
   switch (r) {
-    case v1::FINISH_REASON_TARGET_REACHED: return "target reached";
-    case v1::FINISH_REASON_EPOCH_BUDGET: return "epoch budget";
-    case v1::FINISH_REASON_STEP_BUDGET: return "step budget";
-    case v1::FINISH_REASON_ENERGY_BUDGET: return "energy budget";
-    case v1::FINISH_REASON_STOPPED: return "stopped";
-    case v1::FINISH_REASON_ERROR: return "error";
-    default: return "";
+    case v1::FINISH_REASON_TARGET_REACHED:
+      return "target reached";
+    case v1::FINISH_REASON_EPOCH_BUDGET:
+      return "epoch budget";
+    case v1::FINISH_REASON_STEP_BUDGET:
+      return "step budget";
+    case v1::FINISH_REASON_ENERGY_BUDGET:
+      return "energy budget";
+    case v1::FINISH_REASON_STOPPED:
+      return "stopped";
+    case v1::FINISH_REASON_ERROR:
+      return "error";
+    default:
+      return "";
   }
 }
 
@@ -63,8 +76,8 @@ absl::Status CheckHealth(const std::string& what, const std::string& address) {
   absl::StatusOr<std::shared_ptr<::grpc::Channel>> channel =
       rpc::CreateChannel(address, {.retry = {.max_attempts = 1}});
   if (!channel.ok()) {
-    return absl::InvalidArgumentError(fmt::format("{} address '{}': {}", what, address,
-                                                  std::string(channel.status().message())));
+    return absl::InvalidArgumentError(
+        fmt::format("{} address '{}': {}", what, address, std::string(channel.status().message())));
   }
   auto stub = ::grpc::health::v1::Health::NewStub(*channel);
   ::grpc::health::v1::HealthCheckRequest request;
@@ -121,9 +134,8 @@ void ApplyTarget(cli::ModeResult& result, double target) {
 
 ExperimentRunner::ExperimentRunner(Spec spec, RunnerOptions options, std::ostream& progress)
     : spec_(std::move(spec)), options_(std::move(options)), progress_(progress) {
-  experiment_id_ = options_.experiment_id.empty()
-                       ? fmt::format("{}-{}", spec_.name, NowId())
-                       : options_.experiment_id;
+  experiment_id_ = options_.experiment_id.empty() ? fmt::format("{}-{}", spec_.name, NowId())
+                                                  : options_.experiment_id;
 }
 
 absl::Status ExperimentRunner::CheckServices() const {
@@ -254,8 +266,8 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
     auto ctx = rpc::NewClientContext(std::chrono::seconds(10), options_.token);
     const ::grpc::Status s = stub->CreateCampaign(ctx.get(), request, &response);
     if (!s.ok()) {
-      return fail(fmt::format("feedback service at {}: CreateCampaign: {}",
-                              spec_.services.feedback, s.error_message()));
+      return fail(fmt::format("feedback service at {}: CreateCampaign: {}", spec_.services.feedback,
+                              s.error_message()));
     }
     std::vector<RaterProfile> profiles = DrawProfiles(spec_.crowd, fmt::format("sim-{}", run_id));
     std::vector<std::string> tokens;
@@ -385,8 +397,8 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
       }
       // Progress bar.
       const double frac = p.planned_steps() > 0 ? static_cast<double>(p.step()) /
-                                                       static_cast<double>(p.planned_steps())
-                                                 : 0.0;
+                                                      static_cast<double>(p.planned_steps())
+                                                : 0.0;
       const int filled = static_cast<int>(std::clamp(frac, 0.0, 1.0) * 20);
       const std::string bar = std::string(static_cast<std::size_t>(filled), '#') +
                               std::string(static_cast<std::size_t>(20 - filled), '.');
@@ -427,10 +439,18 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
   const v1::Run& run = got.run();
   const v1::Progress& p = run.progress();
   switch (run.state()) {
-    case v1::RUN_STATE_SUCCEEDED: m.set_state("succeeded"); break;
-    case v1::RUN_STATE_STOPPED: m.set_state(stopped_by_user ? "interrupted" : "stopped"); break;
-    case v1::RUN_STATE_FAILED: m.set_state("failed"); break;
-    default: m.set_state(stopped_by_user ? "interrupted" : "failed"); break;
+    case v1::RUN_STATE_SUCCEEDED:
+      m.set_state("succeeded");
+      break;
+    case v1::RUN_STATE_STOPPED:
+      m.set_state(stopped_by_user ? "interrupted" : "stopped");
+      break;
+    case v1::RUN_STATE_FAILED:
+      m.set_state("failed");
+      break;
+    default:
+      m.set_state(stopped_by_user ? "interrupted" : "failed");
+      break;
   }
   if (stopped_by_user) interrupted_ = true;
   if (!run.error_message().empty()) m.set_error(run.error_message());
@@ -514,10 +534,9 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
       "[{:<8}] {} ({}): best accuracy {:.4f}, {:.1f} J, {} steps, {}{}\n", mode_name, m.state(),
       m.finish_reason(), m.best_accuracy(), m.energy_joules(), m.steps(),
       Duration(m.duration_seconds()),
-      m.crowd().raters() > 0
-          ? fmt::format(", {} ratings, {:.1f} rater-min modelled", m.crowd().submitted(),
-                        m.crowd().modelled_seconds() / 60)
-          : std::string());
+      m.crowd().raters() > 0 ? fmt::format(", {} ratings, {:.1f} rater-min modelled",
+                                           m.crowd().submitted(), m.crowd().modelled_seconds() / 60)
+                             : std::string());
   if (!m.error().empty() && m.state() != "succeeded") {
     progress_ << fmt::format("[{:<8}] {}\n", mode_name, m.error());
   }

@@ -20,10 +20,10 @@ const std::map<std::string, v1::Dataset>& Datasets() {
   return *m;
 }
 const std::map<std::string, v1::ModelKind>& Models() {
-  static const auto* m = new std::map<std::string, v1::ModelKind>{
-      {"default", v1::MODEL_KIND_UNSPECIFIED},
-      {"cnn", v1::MODEL_KIND_CNN},
-      {"bag_of_words", v1::MODEL_KIND_BAG_OF_WORDS}};
+  static const auto* m =
+      new std::map<std::string, v1::ModelKind>{{"default", v1::MODEL_KIND_UNSPECIFIED},
+                                               {"cnn", v1::MODEL_KIND_CNN},
+                                               {"bag_of_words", v1::MODEL_KIND_BAG_OF_WORDS}};
   return *m;
 }
 const std::map<std::string, v1::Mode>& Modes() {
@@ -101,15 +101,16 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
            {.one_of = {"relabel", "drop", "reweight"}})
       .Add("auto_review.flag_threshold", &spec.flag_threshold,
            "auto flags a label when another class has this probability", {.min = 0.5, .max = 0.999})
-      .Add("auto_review.human_band", &spec.human_band, "hybrid: band around the threshold for humans",
-           {.min = 0.0, .max = 0.5})
+      .Add("auto_review.human_band", &spec.human_band,
+           "hybrid: band around the threshold for humans", {.min = 0.0, .max = 0.5})
       .Add("projection.warmup_steps", &spec.projection_warmup_steps,
            "steps before the first energy projection; 0 = trainer default (50)", {.min = 0})
       .Add("crowd.raters", &c.raters, "simulated raters", {.min = 0, .max = 200})
       .Add("crowd.ratings_per_item", &c.ratings_per_item, "ratings per item (k)",
            {.min = 1, .max = 15})
       .Add("crowd.accuracy_mean", &c.accuracy_mean, "mean rater accuracy", {.min = 0.0, .max = 1.0})
-      .Add("crowd.accuracy_sd", &c.accuracy_sd, "spread of rater accuracy", {.min = 0.0, .max = 0.5})
+      .Add("crowd.accuracy_sd", &c.accuracy_sd, "spread of rater accuracy",
+           {.min = 0.0, .max = 0.5})
       .Add("crowd.accuracy_min", &c.accuracy_min, "lowest drawn accuracy", {.min = 0.0, .max = 1.0})
       .Add("crowd.spammer_share", &c.spammer_share, "share of raters answering at random",
            {.min = 0.0, .max = 1.0})
@@ -119,10 +120,11 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
            {.min = 0.01, .max = 3600.0})
       .Add("crowd.seconds_sigma", &c.seconds_sigma, "sigma of ln(seconds per item)",
            {.min = 0.0, .max = 3.0})
-      .Add("crowd.time_compression", &c.time_compression,
-           "modelled seconds per wall-clock second", {.min = 1.0, .max = 1e6})
+      .Add("crowd.time_compression", &c.time_compression, "modelled seconds per wall-clock second",
+           {.min = 1.0, .max = 1e6})
       .Add("crowd.seed", &c.seed, "seed of the crowd", {.min = 0})
-      .Add("crowd.gold_share", &c.gold_share, "share of gold items served", {.min = 0.0, .max = 0.5})
+      .Add("crowd.gold_share", &c.gold_share, "share of gold items served",
+           {.min = 0.0, .max = 0.5})
       .Add("crowd.show_model_prediction", &c.show_model_prediction,
            "raters see the model's prediction")
       .Add("services.trainers", &sv.trainers, "trainer gRPC addresses, one per rank")
@@ -152,7 +154,7 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
     return Invalid(p, fmt::format("model {} does not fit dataset {}", raw.model, raw.dataset));
   }
   spec.noise_kind = raw.noise_kind == "symmetric" ? v1::LABEL_NOISE_KIND_SYMMETRIC
-                                                   : v1::LABEL_NOISE_KIND_CLASS_DEPENDENT;
+                                                  : v1::LABEL_NOISE_KIND_CLASS_DEPENDENT;
   if (spec.max_epochs == 0 && spec.max_steps == 0 && spec.max_energy_joules == 0.0) {
     return Invalid(p, "budget: set at least one of max_epochs, max_steps, max_energy_joules");
   }
@@ -169,7 +171,8 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
     }
     spec.target_accuracy = t;
   }
-  if (raw.modes.empty()) return Invalid(p, "modes: name at least one of baseline, hitl, auto, hybrid");
+  if (raw.modes.empty())
+    return Invalid(p, "modes: name at least one of baseline, hitl, auto, hybrid");
   std::set<v1::Mode> seen;
   for (const std::string& m : raw.modes) {
     auto it = Modes().find(m);
@@ -189,8 +192,9 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
   }
   const bool humans = std::any_of(spec.modes.begin(), spec.modes.end(), UsesHumans);
   if (humans && spec.crowd.raters == 0) {
-    return Invalid(p, "crowd.raters is 0 but hitl/hybrid need raters (simulated or people on the "
-                      "web page: set crowd.raters >= 1)");
+    return Invalid(p,
+                   "crowd.raters is 0 but hitl/hybrid need raters (simulated or people on the "
+                   "web page: set crowd.raters >= 1)");
   }
   if (humans && spec.crowd.raters < spec.crowd.ratings_per_item) {
     return Invalid(p, fmt::format("crowd.raters ({}) is below crowd.ratings_per_item ({}): no item "
@@ -225,7 +229,8 @@ absl::StatusOr<Spec> LoadSpec(const std::string& path) {
   config::Schema schema("experiment spec");
   Bind(schema, spec, raw);
   if (absl::Status s = schema.LoadFile(path, {}); !s.ok()) {
-    if (absl::IsNotFound(s)) return absl::NotFoundError(fmt::format("spec '{}' does not exist", path));
+    if (absl::IsNotFound(s))
+      return absl::NotFoundError(fmt::format("spec '{}' does not exist", path));
     return s;
   }
   if (absl::Status s = Finish(spec, raw); !s.ok()) return s;

@@ -31,11 +31,11 @@ struct CrowdSpec {
   double accuracy_mean = 0.825;       // per-rater accuracy ~ Normal(mean, sd), clamped
   double accuracy_sd = 0.08;
   double accuracy_min = 0.3;
-  double spammer_share = 0.0;         // raters answering uniformly at random
-  double skip_share = 0.02;           // share of items an honest rater skips (unsure)
-  double seconds_median = 4.2;        // log-normal seconds per item: median, and sigma of ln
+  double spammer_share = 0.0;   // raters answering uniformly at random
+  double skip_share = 0.02;     // share of items an honest rater skips (unsure)
+  double seconds_median = 4.2;  // log-normal seconds per item: median, and sigma of ln
   double seconds_sigma = 0.7;
-  double time_compression = 60.0;     // modelled seconds per wall second
+  double time_compression = 60.0;  // modelled seconds per wall second
   std::int64_t seed = 11;
   double gold_share = 0.0;
   bool show_model_prediction = false;
@@ -72,7 +72,7 @@ struct Spec {
   // known once the baseline ran (it then runs first).
   double target_accuracy = 0.0;
   bool target_is_baseline_best = false;
-  bool stop_at_target = true;  // modes other than the baseline stop once they reach the target
+  bool stop_at_target = true;   // modes other than the baseline stop once they reach the target
   std::vector<v1::Mode> modes;  // in run order; the baseline first when it sets the target
   std::int64_t ranks = 1;
   std::int64_t select_every_steps = 20;

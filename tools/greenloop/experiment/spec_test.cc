@@ -20,16 +20,15 @@ std::string Source(const std::string& rel) {
 
 std::string Write(const std::string& text) {
   static int n = 0;
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("spec-" + std::to_string(::getpid()) + "-" + std::to_string(n++) +
-                             ".yaml"))
-                               .string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() /
+       ("spec-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".yaml"))
+          .string();
   std::ofstream(path) << text;
   return path;
 }
 
-constexpr const char* kMinimal =
-    "name: t\ndataset: fashion_mnist\nbudget: {max_epochs: 1}\n";
+constexpr const char* kMinimal = "name: t\ndataset: fashion_mnist\nbudget: {max_epochs: 1}\n";
 
 TEST(SpecTest, ShippedExamplesLoad) {
   for (const char* f : {"examples/fashion-mnist-noise30.yaml", "examples/spam-assassin-noise.yaml",
@@ -90,7 +89,8 @@ TEST(SpecTest, ImpossibleValuesAreRejected) {
 }
 
 TEST(SpecTest, BaselineRunsFirstWhenItSetsTheTarget) {
-  absl::StatusOr<Spec> s = LoadSpec(Write(std::string(kMinimal) + "modes: [hitl, auto, baseline]\n"));
+  absl::StatusOr<Spec> s =
+      LoadSpec(Write(std::string(kMinimal) + "modes: [hitl, auto, baseline]\n"));
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->modes, (std::vector<v1::Mode>{v1::MODE_BASELINE, v1::MODE_HITL, v1::MODE_AUTO}));
 }

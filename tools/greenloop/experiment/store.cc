@@ -39,9 +39,9 @@ ON CONFLICT (experiment_id) DO UPDATE SET
   state = EXCLUDED.state, target_accuracy = EXCLUDED.target_accuracy, update_time = now(),
   wall_seconds = EXCLUDED.wall_seconds, report_markdown = EXCLUDED.report_markdown,
   report_html = EXCLUDED.report_html, result = EXCLUDED.result)sql",
-        result.experiment_id(), result.name(), result.spec_path(), result.dataset(),
-        result.state(), result.target_accuracy(), result.start_time(), result.wall_seconds(),
-        files.markdown, files.html, json);
+        result.experiment_id(), result.name(), result.spec_path(), result.dataset(), result.state(),
+        result.target_accuracy(), result.start_time(), result.wall_seconds(), files.markdown,
+        files.html, json);
     tx.exec_params("DELETE FROM experiment_runs WHERE experiment_id = $1", result.experiment_id());
     for (const cli::ModeResult& m : result.modes()) {
       tx.exec_params(
@@ -71,9 +71,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
 absl::StatusOr<cli::ExperimentResult> ExperimentStore::Load(const std::string& experiment_id) {
   std::string json;
   absl::Status s = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
-    pqxx::result r =
-        tx.exec_params("SELECT result::text FROM experiments WHERE experiment_id = $1",
-                       experiment_id);
+    pqxx::result r = tx.exec_params("SELECT result::text FROM experiments WHERE experiment_id = $1",
+                                    experiment_id);
     if (r.empty()) {
       return absl::NotFoundError(fmt::format("no experiment '{}' is stored", experiment_id));
     }
@@ -85,8 +84,8 @@ absl::StatusOr<cli::ExperimentResult> ExperimentStore::Load(const std::string& e
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
   if (!google::protobuf::util::JsonStringToMessage(json, &result, options).ok()) {
-    return absl::DataLossError(fmt::format("experiment '{}': stored result does not parse",
-                                           experiment_id));
+    return absl::DataLossError(
+        fmt::format("experiment '{}': stored result does not parse", experiment_id));
   }
   return result;
 }
@@ -126,9 +125,8 @@ absl::StatusOr<std::vector<RunObservation>> ExperimentStore::Observations() {
   return out;
 }
 
-absl::Status ExperimentStore::SavePrediction(const std::string& spec_path,
-                                             const RunFeatures& f, const Estimate& e,
-                                             std::optional<double> loo_error,
+absl::Status ExperimentStore::SavePrediction(const std::string& spec_path, const RunFeatures& f,
+                                             const Estimate& e, std::optional<double> loo_error,
                                              std::size_t runs_used) {
   const std::string features = fmt::format(
       R"({{"parameters": {}, "macs_per_sample": {}, "samples_processed": {}, "batch_size": {}, "node_kind": "{}"}})",

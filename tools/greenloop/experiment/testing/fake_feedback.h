@@ -206,8 +206,14 @@ class FakeFeedbackService final : public v1::FeedbackService::Service {
     auto it = names_.find(token);
     return it == names_.end() ? "" : it->second;
   }
-  int skips() const { std::lock_guard lock(mu_); return skips_; }
-  std::size_t verdicts() const { std::lock_guard lock(mu_); return verdicts_.size(); }
+  int skips() const {
+    std::lock_guard lock(mu_);
+    return skips_;
+  }
+  std::size_t verdicts() const {
+    std::lock_guard lock(mu_);
+    return verdicts_.size();
+  }
 
  private:
   struct Campaign {
