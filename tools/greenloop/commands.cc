@@ -42,39 +42,6 @@ constexpr std::string_view kUsage =
     "`greenloop <command> --help` lists a command's keys; each can also come from a YAML file\n"
     "(--config FILE) or a GREENLOOP_* environment variable.\n";
 
-// Loads `schema` from `args` and the environment. Returns an exit code when the command should
-// stop here (help printed, or bad input reported), nothing when it should go on.
-std::optional<int> LoadArgs(config::Schema& schema, std::string_view program,
-                            const std::vector<std::string_view>& args,
-                            const config::Environment& env, std::ostream& out, std::ostream& err) {
-  std::vector<std::string> owned = {std::string(program)};
-  for (std::string_view a : args) owned.emplace_back(a);
-  std::vector<const char*> argv;
-  for (const std::string& s : owned) argv.push_back(s.c_str());
-  if (absl::Status s = schema.Load(static_cast<int>(argv.size()), argv.data(), env); !s.ok()) {
-    err << program << ": " << s.message() << "\n";
-    return kExitUsage;
-  }
-  if (schema.help_requested()) {
-    out << schema.Usage();
-    return kExitOk;
-  }
-  return std::nullopt;
-}
-
-int Report(std::ostream& err, std::string_view program, const absl::Status& status) {
-  err << program << ": " << status.message() << "\n";
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return kExitUnavailable;
-    case absl::StatusCode::kInvalidArgument:
-      return kExitUsage;
-    default:
-      return kExitFailed;
-  }
-}
-
 struct RpcArgs {
   std::string target;
   std::string service;
@@ -94,6 +61,38 @@ void AddRpcKeys(config::Schema& schema, RpcArgs& a) {
 }
 
 }  // namespace
+
+std::optional<int> LoadArgs(config::Schema& schema, std::string_view program,
+                            const std::vector<std::string_view>& args,
+                            const config::Environment& env, std::ostream& out, std::ostream& err,
+                            std::string_view extra_help) {
+  std::vector<std::string> owned = {std::string(program)};
+  for (std::string_view a : args) owned.emplace_back(a);
+  std::vector<const char*> argv;
+  for (const std::string& s : owned) argv.push_back(s.c_str());
+  if (absl::Status s = schema.Load(static_cast<int>(argv.size()), argv.data(), env); !s.ok()) {
+    err << program << ": " << s.message() << "\n";
+    return kExitUsage;
+  }
+  if (schema.help_requested()) {
+    out << schema.Usage() << extra_help;
+    return kExitOk;
+  }
+  return std::nullopt;
+}
+
+int Report(std::ostream& err, std::string_view program, const absl::Status& status) {
+  err << program << ": " << status.message() << "\n";
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return kExitUnavailable;
+    case absl::StatusCode::kInvalidArgument:
+      return kExitUsage;
+    default:
+      return kExitFailed;
+  }
+}
 
 int RpcHealth(const std::vector<std::string_view>& args, const config::Environment& env,
               std::ostream& out, std::ostream& err) {

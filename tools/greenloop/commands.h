@@ -13,10 +13,12 @@
 // 2 bad usage or config; 3 a dependency (the service, PostgreSQL) is unreachable.
 #pragma once
 
+#include <optional>
 #include <ostream>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "common/config/config.h"
 
 namespace greenloop::cli {
@@ -25,6 +27,18 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnavailable = 3;
+
+// Loads `schema` from `args` (after the command words) and the environment. Returns an exit code
+// when the command should stop here (help printed with `extra_help` after the usage, or bad input
+// reported as one line), nothing when it should go on. Shared by every command file.
+std::optional<int> LoadArgs(config::Schema& schema, std::string_view program,
+                            const std::vector<std::string_view>& args,
+                            const config::Environment& env, std::ostream& out, std::ostream& err,
+                            std::string_view extra_help = {});
+
+// Prints `status` as one line and returns its exit code: 3 for UNAVAILABLE and DEADLINE_EXCEEDED,
+// 2 for INVALID_ARGUMENT, 1 otherwise.
+int Report(std::ostream& err, std::string_view program, const absl::Status& status);
 
 // Dispatches `args` (argv without the program name) to a command.
 int Main(const std::vector<std::string_view>& args, const config::Environment& env,

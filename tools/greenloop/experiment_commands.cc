@@ -32,18 +32,13 @@ class SigintGuard final {
   void (*previous_)(int) = SIG_DFL;
 };
 
+// Report(), with a spec or experiment that does not exist counted as bad usage (exit 2).
 int Exit(std::ostream& err, std::string_view program, const absl::Status& status) {
-  err << program << ": " << status.message() << "\n";
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return kExitUnavailable;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-      return kExitUsage;
-    default:
-      return kExitFailed;
+  if (status.code() == absl::StatusCode::kNotFound) {
+    err << program << ": " << status.message() << "\n";
+    return kExitUsage;
   }
+  return Report(err, program, status);
 }
 
 // Splits a leading positional argument (the spec or experiment) off `args`.
@@ -53,24 +48,6 @@ std::pair<std::string, std::vector<std::string_view>> Positional(
     return {std::string(args[0]), {args.begin() + 1, args.end()}};
   }
   return {std::string(), args};
-}
-
-std::optional<int> Load(config::Schema& schema, std::string_view program,
-                        const std::vector<std::string_view>& args, const config::Environment& env,
-                        std::ostream& out, std::ostream& err, const std::string& extra_help = {}) {
-  std::vector<std::string> owned = {std::string(program)};
-  for (std::string_view a : args) owned.emplace_back(a);
-  std::vector<const char*> argv;
-  for (const std::string& s : owned) argv.push_back(s.c_str());
-  if (absl::Status s = schema.Load(static_cast<int>(argv.size()), argv.data(), env); !s.ok()) {
-    err << program << ": " << s.message() << "\n";
-    return kExitUsage;
-  }
-  if (schema.help_requested()) {
-    out << schema.Usage() << extra_help;
-    return kExitOk;
-  }
-  return std::nullopt;
 }
 
 struct CommonArgs {
@@ -133,8 +110,8 @@ int ExperimentRun(const std::vector<std::string_view>& args, const config::Envir
   schema.Add("spec", &spec_path, "the experiment spec (YAML), or give it as the first argument")
       .Add("experiment_id", &experiment_id, "id to use; empty: <name>-<UTC time>")
       .Add("no_progress", &no_progress, "print a line per evaluation instead of a live bar");
-  if (auto code = Load(schema, kProgram, rest, env, out, err,
-                       "\nSpec keys (YAML):\n" + experiment::SpecUsage())) {
+  if (auto code = LoadArgs(schema, kProgram, rest, env, out, err,
+                           "\nSpec keys (YAML):\n" + experiment::SpecUsage())) {
     return *code;
   }
   if (spec_path.empty()) {
@@ -175,7 +152,7 @@ int ExperimentReport(const std::vector<std::string_view>& args, const config::En
   config::Schema schema{std::string(kProgram)};
   AddCommon(schema, a);
   schema.Add("experiment", &id, "experiment id, or latest (also the first argument)");
-  if (auto code = Load(schema, kProgram, rest, env, out, err)) return *code;
+  if (auto code = LoadArgs(schema, kProgram, rest, env, out, err)) return *code;
   if (id.empty()) {
     err << kProgram << ": usage: greenloop report EXPERIMENT|latest --pg.url URL\n";
     return kExitUsage;
@@ -210,7 +187,7 @@ int Predict(const std::vector<std::string_view>& args, const config::Environment
       .Add("calibrate", &calibrate,
            "first run 12 short baseline runs of different sizes (the spec's services) and store "
            "them");
-  if (auto code = Load(schema, kProgram, args, env, out, err)) return *code;
+  if (auto code = LoadArgs(schema, kProgram, args, env, out, err)) return *code;
   if (spec_path.empty()) {
     err << kProgram << ": --spec is required\n";
     return kExitUsage;

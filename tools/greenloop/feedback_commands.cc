@@ -36,36 +36,8 @@ void AddConnectionKeys(config::Schema& schema, Connection& c) {
       });
 }
 
-// Loads `schema` like commands.cc's LoadArgs: an exit code when the command should stop.
-std::optional<int> Load(config::Schema& schema, std::string_view program,
-                        const std::vector<std::string_view>& args, const config::Environment& env,
-                        std::ostream& out, std::ostream& err) {
-  std::vector<std::string> owned = {std::string(program)};
-  for (std::string_view a : args) owned.emplace_back(a);
-  std::vector<const char*> argv;
-  for (const std::string& s : owned) argv.push_back(s.c_str());
-  if (absl::Status s = schema.Load(static_cast<int>(argv.size()), argv.data(), env); !s.ok()) {
-    err << program << ": " << s.message() << "\n";
-    return kExitUsage;
-  }
-  if (schema.help_requested()) {
-    out << schema.Usage();
-    return kExitOk;
-  }
-  return std::nullopt;
-}
-
 int Fail(std::ostream& err, std::string_view program, const grpc::Status& status) {
-  err << program << ": " << status.error_message() << "\n";
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return kExitUnavailable;
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return kExitUsage;
-    default:
-      return kExitFailed;
-  }
+  return Report(err, program, FromGrpcStatus(status));
 }
 
 std::unique_ptr<v1::FeedbackService::Stub> Stub(const Connection& c) {
@@ -99,7 +71,7 @@ int TokenCreate(const std::vector<std::string_view>& args, const config::Environ
         }
         return absl::OkStatus();
       });
-  if (auto code = Load(schema, kProgram, args, env, out, err)) return *code;
+  if (auto code = LoadArgs(schema, kProgram, args, env, out, err)) return *code;
   v1::CreateTokenRequest req;
   req.set_role(role == "rater"    ? v1::ROLE_RATER
                : role == "worker" ? v1::ROLE_WORKER
@@ -129,7 +101,7 @@ int TokenRevoke(const std::vector<std::string_view>& args, const config::Environ
   config::Schema schema{std::string(kProgram)};
   AddConnectionKeys(schema, c);
   schema.Add("id", &id, "token_id to revoke (greenloop token list)");
-  if (auto code = Load(schema, kProgram, args, env, out, err)) return *code;
+  if (auto code = LoadArgs(schema, kProgram, args, env, out, err)) return *code;
   v1::RevokeTokenRequest req;
   req.set_token_id(id);
   v1::RevokeTokenResponse resp;
@@ -150,7 +122,7 @@ int TokenList(const std::vector<std::string_view>& args, const config::Environme
   config::Schema schema{std::string(kProgram)};
   AddConnectionKeys(schema, c);
   schema.Add("all", &all, "include revoked and expired tokens");
-  if (auto code = Load(schema, kProgram, args, env, out, err)) return *code;
+  if (auto code = LoadArgs(schema, kProgram, args, env, out, err)) return *code;
   auto stub = Stub(c);
   v1::ListTokensRequest req;
   req.set_include_revoked(all);
@@ -185,7 +157,7 @@ int Rate(const std::vector<std::string_view>& args, const config::Environment& e
   schema.Add("campaign", &campaign, "campaign to rate; empty: any open campaign")
       .Add("exit_when_empty", &exit_when_empty, "exit 0 when nothing is left instead of waiting")
       .Add("image_dir", &image_dir, "where item images are written for viewing");
-  if (auto code = Load(schema, kProgram, args, env, out, err)) return *code;
+  if (auto code = LoadArgs(schema, kProgram, args, env, out, err)) return *code;
   auto stub = Stub(c);
   {
     v1::WhoAmIResponse me;
