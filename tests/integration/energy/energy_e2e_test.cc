@@ -19,6 +19,7 @@
 #include "greenloop/v1/energy.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "tests/support/child_process.h"
 
 namespace greenloop::energy {
 namespace {
@@ -37,13 +38,6 @@ std::string Shell(const std::string& command, int* exit_code = nullptr) {
   return output;
 }
 
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // A child that burns CPU until killed.
 pid_t StartBurner() {
   pid_t pid = ::fork();
@@ -57,65 +51,33 @@ pid_t StartBurner() {
 class Collector {
  public:
   Collector(fs::path dir, std::string pg_url) : dir_(std::move(dir)), pg_url_(std::move(pg_url)) {}
-  ~Collector() { Kill(SIGKILL); }
 
   // Starts the binary and waits until it logs its ports.
   void Start() {
-    log_ = dir_ / fmt::format("energy-{}.log", starts_++);
-    fs::remove(log_);  // a log of an earlier run would give stale ports
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      std::FILE* out = std::freopen(log_.c_str(), "w", stdout);
-      (void)out;
-      ::dup2(::fileno(stdout), STDERR_FILENO);
-      std::string pg = "--pg.url=" + pg_url_;
-      ::execl(GREENLOOP_ENERGY_BIN, GREENLOOP_ENERGY_BIN, "--config", GREENLOOP_ENERGY_YAML,
-              pg.c_str(), "--node=e2e-node", "--grpc.address=127.0.0.1:0",
-              "--metrics.address=127.0.0.1:0", "--interval=200ms", "--storage.sample_resolution=1s",
-              "--storage.flush_interval=200ms", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
+    process_.Start(
+        {GREENLOOP_ENERGY_BIN, "--config", GREENLOOP_ENERGY_YAML, "--pg.url=" + pg_url_,
+         "--node=e2e-node", "--grpc.address=127.0.0.1:0", "--metrics.address=127.0.0.1:0",
+         "--interval=200ms", "--storage.sample_resolution=1s", "--storage.flush_interval=200ms"},
+        dir_ / fmt::format("energy-{}.log", starts_++));
     static const std::regex kPorts(R"(grpc_port=(\d+) metrics_port=(\d+))");
-    for (int i = 0; i < 200; ++i) {
-      std::smatch m;
-      std::string log = ReadFile(log_);
-      if (std::regex_search(log, m, kPorts)) {
-        grpc_port_ = std::stoi(m[1]);
-        metrics_port_ = std::stoi(m[2]);
-        auto channel = rpc::CreateChannel(fmt::format("127.0.0.1:{}", grpc_port_));
-        stub_ = v1::EnergyService::NewStub(*channel);
-        return;
-      }
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL() << "greenloop-energy exited at start:\n" << log;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "greenloop-energy did not start:\n" << ReadFile(log_);
+    std::optional<std::smatch> m = process_.WaitForLog(kPorts, 10s);
+    ASSERT_TRUE(m.has_value()) << "greenloop-energy did not start:\n" << process_.log();
+    grpc_port_ = std::stoi((*m)[1]);
+    metrics_port_ = std::stoi((*m)[2]);
+    stub_ =
+        v1::EnergyService::NewStub(*rpc::CreateChannel(fmt::format("127.0.0.1:{}", grpc_port_)));
   }
 
-  // Sends `signal` and waits for the exit; returns the exit code (-1 when killed by a signal).
-  int Kill(int signal) {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, signal);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
+  int Kill(int signal) { return process_.Kill(signal); }
   v1::EnergyService::Stub& stub() { return *stub_; }
   int metrics_port() const { return metrics_port_; }
-  std::string log() const { return ReadFile(log_); }
+  std::string log() const { return process_.log(); }
 
  private:
   fs::path dir_;
   std::string pg_url_;
-  fs::path log_;
   int starts_ = 0;
-  pid_t pid_ = -1;
+  greenloop::testing::ChildProcess process_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
   std::unique_ptr<v1::EnergyService::Stub> stub_;

@@ -20,6 +20,7 @@
 #include "common/pg/pool.h"
 #include "fmt/format.h"
 #include "greenloop/v1/feedback.grpc.pb.h"
+#include "tests/support/child_process.h"
 #include "tests/support/test_pg.h"
 
 namespace greenloop::feedback {
@@ -36,76 +37,38 @@ constexpr char kPngBase64[] =
     "XDOM3Luu3HedndyD3Ivch92CEXIBciFyEXI5cglyKXIZcjVyBXIlchVyPXINci1yHXIzcgNyI3ITcjtyC3/"
     "qXtgZC5RpzTAAAAAElFTkSuQmCC";
 
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // One greenloop-feedback process on ports it picks itself.
 class Service {
  public:
   Service(fs::path dir, std::string pg_url) : dir_(std::move(dir)), pg_url_(std::move(pg_url)) {}
-  ~Service() { Kill(SIGKILL); }
 
   void Start() {
-    log_ = dir_ / fmt::format("feedback-{}.log", starts_++);
-    fs::remove(log_);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      std::FILE* out = std::freopen(log_.c_str(), "w", stdout);
-      (void)out;
-      ::dup2(::fileno(stdout), STDERR_FILENO);
-      const std::string pg = "--pg.url=" + pg_url_;
-      const std::string admin = std::string("--auth.bootstrap_admin_token=") + kAdminToken;
-      ::execl(GREENLOOP_FEEDBACK_BIN, GREENLOOP_FEEDBACK_BIN, "--config", GREENLOOP_FEEDBACK_YAML,
-              pg.c_str(), admin.c_str(), "--grpc.address=127.0.0.1:0", "--http.address=127.0.0.1:0",
-              "--metrics.address=127.0.0.1:0", "--rate_limit.requests_per_second=0",
-              "--consensus.reestimate_interval=1h", "--leases.reap_interval=200ms",
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
+    process_.Start(
+        {GREENLOOP_FEEDBACK_BIN, "--config", GREENLOOP_FEEDBACK_YAML, "--pg.url=" + pg_url_,
+         std::string("--auth.bootstrap_admin_token=") + kAdminToken, "--grpc.address=127.0.0.1:0",
+         "--http.address=127.0.0.1:0", "--metrics.address=127.0.0.1:0",
+         "--rate_limit.requests_per_second=0", "--consensus.reestimate_interval=1h",
+         "--leases.reap_interval=200ms"},
+        dir_ / fmt::format("feedback-{}.log", starts_++));
     static const std::regex kPorts(R"(grpc_port=(\d+) http_port=(\d+) metrics_port=(\d+))");
-    for (int i = 0; i < 300; ++i) {
-      std::smatch m;
-      const std::string log = ReadFile(log_);
-      if (std::regex_search(log, m, kPorts)) {
-        grpc_port_ = std::stoi(m[1]);
-        http_port_ = std::stoi(m[2]);
-        stub_ = v1::FeedbackService::NewStub(
-            *rpc::CreateChannel(fmt::format("127.0.0.1:{}", grpc_port_)));
-        return;
-      }
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL() << "greenloop-feedback exited at start:\n" << log;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "greenloop-feedback did not start:\n" << ReadFile(log_);
+    std::optional<std::smatch> m = process_.WaitForLog(kPorts, 15s);
+    ASSERT_TRUE(m.has_value()) << "greenloop-feedback did not start:\n" << process_.log();
+    grpc_port_ = std::stoi((*m)[1]);
+    http_port_ = std::stoi((*m)[2]);
+    stub_ =
+        v1::FeedbackService::NewStub(*rpc::CreateChannel(fmt::format("127.0.0.1:{}", grpc_port_)));
   }
 
-  int Kill(int signal) {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, signal);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
+  int Kill(int signal) { return process_.Kill(signal); }
   v1::FeedbackService::Stub& stub() { return *stub_; }
   int http_port() const { return http_port_; }
-  std::string log() const { return ReadFile(log_); }
+  std::string log() const { return process_.log(); }
 
  private:
   fs::path dir_;
   std::string pg_url_;
-  fs::path log_;
   int starts_ = 0;
-  pid_t pid_ = -1;
+  greenloop::testing::ChildProcess process_;
   int grpc_port_ = 0;
   int http_port_ = 0;
   std::unique_ptr<v1::FeedbackService::Stub> stub_;
