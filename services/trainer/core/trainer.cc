@@ -490,7 +490,10 @@ class Loop final {
           break;
       }
       ++changes_total_;
-      if (change->correct) ++changes_correct_;
+      if (change->correct) {
+        ++changes_correct_;
+        progress_.set_verdicts_correct(progress_.verdicts_correct() + 1);
+      }
       changes.push_back(*std::move(change));
     }
     if (humans > 0 && ports_.listener != nullptr) {

@@ -182,6 +182,9 @@ TEST_F(NoisyLabels, HitlWithACrowdBeatsBaselineAtTheSameStepCount) {
     relabels += ch.action == ChangeAction::kRelabel ? 1 : 0;
   }
   EXPECT_GT(static_cast<double>(relabels) / static_cast<double>(changes.size()), 0.6);
+  // ... and the progress says so: every applied verdict of a perfect crowd was right.
+  EXPECT_EQ(o.progress.verdicts_correct(), o.progress.verdicts_applied());
+  EXPECT_EQ(o.progress.verdicts_applied(), changes.size());
 }
 
 TEST_F(NoisyLabels, AutoBeatsBaselineAtTheSameStepCount) {

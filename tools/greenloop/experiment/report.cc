@@ -51,7 +51,11 @@ std::vector<Row> Rows(const cli::ExperimentResult& r) {
     row.best_acc = fmt::format("{:.4f}", m.best_accuracy());
     row.time = fmt::format("{:.1f} s", m.duration_seconds());
     row.co2 = fmt::format("{:.4f}", m.carbon_grams());
-    row.verdicts = fmt::format("{}", m.verdicts_applied());
+    row.verdicts = m.verdicts_applied() > 0
+                       ? fmt::format("{} ({:.0f} % right)", m.verdicts_applied(),
+                                     100.0 * static_cast<double>(m.verdicts_correct()) /
+                                         static_cast<double>(m.verdicts_applied()))
+                       : fmt::format("{}", m.verdicts_applied());
     row.ratings = m.crowd().raters() > 0 ? fmt::format("{}", m.crowd().submitted()) : "—";
     row.rater_hours =
         m.crowd().raters() > 0 ? fmt::format("{:.3f}", m.crowd().modelled_seconds() / 3600) : "—";
@@ -119,11 +123,11 @@ std::string SummaryTable(const cli::ExperimentResult& result) {
   std::string out = fmt::format("experiment {} — target accuracy {:.4f}{}\n",
                                 result.experiment_id(), result.target_accuracy(),
                                 result.target_is_baseline_best() ? " (the baseline's best)" : "");
-  out += fmt::format("{:<9} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>11} {}\n",
+  out += fmt::format("{:<9} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>14} {:>8} {:>9} {:>11} {}\n",
                      "mode", "state", "J→target", "%base", "final", "best", "time", "verdicts",
                      "ratings", "rater-h", "J/rater-min", "energy");
   for (const Row& r : Rows(result)) {
-    out += fmt::format("{:<9} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>11} {}\n",
+    out += fmt::format("{:<9} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>14} {:>8} {:>9} {:>11} {}\n",
                        r.mode, r.state, r.to_target_j, r.share, r.final_acc, r.best_acc, r.time,
                        r.verdicts, r.ratings, r.rater_hours, r.saved_per_min, r.source);
   }
@@ -204,6 +208,14 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
                     m.verdicts_received(), m.verdicts_applied(), m.samples_relabelled(),
                     m.samples_dropped(), m.samples_reweighted(), m.items_enqueued()),
         "");
+    if (m.verdicts_applied() > 0) {
+      row("verdict precision",
+          fmt::format("{:.1f} % ({} of {} applied verdicts right against the clean labels)",
+                      100.0 * static_cast<double>(m.verdicts_correct()) /
+                          static_cast<double>(m.verdicts_applied()),
+                      m.verdicts_correct(), m.verdicts_applied()),
+          "measured");
+    }
     if (m.crowd().raters() > 0) {
       const cli::CrowdSummary& c = m.crowd();
       row("crowd",

@@ -13,6 +13,7 @@ namespace greenloop::experiment {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 cli::ModeResult Mode(const std::string& name, std::vector<std::pair<double, double>> curve,
                      double rater_seconds) {
@@ -76,6 +77,17 @@ TEST(ReportTest, TablesSayShareOfBaselineAndSources) {
   EXPECT_THAT(md, HasSubstr("estimated"));
   EXPECT_THAT(md, HasSubstr("modelled"));
   EXPECT_THAT(md, HasSubstr("## baseline"));
+}
+
+TEST(ReportTest, VerdictPrecisionAgainstCleanLabels) {
+  cli::ExperimentResult r = Example();
+  r.mutable_modes(1)->set_verdicts_applied(40);
+  r.mutable_modes(1)->set_verdicts_correct(30);
+  EXPECT_THAT(SummaryTable(r), HasSubstr("40 (75 % right)"));
+  const std::string md = MarkdownReport(r, {});
+  EXPECT_THAT(md, HasSubstr("75.0 % (30 of 40 applied verdicts right against the clean labels)"));
+  // No verdicts applied: no precision to show.
+  EXPECT_THAT(SummaryTable(Example()), Not(HasSubstr("% right")));
 }
 
 TEST(ReportTest, WritesMarkdownAndSelfContainedHtml) {

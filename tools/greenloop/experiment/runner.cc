@@ -468,6 +468,7 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
   m.set_samples_dropped(p.samples_dropped());
   m.set_samples_relabelled(p.samples_relabelled());
   m.set_samples_reweighted(p.samples_reweighted());
+  m.set_verdicts_correct(p.verdicts_correct());
   m.set_parameter_count(run.model().parameter_count());
   m.set_macs_per_sample(run.model().macs_per_sample());
   m.set_node(run.node());
