@@ -32,6 +32,7 @@ constexpr std::string_view kUsage =
     "  rpc list --target HOST:PORT                     services it serves (reflection)\n"
     "  db status [--pg.url URL]                        migrations applied per component\n"
     "  experiment run SPEC.yaml                        compare modes, write the report\n"
+    "  experiment sweep SPEC.yaml [--raters=3,6,9]     vary the crowd: energy saved vs human time\n"
     "  report EXPERIMENT|latest                        rebuild an experiment's report\n"
     "  predict --spec SPEC [--calibrate]               estimate a run's energy before it runs\n"
     "  token create --role R --name NAME               create a bearer token (admin)\n"
@@ -223,6 +224,7 @@ int Main(const std::vector<std::string_view>& args, const config::Environment& e
       {"rpc list", RpcList},
       {"db status", DbStatus},
       {"experiment run", ExperimentRun},
+      {"experiment sweep", ExperimentSweep},
       {"experiment report", ExperimentReport},
       {"token create", TokenCreate},
       {"token revoke", TokenRevoke},

@@ -4,7 +4,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
+#include <ctime>
+#include <filesystem>
+#include <memory>
 #include <optional>
 
 #include "tools/greenloop/commands.h"
@@ -13,6 +17,7 @@
 #include "tools/greenloop/experiment/runner.h"
 #include "tools/greenloop/experiment/spec.h"
 #include "tools/greenloop/experiment/store.h"
+#include "tools/greenloop/experiment/sweep.h"
 
 namespace greenloop::cli {
 namespace {
@@ -142,6 +147,199 @@ int ExperimentRun(const std::vector<std::string_view>& args, const config::Envir
   absl::StatusOr<cli::ExperimentResult> result = runner.Run();
   if (!result.ok()) return Exit(err, kProgram, result.status());
   return Finish(&*spec, *result, a, kProgram, out, err);
+}
+
+int ExperimentSweep(const std::vector<std::string_view>& args, const config::Environment& env,
+                    std::ostream& out, std::ostream& err) {
+  constexpr std::string_view kProgram = "greenloop experiment sweep";
+  auto [spec_path, rest] = Positional(args);
+  CommonArgs a;
+  experiment::SweepValues values{.raters = {"3", "6", "9"},
+                                 .accuracy = {"0.65", "0.825", "0.95"},
+                                 .spammer_share = {"0", "0.2", "0.4"}};
+  std::string mode_name = "hitl";
+  std::string sweep_id;
+  std::int64_t max_epochs = 0;
+  std::int64_t max_train_samples = 0;
+  bool no_progress = false;
+  config::Schema schema{std::string(kProgram)};
+  AddCommon(schema, a);
+  schema.Add("spec", &spec_path, "the experiment spec (YAML), or give it as the first argument")
+      .Add("raters", &values.raters,
+           "crowd sizes to try, comma-separated; the spec's own size is always the centre; "
+           "empty: not varied")
+      .Add("accuracy", &values.accuracy,
+           "mean rater accuracies to try (crowd.accuracy_mean), in (0, 1]; empty: not varied")
+      .Add("spammer_share", &values.spammer_share,
+           "spammer shares to try (crowd.spammer_share), in [0, 1]; empty: not varied")
+      .Add("mode", &mode_name, "the human mode each point runs", {.one_of = {"hitl", "hybrid"}})
+      .Add("max_epochs", &max_epochs,
+           "epochs per run (the baseline's and every point's); 0: the spec's budget", {.min = 0})
+      .Add("max_train_samples", &max_train_samples,
+           "training samples per run; 0: the spec's max_train_samples", {.min = 0})
+      .Add("sweep_id", &sweep_id,
+           "id of the sweep, the prefix of its experiments' ids; empty: <name>-sweep-<UTC time>")
+      .Add("no_progress", &no_progress, "print a line per evaluation instead of a live bar");
+  if (auto code = LoadArgs(schema, kProgram, rest, env, out, err,
+                           "\nSpec keys (YAML):\n" + experiment::SpecUsage())) {
+    return *code;
+  }
+  if (spec_path.empty()) {
+    err << kProgram << ": usage: greenloop experiment sweep SPEC.yaml [--raters=3,6,9] "
+        << "[--accuracy=0.65,0.825,0.95] [--spammer_share=0,0.2,0.4] (see --help)\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<experiment::Spec> loaded = experiment::LoadSpec(spec_path);
+  if (!loaded.ok()) return Exit(err, kProgram, loaded.status());
+  experiment::Spec spec = *loaded;
+  if (max_epochs > 0) spec.max_epochs = max_epochs;
+  if (max_train_samples > 0) spec.max_train_samples = max_train_samples;
+  const v1::Mode mode = mode_name == "hybrid" ? v1::MODE_HYBRID : v1::MODE_HITL;
+  if (sweep_id.empty()) sweep_id = experiment::DefaultSweepId(spec.name, std::time(nullptr));
+  absl::StatusOr<experiment::SweepPlan> plan = experiment::PlanSweep(spec, values, sweep_id);
+  if (!plan.ok()) return Exit(err, kProgram, plan.status());
+
+  const std::string dir = !a.output_dir.empty() ? a.output_dir : spec.output_dir;
+  const auto options = [&a, no_progress](const std::string& experiment_id) {
+    return experiment::RunnerOptions{
+        .token = a.token,
+        .admin_token = a.admin_token,
+        .fashion_mnist_dir = a.fashion_mnist_dir,
+        .spam_assassin_dir = a.spam_assassin_dir,
+        .progress_in_place = !no_progress && isatty(STDERR_FILENO) == 1,
+        .interrupted = [] { return g_interrupted.load(); },
+        .experiment_id = experiment_id};
+  };
+  // Every service the sweep needs, and PostgreSQL when asked to store, before anything starts.
+  {
+    experiment::Spec both = spec;
+    both.modes = {v1::MODE_BASELINE, mode};
+    experiment::ExperimentRunner checker(both, options(plan->baseline_id), err);
+    if (absl::Status s = checker.CheckServices(); !s.ok()) return Exit(err, kProgram, s);
+  }
+  std::unique_ptr<experiment::ExperimentStore> store;
+  if (!a.pg_url.empty()) {
+    auto opened = experiment::ExperimentStore::Open(a.pg_url);
+    if (!opened.ok()) return Exit(err, kProgram, opened.status());
+    store = std::move(*opened);
+  } else {
+    err << kProgram << ": warning: no pg.url: the sweep's experiments are not stored in "
+        << "PostgreSQL\n";
+  }
+  // Each run's own report under DIR/<sweep id>/<experiment id>/, stored like any experiment.
+  const auto keep = [&](const cli::ExperimentResult& r) {
+    absl::StatusOr<experiment::ReportFiles> files =
+        experiment::WriteReport(r, (std::filesystem::path(dir) / sweep_id).string());
+    if (!files.ok()) {
+      err << kProgram << ": warning: " << files.status().message() << "\n";
+      return;
+    }
+    if (store == nullptr) return;
+    if (absl::Status s = store->Save(r, *files); !s.ok()) {
+      err << kProgram << ": warning: " << r.experiment_id()
+          << " not stored in PostgreSQL: " << s.message() << "\n";
+    }
+  };
+
+  SigintGuard guard;
+  g_interrupted = false;
+  const auto started = std::chrono::steady_clock::now();
+  experiment::SweepResult sweep;
+  sweep.sweep_id = sweep_id;
+  sweep.spec_path = spec.path;
+  sweep.mode = mode_name;
+  sweep.dataset = experiment::DatasetName(spec.dataset);
+  sweep.target_is_baseline_best = spec.target_is_baseline_best;
+  sweep.target_accuracy = spec.target_is_baseline_best ? 0.0 : spec.target_accuracy;
+  sweep.centre = spec.crowd;
+  {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    sweep.start_time = buf;
+  }
+  const std::size_t total = plan->points.size() + 1;
+  err << fmt::format(
+      "sweep {}: the baseline, then {} {} run(s), one crowd factor at a time (Ctrl-C stops the "
+      "current run and reports the finished ones)\n",
+      sweep_id, plan->points.size(), mode_name);
+
+  // The baseline: the reference energy, and the target when the spec says baseline_best.
+  {
+    experiment::Spec s = spec;
+    s.modes = {v1::MODE_BASELINE};
+    err << fmt::format("sweep 1/{}: baseline → experiment {}\n", total, plan->baseline_id);
+    experiment::ExperimentRunner runner(s, options(plan->baseline_id), err);
+    absl::StatusOr<cli::ExperimentResult> r = runner.Run();
+    if (!r.ok()) return Exit(err, kProgram, r.status());
+    keep(*r);
+    if (!r->modes().empty()) sweep.baseline = r->modes(0);
+    sweep.target_accuracy = r->target_accuracy();
+    if (r->state() == "interrupted") {
+      sweep.state = "interrupted";
+    } else if (sweep.target_accuracy <= 0) {
+      err << kProgram << ": the baseline did not succeed, so there is no target accuracy to "
+          << "sweep against\n";
+      sweep.state = "failed";
+    } else {
+      err << fmt::format("sweep 1/{}: baseline {}: target accuracy {:.4f}, {} J to target\n", total,
+                         sweep.baseline ? sweep.baseline->state() : "?", sweep.target_accuracy,
+                         sweep.baseline && sweep.baseline->has_energy_to_target_joules()
+                             ? fmt::format("{:.1f}", sweep.baseline->energy_to_target_joules())
+                             : std::string("not reached:"));
+    }
+  }
+
+  // One human-mode run per point, stopped at the target.
+  // A failed point is recorded and the next one runs (as a failed mode in `experiment run`);
+  // Ctrl-C ends the sweep.
+  bool any_failed = false;
+  for (std::size_t i = 0; i < plan->points.size() && sweep.state == "completed"; ++i) {
+    const experiment::SweepPoint& point = plan->points[i];
+    experiment::Spec s = spec;
+    s.modes = {mode};
+    s.target_is_baseline_best = false;
+    s.target_accuracy = sweep.target_accuracy;
+    s.crowd = point.crowd;
+    s.description =
+        fmt::format("Crowd sweep {}, point {}. {}", sweep_id, point.label, spec.description);
+    err << fmt::format(
+        "sweep {}/{}: {} ({} raters, accuracy {:.3f}, {:.0f} % spammers) → experiment {}\n", i + 2,
+        total, point.label, point.crowd.raters, point.crowd.accuracy_mean,
+        100 * point.crowd.spammer_share, point.id);
+    experiment::ExperimentRunner runner(s, options(point.id), err);
+    absl::StatusOr<cli::ExperimentResult> r = runner.Run();
+    if (!r.ok()) return Exit(err, kProgram, r.status());
+    keep(*r);
+    if (r->modes().empty()) continue;
+    experiment::SweepOutcome outcome{.point = point, .experiment_id = point.id, .run = r->modes(0)};
+    const experiment::PointFigures f = experiment::FiguresOf(sweep.baseline, outcome.run);
+    err << fmt::format(
+        "sweep {}/{}: {}: {}, energy to target {}, saved {}, {:.1f} human-min (modelled)\n", i + 2,
+        total, point.label, outcome.run.state(),
+        f.reached ? fmt::format("{:.1f} J", outcome.run.energy_to_target_joules())
+                  : std::string("not reached"),
+        f.saved_joules ? fmt::format("{:+.1f} J", *f.saved_joules) : std::string("—"),
+        f.human_minutes);
+    sweep.points.push_back(std::move(outcome));
+    if (sweep.points.back().run.state() == "failed") any_failed = true;
+    if (r->state() == "interrupted") sweep.state = "interrupted";
+  }
+  if (sweep.state == "completed" && any_failed) sweep.state = "failed";
+  sweep.wall_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  absl::StatusOr<experiment::SweepFiles> files = experiment::WriteSweepReport(sweep, dir);
+  if (!files.ok()) return Exit(err, kProgram, files.status());
+  if (!files->plot_warning.empty()) err << kProgram << ": warning: " << files->plot_warning << "\n";
+  out << "\n" << experiment::SweepTable(sweep) << "\n";
+  out << "report: " << files->markdown << "\n        " << files->html << "\n";
+  if (store != nullptr) {
+    out << fmt::format("stored: experiments / experiment_runs, ids {}-*\n", sweep_id);
+  }
+  return sweep.state == "completed" ? kExitOk : kExitFailed;
 }
 
 int ExperimentReport(const std::vector<std::string_view>& args, const config::Environment& env,

@@ -68,7 +68,9 @@ std::vector<Row> Rows(const cli::ExperimentResult& r) {
   return rows;
 }
 
-std::string Escape(const std::string& s) {
+}  // namespace
+
+std::string EscapeHtml(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
@@ -91,8 +93,8 @@ std::string Escape(const std::string& s) {
   return out;
 }
 
-// Runs gnuplot on `script` in `dir`; the error says why not.
-absl::Status Gnuplot(const std::filesystem::path& dir, const std::string& script) {
+absl::Status RunGnuplot(const std::string& dir_name, const std::string& script) {
+  const std::filesystem::path dir(dir_name);
   const std::filesystem::path path = dir / "plots.gp";
   std::ofstream(path) << script;
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
@@ -107,7 +109,53 @@ absl::Status Gnuplot(const std::filesystem::path& dir, const std::string& script
   return absl::OkStatus();
 }
 
-}  // namespace
+std::string MarkdownToHtml(const std::string& md, const std::string& dir,
+                           const std::string& title) {
+  const std::filesystem::path out(dir);
+  std::string html = fmt::format(
+      "<!doctype html><html><head><meta charset='utf-8'><title>greenloop {}</title><style>body{{"
+      "font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;"
+      "margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}</style></head>"
+      "<body>\n",
+      EscapeHtml(title));
+  std::istringstream lines(md);
+  bool in_table = false;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("|", 0) == 0) {
+      if (line.find("---") != std::string::npos && line.find("| ") == std::string::npos) continue;
+      if (line.rfind("|---", 0) == 0) continue;
+      if (!in_table) html += "<table>\n";
+      html += "<tr>";
+      std::string cell;
+      std::istringstream cells(line.substr(1));
+      while (std::getline(cells, cell, '|')) html += "<td>" + EscapeHtml(cell) + "</td>";
+      html += "</tr>\n";
+      in_table = true;
+      continue;
+    }
+    if (in_table) html += "</table>\n";
+    in_table = false;
+    if (line.rfind("# ", 0) == 0) {
+      html += "<h1>" + EscapeHtml(line.substr(2)) + "</h1>\n";
+    } else if (line.rfind("## ", 0) == 0) {
+      html += "<h2>" + EscapeHtml(line.substr(3)) + "</h2>\n";
+    } else if (line.rfind("![", 0) == 0) {
+      const std::string name =
+          line.substr(line.find('(') + 1, line.rfind(')') - line.find('(') - 1);
+      std::ifstream svg(out / name);
+      std::stringstream ss;
+      ss << svg.rdbuf();
+      std::string body = ss.str();
+      if (auto at = body.find("<svg"); at != std::string::npos) body = body.substr(at);
+      html += "<figure>" + body + "</figure>\n";
+    } else if (!line.empty()) {
+      html += "<p>" + EscapeHtml(line) + "</p>\n";
+    }
+  }
+  if (in_table) html += "</table>\n";
+  html += "</body></html>\n";
+  return html;
+}
 
 std::optional<double> JoulesSavedPerRaterMinute(const cli::ModeResult& baseline,
                                                 const cli::ModeResult& mode) {
@@ -338,7 +386,7 @@ absl::StatusOr<ReportFiles> WriteReport(const cli::ExperimentResult& result,
         projections);
     plots.push_back("projection-error.svg");
   }
-  if (absl::Status s = Gnuplot(out, script); !s.ok()) {
+  if (absl::Status s = RunGnuplot(out.string(), script); !s.ok()) {
     files.plot_warning = std::string(s.message());
     plots.clear();
   }
@@ -350,48 +398,7 @@ absl::StatusOr<ReportFiles> WriteReport(const cli::ExperimentResult& result,
   std::ofstream(files.markdown) << md;
 
   // HTML: the same content, tables as HTML, SVGs inlined so the file stands alone.
-  std::string html = fmt::format(
-      "<!doctype html><html><head><meta charset='utf-8'><title>greenloop {}</title><style>body{{"
-      "font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;"
-      "margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}</style></head>"
-      "<body>\n",
-      Escape(result.experiment_id()));
-  std::istringstream lines(md);
-  bool in_table = false;
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("|", 0) == 0) {
-      if (line.find("---") != std::string::npos && line.find("| ") == std::string::npos) continue;
-      if (line.rfind("|---", 0) == 0) continue;
-      if (!in_table) html += "<table>\n";
-      html += "<tr>";
-      std::string cell;
-      std::istringstream cells(line.substr(1));
-      while (std::getline(cells, cell, '|')) html += "<td>" + Escape(cell) + "</td>";
-      html += "</tr>\n";
-      in_table = true;
-      continue;
-    }
-    if (in_table) html += "</table>\n";
-    in_table = false;
-    if (line.rfind("# ", 0) == 0) {
-      html += "<h1>" + Escape(line.substr(2)) + "</h1>\n";
-    } else if (line.rfind("## ", 0) == 0) {
-      html += "<h2>" + Escape(line.substr(3)) + "</h2>\n";
-    } else if (line.rfind("![", 0) == 0) {
-      const std::string name =
-          line.substr(line.find('(') + 1, line.rfind(')') - line.find('(') - 1);
-      std::ifstream svg(out / name);
-      std::stringstream ss;
-      ss << svg.rdbuf();
-      std::string body = ss.str();
-      if (auto at = body.find("<svg"); at != std::string::npos) body = body.substr(at);
-      html += "<figure>" + body + "</figure>\n";
-    } else if (!line.empty()) {
-      html += "<p>" + Escape(line) + "</p>\n";
-    }
-  }
-  if (in_table) html += "</table>\n";
-  html += "</body></html>\n";
+  const std::string html = MarkdownToHtml(md, out.string(), result.experiment_id());
   files.html = (out / "report.html").string();
   std::ofstream(files.html) << html;
   if (!fs::exists(files.markdown) || !fs::exists(files.html)) {

@@ -39,6 +39,19 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
 absl::StatusOr<ReportFiles> WriteReport(const cli::ExperimentResult& result,
                                         const std::string& dir);
 
+// Shared with the sweep report (sweep.h): runs gnuplot on `script` with `dir` as the working
+// directory (the script and gnuplot's log are left there as plots.gp and plots.log).
+// FAILED_PRECONDITION when gnuplot is not installed, INTERNAL when it fails.
+absl::Status RunGnuplot(const std::string& dir, const std::string& script);
+
+// Converts the Markdown this file writes (headings, paragraphs, pipe tables, one image per line)
+// into a self-contained HTML page titled `title`; images are SVG files under `dir`, inlined.
+std::string MarkdownToHtml(const std::string& markdown, const std::string& dir,
+                           const std::string& title);
+
+// Escapes <, >, & and " for HTML text and attributes.
+std::string EscapeHtml(const std::string& text);
+
 // Joules saved per modelled rater-minute versus the baseline's energy to target; nothing when
 // either did not reach the target or the mode used no rater time.
 std::optional<double> JoulesSavedPerRaterMinute(const cli::ModeResult& baseline,
