@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# A tiny experiment end to end against the real services (CTest experiment.e2e, label e2e):
+# PostgreSQL, the energy collector, the feedback service with authentication on and a trainer rank
+# on free loopback ports; `greenloop experiment run` with a simulated crowd rating through the real
+# rater API with tokens of its own. Checks the table, the report files, what is stored in
+# PostgreSQL (experiments, experiment_runs, the crowd's ratings in the feedback tables),
+# `greenloop report`, and the faults of issue 6: a bad spec starts nothing, a service down is
+# named, Ctrl-C marks the current run interrupted and keeps the finished ones.
+#
+#   experiment_test.sh BUILD_DIR WORK_DIR
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+source tests/integration/experiment/stack.sh
+BUILD="$(cd "$1" && pwd)"
+WORK="$(mkdir -p "$2" && cd "$2" && pwd)"
+for tool in jq psql gnuplot; do
+  command -v "$tool" >/dev/null || stack_fail "$tool is not installed (run deploy/local/bootstrap.sh)"
+done
+failures=0
+bad() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+sql() { psql "$PG_URL" -XqAt -v ON_ERROR_STOP=1 -c "$1"; }
+
+echo "== stack"
+stack_up "$BUILD" "$WORK/stack"
+cat >"$WORK/micro.yaml" <<SPEC
+name: micro
+description: experiment.e2e — 1 200 noisy Fashion-MNIST images, one epoch per mode.
+dataset: fashion_mnist
+max_train_samples: 1200
+noise: {rate: 0.30, kind: symmetric, seed: 7}
+seed: 1
+batch_size: 32
+eval_every_steps: 8
+budget: {max_epochs: 1}
+target_accuracy: baseline_best
+stop_at_target: false
+modes: [baseline, hitl, hybrid]
+selection: {every_steps: 4, candidates: 16}
+crowd:
+  raters: 4
+  ratings_per_item: 3
+  time_compression: 1000
+services:
+  trainers: [127.0.0.1:$T0_GRPC]
+  energy: 127.0.0.1:$E_GRPC
+  feedback: 127.0.0.1:$F_GRPC
+output_dir: $WORK/reports
+SPEC
+common=(--pg.url="$PG_URL" --auth.token="$ADMIN_TOKEN" --auth.admin_token="$ADMIN_TOKEN" --no_progress)
+
+echo "== bad input starts nothing"
+sed 's/^seed: 1$/sed: 1/' "$WORK/micro.yaml" >"$WORK/typo.yaml"
+set +e
+"$CLI" experiment run "$WORK/typo.yaml" "${common[@]}" >"$WORK/typo.out" 2>&1
+code=$?
+set -e
+[[ $code == 2 ]] || bad "an unknown spec key exits $code, not 2: $(cat "$WORK/typo.out")"
+grep -q "sed" "$WORK/typo.out" && grep -q "did you mean" "$WORK/typo.out" ||
+  bad "the unknown key is not named with a suggestion: $(cat "$WORK/typo.out")"
+[[ $(wc -l <"$WORK/typo.out") == 1 ]] || bad "a bad spec prints more than one line: $(cat "$WORK/typo.out")"
+
+echo "== a service down is named"
+down_port=$(stack_free_port)
+sed "s/energy: 127.0.0.1:$E_GRPC/energy: 127.0.0.1:$down_port/" "$WORK/micro.yaml" >"$WORK/down.yaml"
+set +e
+"$CLI" experiment run "$WORK/down.yaml" "${common[@]}" >"$WORK/down.out" 2>&1
+code=$?
+set -e
+[[ $code == 3 ]] || bad "a collector that is down exits $code, not 3: $(cat "$WORK/down.out")"
+grep -q "energy collector at 127.0.0.1:$down_port is down" "$WORK/down.out" ||
+  bad "the service that is down is not named: $(cat "$WORK/down.out")"
+# Nothing was stored: the CLI's tables do not even exist yet (or are empty).
+[[ -z "$(sql "SELECT to_regclass('experiments')")" || "$(sql "SELECT count(*) FROM experiments")" == 0 ]] ||
+  bad "a failed start stored an experiment"
+
+echo "== experiment run"
+if ! "$CLI" experiment run "$WORK/micro.yaml" "${common[@]}" --experiment_id=micro-e2e \
+    >"$WORK/run.out" 2>"$WORK/run.err"; then
+  cat "$WORK/run.err" "$WORK/run.out"
+  stack_fail "greenloop experiment run failed"
+fi
+cat "$WORK/run.out"
+for mode in baseline hitl hybrid; do
+  grep -qE "^$mode +succeeded" "$WORK/run.out" || bad "no succeeded $mode row in the table"
+done
+grep -q "(the baseline's best)" "$WORK/run.out" || bad "the table does not say the target is the baseline's best"
+md="$WORK/reports/micro-e2e/report.md" html="$WORK/reports/micro-e2e/report.html"
+[[ -s "$md" && -s "$html" ]] || bad "report files missing under $WORK/reports/micro-e2e"
+grep -q "<svg" "$html" || bad "the HTML report holds no inline SVG plot"
+grep -q "verdict precision" "$md" || bad "the report shows no verdict precision"
+grep -q "estimated\|measured" "$md" && grep -q "modelled" "$md" ||
+  bad "the report does not say where its figures come from"
+
+echo "== stored"
+[[ "$(sql "SELECT state FROM experiments WHERE experiment_id = 'micro-e2e'")" == completed ]] ||
+  bad "experiment micro-e2e is not stored as completed"
+[[ "$(sql "SELECT count(*) FROM experiment_runs WHERE experiment_id = 'micro-e2e' AND state = 'succeeded'")" == 3 ]] ||
+  bad "experiment_runs does not hold 3 succeeded runs"
+result="$(sql "SELECT result FROM experiments WHERE experiment_id = 'micro-e2e'")"
+hitl="$(jq -c '.modes[] | select(.mode == "hitl")' <<<"$result")"
+echo "hitl: $(jq -c '{submitted: .crowd.submitted, applied: .verdictsApplied, correct: .verdictsCorrect, modelled: .crowd.modelledSeconds, joules: .energyJoules, source: .energySource}' <<<"$hitl")"
+jq -e '(.crowd.submitted | tonumber) > 0' <<<"$hitl" >/dev/null || bad "the crowd submitted no ratings in hitl"
+jq -e '(.verdictsApplied | tonumber) > 0' <<<"$hitl" >/dev/null || bad "no verdict was applied in hitl"
+jq -e '(.verdictsCorrect // "0" | tonumber) <= (.verdictsApplied | tonumber) and (.verdictsCorrect // "0" | tonumber) > 0' \
+  <<<"$hitl" >/dev/null || bad "verdicts_correct is not in (0, applied]"
+jq -e '.crowd.modelledSeconds > .crowd.wallSeconds' <<<"$hitl" >/dev/null ||
+  bad "the modelled rater time is not above the wall time (time compression)"
+jq -e '.energyJoules > 0 and (.energySource == "estimated" or .energySource == "measured")' <<<"$hitl" \
+  >/dev/null || bad "the hitl run has no energy with its source"
+# The crowd used the real rater API: its ratings are in the feedback service's tables, from
+# distinct raters, each with a token of its own.
+raters="$(sql "SELECT count(DISTINCT rater_id) FROM feedback_ratings")"
+ratings="$(sql "SELECT count(*) FROM feedback_ratings")"
+echo "feedback_ratings: $ratings ratings from $raters raters"
+((raters >= 3)) || bad "ratings came from $raters raters, not at least 3"
+[[ "$ratings" -ge "$(jq -r '.crowd.submitted' <<<"$hitl")" ]] || bad "fewer ratings stored than the crowd submitted"
+((  $(sql "SELECT count(*) FROM auth_tokens WHERE role = 1") >= 4 )) || bad "no rater tokens were made"
+
+echo "== greenloop report"
+"$CLI" report micro-e2e --pg.url="$PG_URL" --output_dir="$WORK/again" >"$WORK/report.out" 2>&1 ||
+  bad "greenloop report failed: $(cat "$WORK/report.out")"
+grep -qE "^hitl +succeeded" "$WORK/report.out" || bad "greenloop report does not print the table"
+[[ -s "$WORK/again/micro-e2e/report.html" ]] || bad "greenloop report wrote no HTML"
+
+echo "== Ctrl-C stops the current run, keeps the finished one"
+sed -e 's/max_train_samples: 1200/max_train_samples: 6000/' \
+    -e 's/modes: \[baseline, hitl, hybrid\]/modes: [baseline, hitl]/' -e 's/target_accuracy: baseline_best/target_accuracy: 0.99/' \
+    "$WORK/micro.yaml" >"$WORK/long.yaml"
+"$CLI" experiment run "$WORK/long.yaml" "${common[@]}" --experiment_id=long-e2e \
+  >"$WORK/long.out" 2>"$WORK/long.err" &
+pid=$!
+# Wait for the hitl run (after the baseline finished) to show an evaluation.
+for _ in $(seq 1 600); do
+  grep -q '^\[hitl *\] epoch' "$WORK/long.err" && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.2
+done
+grep -q '^\[hitl *\] epoch' "$WORK/long.err" || { cat "$WORK/long.err"; stack_fail "the hitl run never showed progress"; }
+kill -INT $pid
+start=$SECONDS
+set +e
+wait $pid
+code=$?
+set -e
+echo "exit $code $((SECONDS - start)) s after SIGINT"
+((SECONDS - start <= 30)) || bad "Ctrl-C took $((SECONDS - start)) s"
+[[ $code == 1 ]] || bad "an interrupted experiment exits $code, not 1"
+[[ "$(sql "SELECT state FROM experiments WHERE experiment_id = 'long-e2e'")" == interrupted ]] ||
+  bad "the experiment is not stored as interrupted"
+[[ "$(sql "SELECT mode || ':' || state FROM experiment_runs WHERE experiment_id = 'long-e2e' ORDER BY mode")" == \
+   $'baseline:succeeded\nhitl:interrupted' ]] ||
+  bad "runs are not baseline succeeded + hitl interrupted: $(sql "SELECT mode, state FROM experiment_runs WHERE experiment_id = 'long-e2e'")"
+[[ -s "$WORK/reports/long-e2e/report.md" ]] || bad "no report for the interrupted experiment"
+
+if ((failures > 0)); then
+  echo "experiment.e2e: $failures failure(s); logs under $WORK/stack/services" >&2
+  exit 1
+fi
+echo "experiment.e2e: ok"
