@@ -96,6 +96,15 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
   if (c.selection_score() == v1::SELECTION_SCORE_UNSPECIFIED) {
     c.set_selection_score(v1::SELECTION_SCORE_LOSS);
   }
+  if (c.selection_pool() == v1::SELECTION_POOL_UNSPECIFIED) {
+    c.set_selection_pool(v1::SELECTION_POOL_TRAINING_BATCHES);
+  }
+  if (c.selection_pool() != v1::SELECTION_POOL_TRAINING_BATCHES &&
+      c.selection_pool() != v1::SELECTION_POOL_RANDOM) {
+    return Invalid(
+        "config.selection_pool must be SELECTION_POOL_TRAINING_BATCHES or "
+        "SELECTION_POOL_RANDOM");
+  }
   *c.mutable_verdict_policy() = WithDefaults(c.verdict_policy());
   const v1::VerdictPolicy& p = c.verdict_policy();
   if (p.min_confidence() < 0 || p.min_confidence() > 1) {

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "common/logging/logging.h"
@@ -339,6 +340,10 @@ class Loop final {
       loss.backward();
       batch_loss = per_sample.mean().item<double>();
       batch_correct = logits.argmax(1).eq(target).sum().item<double>();
+      if (rank() == 0 && config_.mode() != v1::MODE_BASELINE &&
+          config_.selection_pool() == v1::SELECTION_POOL_TRAINING_BATCHES) {
+        RecordScores(positions, logits);
+      }
     }
 
     // Verdicts waiting on rank 0 (human ones from the stream, automatic ones from selection).
@@ -535,30 +540,69 @@ class Loop final {
     flag_threshold_ = std::clamp(best, 0.5, 0.99);
   }
 
-  // Rank 0: scores a candidate pool and acts on the best candidates according to the mode.
-  void Select() {
+  // SELECTION_POOL_TRAINING_BATCHES (rank 0): keeps the class probabilities of the samples just
+  // trained on, from their own training forward pass, for the next Select().
+  void RecordScores(const std::vector<std::int64_t>& positions, const torch::Tensor& logits) {
+    const torch::Tensor probs = torch::softmax(logits.detach(), 1).contiguous();
+    const float* p = probs.data_ptr<float>();
+    recent_positions_.insert(recent_positions_.end(), positions.begin(), positions.end());
+    recent_probs_.insert(recent_probs_.end(), p, p + probs.numel());
+  }
+
+  // Whether `position` may be a candidate: still trained on and never asked about.
+  bool Selectable(std::int64_t position) const {
+    return state_.active()[static_cast<std::size_t>(position)] &&
+           !asked_.contains(ds_.train.refs[static_cast<std::size_t>(position)]);
+  }
+
+  // The candidate pool and its class probabilities (pool.size() × classes, row-major).
+  // SELECTION_POOL_TRAINING_BATCHES: the samples recorded since the last selection, each with its
+  // newest scores; SELECTION_POOL_RANDOM (or nothing recorded yet): a fresh random pool scored by
+  // an extra forward pass.
+  void CandidatePool(std::vector<std::int64_t>& pool, std::vector<float>& probs) {
+    const auto classes = static_cast<std::size_t>(ds_.num_classes());
+    if (config_.selection_pool() == v1::SELECTION_POOL_TRAINING_BATCHES &&
+        !recent_positions_.empty()) {
+      std::unordered_map<std::int64_t, std::size_t> newest;
+      for (std::size_t i = 0; i < recent_positions_.size(); ++i) newest[recent_positions_[i]] = i;
+      for (std::size_t i = 0; i < recent_positions_.size(); ++i) {
+        const std::int64_t p = recent_positions_[i];
+        if (newest[p] != i || !Selectable(p)) continue;
+        pool.push_back(p);
+        const auto row = recent_probs_.begin() + static_cast<std::ptrdiff_t>(i * classes);
+        probs.insert(probs.end(), row, row + static_cast<std::ptrdiff_t>(classes));
+      }
+      recent_positions_.clear();
+      recent_probs_.clear();
+      return;
+    }
     const std::uint32_t wanted = config_.candidates_per_selection();
     const std::size_t pool_target =
         std::min<std::size_t>(state_.active_count(), std::max<std::size_t>(8 * wanted, 256));
     SeededRng rng(config_.seed() ^ (kPoolSeedSalt * progress_.step()));
-    std::vector<std::int64_t> pool;
     std::unordered_set<std::int64_t> in_pool;
     for (std::size_t tries = 0; pool.size() < pool_target && tries < pool_target * 8; ++tries) {
       const auto p = static_cast<std::int64_t>(rng.Below(ds_.train.size()));
-      if (!state_.active()[static_cast<std::size_t>(p)]) continue;
-      if (asked_.contains(ds_.train.refs[static_cast<std::size_t>(p)])) continue;
-      if (in_pool.insert(p).second) pool.push_back(p);
+      if (Selectable(p) && in_pool.insert(p).second) pool.push_back(p);
     }
     if (pool.empty()) return;
-    torch::Tensor probs;
-    {
-      torch::NoGradGuard no_grad;
-      model_->eval();
-      probs = torch::softmax(model_->forward(GatherInput(ds_, ds_.train, train_images_, pool)), 1)
-                  .contiguous();
-    }
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    const torch::Tensor scored =
+        torch::softmax(model_->forward(GatherInput(ds_, ds_.train, train_images_, pool)), 1)
+            .contiguous();
+    probs.assign(scored.data_ptr<float>(), scored.data_ptr<float>() + scored.numel());
+  }
+
+  // Rank 0: scores a candidate pool and acts on the best candidates according to the mode.
+  void Select() {
+    const std::uint32_t wanted = config_.candidates_per_selection();
+    std::vector<std::int64_t> pool;
+    std::vector<float> probs;
+    CandidatePool(pool, probs);
+    if (pool.empty()) return;
     const auto classes = static_cast<std::size_t>(ds_.num_classes());
-    const float* pr = probs.data_ptr<float>();
+    const float* pr = probs.data();
     struct Scored {
       std::size_t index;  // into pool
       double score;
@@ -980,6 +1024,10 @@ class Loop final {
   std::string checkpoint_path_;
   std::vector<EvaluationPoint> curve_;
   std::uint64_t changes_correct_ = 0;
+  // SELECTION_POOL_TRAINING_BATCHES: samples trained on since the last selection and their class
+  // probabilities (rank 0).
+  std::vector<std::int64_t> recent_positions_;
+  std::vector<float> recent_probs_;
   std::uint64_t changes_total_ = 0;
   std::uint64_t enqueue_failures_ = 0;
 

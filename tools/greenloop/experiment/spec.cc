@@ -57,6 +57,7 @@ struct Raw {
   std::string target = "baseline_best";
   std::vector<std::string> modes = {"baseline", "hitl", "auto", "hybrid"};
   std::string score = "loss";
+  std::string pool = "training_batches";
   std::string on_wrong_label = "relabel";
 };
 
@@ -95,6 +96,11 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
            {.min = 1, .max = 500})
       .Add("selection.score", &raw.score, "how candidates are ranked",
            {.one_of = {"loss", "margin", "entropy"}})
+      .Add("selection.pool", &raw.pool,
+           "which samples are scored: training_batches (those trained on since the last "
+           "selection, scored by their own forward pass: no extra compute) or random (a fresh "
+           "pool of max(8 x candidates, 256) samples, an extra forward pass)",
+           {.one_of = {"training_batches", "random"}})
       .Add("verdicts.min_confidence", &spec.min_confidence, "verdicts below are not applied",
            {.min = 0.0, .max = 1.0})
       .Add("verdicts.on_wrong_label", &raw.on_wrong_label, "what a rejected label does",
@@ -213,6 +219,8 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
   spec.selection_score = raw.score == "loss"     ? v1::SELECTION_SCORE_LOSS
                          : raw.score == "margin" ? v1::SELECTION_SCORE_MARGIN
                                                  : v1::SELECTION_SCORE_ENTROPY;
+  spec.selection_pool =
+      raw.pool == "random" ? v1::SELECTION_POOL_RANDOM : v1::SELECTION_POOL_TRAINING_BATCHES;
   spec.on_wrong_label = raw.on_wrong_label == "relabel" ? v1::WRONG_LABEL_ACTION_RELABEL
                         : raw.on_wrong_label == "drop"  ? v1::WRONG_LABEL_ACTION_DROP
                                                         : v1::WRONG_LABEL_ACTION_REWEIGHT;
@@ -269,6 +277,7 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
     c.set_select_every_steps(static_cast<std::uint32_t>(spec.select_every_steps));
     c.set_candidates_per_selection(static_cast<std::uint32_t>(spec.candidates_per_selection));
     c.set_selection_score(spec.selection_score);
+    c.set_selection_pool(spec.selection_pool);
     c.mutable_verdict_policy()->set_min_confidence(spec.min_confidence);
     c.mutable_verdict_policy()->set_on_wrong_label(spec.on_wrong_label);
     c.mutable_auto_review()->set_flag_threshold(spec.flag_threshold);

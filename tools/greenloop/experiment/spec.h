@@ -78,6 +78,7 @@ struct Spec {
   std::int64_t select_every_steps = 20;
   std::int64_t candidates_per_selection = 32;
   v1::SelectionScore selection_score = v1::SELECTION_SCORE_LOSS;
+  v1::SelectionPool selection_pool = v1::SELECTION_POOL_TRAINING_BATCHES;
   double min_confidence = 0.6;
   v1::WrongLabelAction on_wrong_label = v1::WRONG_LABEL_ACTION_RELABEL;
   double flag_threshold = 0.9;

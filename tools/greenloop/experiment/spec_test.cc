@@ -76,6 +76,7 @@ TEST(SpecTest, ImpossibleValuesAreRejected) {
       {"ranks: 2\n", "services.trainers has 1 addresses but ranks is 2"},
       {"crowd: {seconds_median: -1}\n", "crowd.seconds_median"},
       {"dataset: cifar\n", "dataset"},
+      {"selection: {pool: everything}\n", "selection.pool"},
   };
   for (const auto& [extra, expected] : cases) {
     absl::StatusOr<Spec> s = LoadSpec(Write(std::string(kMinimal) + extra));
@@ -110,6 +111,13 @@ TEST(SpecTest, RunConfigCarriesTheSpec) {
   const v1::RunConfig base = RunConfigFor(*s, v1::MODE_BASELINE, "exp-1", "", 0);
   EXPECT_FALSE(base.has_feedback());
   EXPECT_EQ(base.seed(), hitl.seed());
+  // Candidates come from the training batches unless the spec asks for a random pool.
+  EXPECT_EQ(hitl.selection_pool(), v1::SELECTION_POOL_TRAINING_BATCHES);
+  absl::StatusOr<Spec> random =
+      LoadSpec(Write(std::string(kMinimal) + "selection: {pool: random}\n"));
+  ASSERT_TRUE(random.ok()) << random.status();
+  EXPECT_EQ(RunConfigFor(*random, v1::MODE_AUTO, "exp-2", "", 0).selection_pool(),
+            v1::SELECTION_POOL_RANDOM);
 }
 
 }  // namespace
