@@ -46,25 +46,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Free loopback ports, distinct from each other.
-taken=" "
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    [[ "$taken" == *" $p "* ]] && continue
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-    taken+="$p "
-    echo "$p"
-    return
-  done
-}
-E_GRPC=$(free_port); taken+="$E_GRPC "; E_MET=$(free_port); taken+="$E_MET "
-T0_GRPC=$(free_port); taken+="$T0_GRPC "; T0_MET=$(free_port); taken+="$T0_MET "
-T1_GRPC=$(free_port); taken+="$T1_GRPC "; T1_MET=$(free_port); taken+="$T1_MET "
-F_GRPC=$(free_port); taken+="$F_GRPC "; F_MET=$(free_port); taken+="$F_MET "
-F_HTTP=$(free_port); taken+="$F_HTTP "; RDV=$(free_port); taken+="$RDV "
-PROM_PORT=$(free_port); taken+="$PROM_PORT "
+source tests/support/ports.sh
+pick_ports E_GRPC E_MET T0_GRPC T0_MET T1_GRPC T1_MET F_GRPC F_MET F_HTTP RDV PROM_PORT
 
 echo "== PostgreSQL"
 PG_URL="$(deploy/local/pg.sh start --fresh --ephemeral --dir "$WORK/pg")"
@@ -133,6 +116,16 @@ echo $! >"$WORK/prometheus.pid"
 PROM="http://127.0.0.1:$PROM_PORT"
 for _ in $(seq 1 100); do curl -fsS "$PROM/-/ready" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fsS "$PROM/-/ready" >/dev/null || { tail "$WORK/prometheus/prometheus.log"; fail "Prometheus did not start"; }
+# Ready is not scraping: the scrape manager takes its targets up on a 5 s tick. Wait until every
+# target has been scraped once, so that a short run is seen from its start.
+want=$(grep -oE '"127\.0\.0\.1:[0-9]+"' "$WORK/prometheus/prometheus.yml" | wc -l)
+for _ in $(seq 1 100); do
+  scraped="$(curl -fsS "$PROM/api/v1/targets" |
+             jq -r '[.data.activeTargets[] | select(.health == "up")] | length')" || scraped=0
+  [[ "$scraped" == "$want" ]] && break
+  sleep 0.2
+done
+[[ "$scraped" == "$want" ]] || bad "Prometheus scrapes $scraped of $want targets 20 s after it started"
 
 echo "== training run $RUN_ID (2 ranks$( ((feedback)) && echo ", HITL, two simulated raters"))"
 "$BUILD/tests/integration/deploy/deploy_train_run" --run_id="$RUN_ID" --energy="127.0.0.1:$E_GRPC" \

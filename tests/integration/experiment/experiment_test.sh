@@ -19,6 +19,13 @@ done
 failures=0
 bad() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 sql() { psql "$PG_URL" -XqAt -v ON_ERROR_STOP=1 -c "$1"; }
+# expect_exit CODE OUT WHAT COMMAND...: runs COMMAND with its output in OUT; bad unless it exits CODE.
+expect_exit() {
+  local want="$1" out="$2" what="$3" code=0
+  shift 3
+  "$@" >"$out" 2>&1 || code=$?
+  [[ $code == "$want" ]] || bad "$what exits $code, not $want: $(cat "$out")"
+}
 
 echo "== stack"
 stack_up "$BUILD" "$WORK/stack"
@@ -50,23 +57,15 @@ common=(--pg.url="$PG_URL" --auth.token="$ADMIN_TOKEN" --auth.admin_token="$ADMI
 
 echo "== bad input starts nothing"
 sed 's/^seed: 1$/sed: 1/' "$WORK/micro.yaml" >"$WORK/typo.yaml"
-set +e
-"$CLI" experiment run "$WORK/typo.yaml" "${common[@]}" >"$WORK/typo.out" 2>&1
-code=$?
-set -e
-[[ $code == 2 ]] || bad "an unknown spec key exits $code, not 2: $(cat "$WORK/typo.out")"
+expect_exit 2 "$WORK/typo.out" "an unknown spec key" "$CLI" experiment run "$WORK/typo.yaml" "${common[@]}"
 grep -q "sed" "$WORK/typo.out" && grep -q "did you mean" "$WORK/typo.out" ||
   bad "the unknown key is not named with a suggestion: $(cat "$WORK/typo.out")"
 [[ $(wc -l <"$WORK/typo.out") == 1 ]] || bad "a bad spec prints more than one line: $(cat "$WORK/typo.out")"
 
 echo "== a service down is named"
-down_port=$(stack_free_port)
+pick_ports down_port
 sed "s/energy: 127.0.0.1:$E_GRPC/energy: 127.0.0.1:$down_port/" "$WORK/micro.yaml" >"$WORK/down.yaml"
-set +e
-"$CLI" experiment run "$WORK/down.yaml" "${common[@]}" >"$WORK/down.out" 2>&1
-code=$?
-set -e
-[[ $code == 3 ]] || bad "a collector that is down exits $code, not 3: $(cat "$WORK/down.out")"
+expect_exit 3 "$WORK/down.out" "a collector that is down" "$CLI" experiment run "$WORK/down.yaml" "${common[@]}"
 grep -q "energy collector at 127.0.0.1:$down_port is down" "$WORK/down.out" ||
   bad "the service that is down is not named: $(cat "$WORK/down.out")"
 # Nothing was stored: the CLI's tables do not even exist yet (or are empty).

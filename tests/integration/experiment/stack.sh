@@ -11,19 +11,7 @@
 
 stack_fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# Free loopback ports, distinct from each other.
-_stack_taken=" "
-stack_free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    [[ "$_stack_taken" == *" $p "* ]] && continue
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-    _stack_taken+="$p "
-    echo "$p"
-    return
-  done
-}
+source tests/support/ports.sh
 
 _stack_started=()
 _stack_work=""
@@ -48,11 +36,7 @@ stack_up() {
   CLI="$build/tools/greenloop/greenloop"
   node="experiment-e2e"
   ADMIN_TOKEN="experiment-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-  E_GRPC=$(stack_free_port); _stack_taken+="$E_GRPC "; e_met=$(stack_free_port); _stack_taken+="$e_met "
-  F_GRPC=$(stack_free_port); _stack_taken+="$F_GRPC "; f_met=$(stack_free_port); _stack_taken+="$f_met "
-  f_http=$(stack_free_port); _stack_taken+="$f_http "
-  T0_GRPC=$(stack_free_port); _stack_taken+="$T0_GRPC "; t0_met=$(stack_free_port); _stack_taken+="$t0_met "
-  RDV=$(stack_free_port); _stack_taken+="$RDV "
+  pick_ports E_GRPC e_met F_GRPC f_met f_http T0_GRPC t0_met RDV
 
   PG_URL="$(deploy/local/pg.sh start --fresh --ephemeral --dir "$work/pg")" || stack_fail "PostgreSQL did not start"
   deploy/local/service.sh start energy --dir "$work/services" --cli "$CLI" --health "127.0.0.1:$E_GRPC" -- \
