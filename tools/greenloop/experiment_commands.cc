@@ -161,6 +161,7 @@ int ExperimentSweep(const std::vector<std::string_view>& args, const config::Env
   std::string sweep_id;
   std::int64_t max_epochs = 0;
   std::int64_t max_train_samples = 0;
+  double min_saving = 0.05;
   bool no_progress = false;
   config::Schema schema{std::string(kProgram)};
   AddCommon(schema, a);
@@ -177,6 +178,10 @@ int ExperimentSweep(const std::vector<std::string_view>& args, const config::Env
            "epochs per run (the baseline's and every point's); 0: the spec's budget", {.min = 0})
       .Add("max_train_samples", &max_train_samples,
            "training samples per run; 0: the spec's max_train_samples", {.min = 0})
+      .Add("min_saving", &min_saving,
+           "extra raters pay only when they save more than this share of the baseline's energy "
+           "to target (the run-to-run spread of the energy figures)",
+           {.min = 0.0, .max = 1.0})
       .Add("sweep_id", &sweep_id,
            "id of the sweep, the prefix of its experiments' ids; empty: <name>-sweep-<UTC time>")
       .Add("no_progress", &no_progress, "print a line per evaluation instead of a live bar");
@@ -252,6 +257,7 @@ int ExperimentSweep(const std::vector<std::string_view>& args, const config::Env
   sweep.target_is_baseline_best = spec.target_is_baseline_best;
   sweep.target_accuracy = spec.target_is_baseline_best ? 0.0 : spec.target_accuracy;
   sweep.centre = spec.crowd;
+  sweep.min_saving_share = min_saving;
   {
     const std::time_t now = std::time(nullptr);
     std::tm tm{};

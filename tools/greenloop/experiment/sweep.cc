@@ -335,6 +335,7 @@ RaterAnalysis AnalyseRaters(const SweepResult& result) {
     return a;
   }
   const std::vector<const SweepOutcome*> series = Series(result, SweepFactor::kRaters, true);
+  const double floor_joules = result.min_saving_share * result.baseline->energy_to_target_joules();
   for (std::size_t i = 1; i < series.size(); ++i) {
     const SweepOutcome& from = *series[i - 1];
     const SweepOutcome& to = *series[i];
@@ -347,7 +348,7 @@ RaterAnalysis AnalyseRaters(const SweepResult& result) {
     if (f0.saved_joules && f1.saved_joules) {
       s.delta_saved_joules = *f1.saved_joules - *f0.saved_joules;
       if (s.delta_minutes > 0) s.joules_per_extra_minute = *s.delta_saved_joules / s.delta_minutes;
-      s.pays = *s.delta_saved_joules > 0;
+      s.pays = *s.delta_saved_joules > floor_joules;
       if (s.delta_minutes <= 0) {
         s.note = "no extra rater time";
       }
@@ -374,6 +375,12 @@ RaterAnalysis AnalyseRaters(const SweepResult& result) {
       why = *it->delta_saved_joules < 0
                 ? fmt::format("going from {} to {} raters saved {:.1f} J less", it->from_raters,
                               it->to_raters, -*it->delta_saved_joules)
+            : *it->delta_saved_joules > 0
+                ? fmt::format(
+                      "going from {} to {} raters saved only {:.1f} J more, within the noise "
+                      "floor of {:.1f} J ({:.0f} % of the baseline's energy to target)",
+                      it->from_raters, it->to_raters, *it->delta_saved_joules, floor_joules,
+                      100 * result.min_saving_share)
                 : fmt::format("going from {} to {} raters saved no more energy", it->from_raters,
                               it->to_raters);
       if (it->joules_per_extra_minute) {
@@ -387,8 +394,8 @@ RaterAnalysis AnalyseRaters(const SweepResult& result) {
     const std::int64_t hi = series.back()->point.crowd.raters;
     a.conclusion = fmt::format(
         "adding raters did not stop paying within {}–{} raters: every larger crowd saved more "
-        "energy",
-        lo, hi);
+        "energy than the noise floor ({:.1f} J)",
+        lo, hi, floor_joules);
   } else {
     a.conclusion =
         "too few crowd sizes ran to completion and reached the target to say where adding "

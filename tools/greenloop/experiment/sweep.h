@@ -98,6 +98,10 @@ struct SweepResult {
   double target_accuracy = 0;
   bool target_is_baseline_best = false;
   CrowdSpec centre;
+  // Extra raters pay only when they save more than this share of the baseline's energy to target:
+  // below it, a difference is within the run-to-run spread of the energy figures (estimated
+  // energy on a shared 2-core node varied by about ±10 % between identical runs).
+  double min_saving_share = 0.05;
   std::optional<cli::ModeResult> baseline;
   std::vector<SweepOutcome> points;
 };
@@ -135,8 +139,9 @@ struct RaterAnalysis {
 
 // The marginal energy saved per extra rater-minute between consecutive crowd sizes of the raters
 // series (the centre included), using only points whose run succeeded. Adding raters stops
-// paying at the first step whose extra raters did not save more energy (a marginal saving ≤ 0, or
-// the larger crowd not reaching the target when the smaller one did).
+// paying at the first step whose extra raters did not save more energy than the noise floor
+// (min_saving_share of the baseline's energy to target), or whose larger crowd did not reach the
+// target when the smaller one did.
 RaterAnalysis AnalyseRaters(const SweepResult& result);
 
 // The sweep as a plain-text table (for the terminal), with the conclusion line.

@@ -204,6 +204,20 @@ TEST(AnalyseRatersTest, StopsPayingWhereTheMarginalSavingTurnsNegative) {
   EXPECT_THAT(a.conclusion, HasSubstr("saved 10.0 J less"));
 }
 
+TEST(AnalyseRatersTest, ASavingWithinTheNoiseFloorDoesNotPay) {
+  // The Fashion-MNIST sweep of 2026-12-01 (baseline 193.7 J to target), rescaled to a 400 J
+  // baseline: 3 raters saved 56 J, 6 saved 115 J, 9 saved 122 J: 6 → 9 is within 5 % (20 J).
+  const RaterAnalysis a = AnalyseRaters(RatersSweep({{285.0, 1234}, {344.0, 435}, {278.0, 1479}}));
+  ASSERT_EQ(a.steps.size(), 2u);
+  EXPECT_TRUE(*a.steps[0].pays);
+  EXPECT_FALSE(*a.steps[1].pays);
+  EXPECT_EQ(*a.stops_paying_beyond, 6);
+  EXPECT_THAT(a.conclusion, HasSubstr("saved only 7.0 J more, within the noise floor of 20.0 J"));
+  SweepResult strict = RatersSweep({{285.0, 1234}, {344.0, 435}, {278.0, 1479}});
+  strict.min_saving_share = 0;
+  EXPECT_FALSE(AnalyseRaters(strict).stops_paying_beyond.has_value());
+}
+
 TEST(AnalyseRatersTest, SaysWhenNoCrowdSizeSavedEnergyAtAll) {
   // Every point spent more than the baseline's 400 J: the marginal view alone would hide that.
   const RaterAnalysis a = AnalyseRaters(RatersSweep({{420.0, 10}, {450.0, 5}, {430.0, 15}}));
