@@ -89,10 +89,13 @@ class DistributedTest : public ::testing::Test {
 
 TEST_F(DistributedTest, TwoRanksMatchOneRankAndApplyTheSameVerdicts) {
   const std::string port = std::to_string(FreePort());
-  // Same global batch (2 × 32 = 64), so the same samples are seen in the same order.
-  Rank r0({"--rank=0", "--world=2", "--port=" + port, "--batch=32"}, Out("r0"));
-  Rank r1({"--rank=1", "--world=2", "--port=" + port, "--batch=32"}, Out("r1"));
-  Rank single({"--rank=0", "--world=1", "--batch=64", "--threads=1"}, Out("single"));
+  // Same global batch (2 × 32 = 64), so the same samples are seen in the same order, and the
+  // random selection pool, so that rank 0 picks the same candidates as the single rank (the
+  // default training-batch pool holds only rank 0's half of each batch).
+  Rank r0({"--rank=0", "--world=2", "--port=" + port, "--batch=32", "--pool=random"}, Out("r0"));
+  Rank r1({"--rank=1", "--world=2", "--port=" + port, "--batch=32", "--pool=random"}, Out("r1"));
+  Rank single({"--rank=0", "--world=1", "--batch=64", "--threads=1", "--pool=random"},
+              Out("single"));
   ASSERT_EQ(r0.Wait(std::chrono::seconds(300)), 0) << r0.Read()["message"];
   ASSERT_EQ(r1.Wait(std::chrono::seconds(60)), 0) << r1.Read()["message"];
   ASSERT_EQ(single.Wait(std::chrono::seconds(300)), 0) << single.Read()["message"];
@@ -112,6 +115,23 @@ TEST_F(DistributedTest, TwoRanksMatchOneRankAndApplyTheSameVerdicts) {
   EXPECT_EQ(a["accuracy"], b["accuracy"]);
   // Same final accuracy as one rank within one point for the same samples seen.
   EXPECT_NEAR(std::stod(a["accuracy"]), std::stod(s["accuracy"]), 0.01);
+}
+
+// The default pool: rank 0 selects from its own share of the batches, and every rank still applies
+// the same verdicts at the same steps.
+TEST_F(DistributedTest, TrainingBatchPoolAppliesTheSameVerdictsOnEveryRank) {
+  const std::string port = std::to_string(FreePort());
+  Rank r0({"--rank=0", "--world=2", "--port=" + port, "--batch=32"}, Out("t0"));
+  Rank r1({"--rank=1", "--world=2", "--port=" + port, "--batch=32"}, Out("t1"));
+  ASSERT_EQ(r0.Wait(std::chrono::seconds(300)), 0) << r0.Read()["message"];
+  ASSERT_EQ(r1.Wait(std::chrono::seconds(60)), 0) << r1.Read()["message"];
+  Result a = r0.Read();
+  Result b = r1.Read();
+  EXPECT_EQ(a["state"], "RUN_STATE_SUCCEEDED");
+  EXPECT_GT(std::stoul(a["changes"]), 100u);
+  EXPECT_EQ(a["changes"], b["changes"]);
+  EXPECT_EQ(a["changes_hash"], b["changes_hash"]);
+  EXPECT_EQ(a["accuracy"], b["accuracy"]);
 }
 
 TEST_F(DistributedTest, AKilledRankFailsTheRunWithAClearMessageNotAHang) {

@@ -48,6 +48,7 @@ int Main(int argc, char** argv) {
                                              {"epochs", "2"},
                                              {"mode", "hitl"},
                                              {"noise", "0.4"},
+                                             {"pool", "training_batches"},
                                              {"out", "/dev/stdout"},
                                              {"rendezvous_timeout_ms", "30000"},
                                              {"collective_timeout_ms", "10000"},
@@ -78,6 +79,8 @@ int Main(int argc, char** argv) {
                   : mode == "auto" ? v1::MODE_AUTO
                                    : v1::MODE_BASELINE);
   if (config.mode() != v1::MODE_BASELINE) config.set_select_every_steps(4);
+  config.set_selection_pool(args["pool"] == "random" ? v1::SELECTION_POOL_RANDOM
+                                                     : v1::SELECTION_POOL_TRAINING_BATCHES);
   config.mutable_auto_review()->set_flag_threshold(0.5);
   config.mutable_feedback()->set_endpoint("in-memory");
   config.mutable_feedback()->set_campaign_id("camp");
