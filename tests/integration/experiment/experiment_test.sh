@@ -121,6 +121,20 @@ echo "== greenloop report"
 grep -qE "^hitl +succeeded" "$WORK/report.out" || bad "greenloop report does not print the table"
 [[ -s "$WORK/again/micro-e2e/report.html" ]] || bad "greenloop report wrote no HTML"
 
+echo "== greenloop experiment sweep (crowd size 3 against the spec's 4)"
+if "$CLI" experiment sweep "$WORK/micro.yaml" "${common[@]}" --raters=3 --accuracy= --spammer_share= \
+    --sweep_id=micro-sweep --output_dir="$WORK/sweeps" >"$WORK/sweep.out" 2>"$WORK/sweep.err"; then
+  grep -qE "^raters = 3 +3 " "$WORK/sweep.out" || bad "the sweep table has no 'raters = 3' row: $(cat "$WORK/sweep.out")"
+  grep -qE "^centre +4 " "$WORK/sweep.out" || bad "the sweep table has no centre row"
+  grep -q "adding raters" "$WORK/sweep.out" || bad "the sweep says nothing about adding raters"
+  grep -q "<svg" "$WORK/sweeps/micro-sweep/sweep.html" || bad "sweep.html holds no inline SVG chart"
+  [[ "$(sql "SELECT string_agg(experiment_id, ',' ORDER BY experiment_id) FROM experiments WHERE experiment_id LIKE 'micro-sweep-%'")" == \
+     micro-sweep-baseline,micro-sweep-centre,micro-sweep-raters-3 ]] || bad "the sweep's experiments are not stored"
+else
+  cat "$WORK/sweep.err" "$WORK/sweep.out"
+  bad "greenloop experiment sweep failed"
+fi
+
 echo "== Ctrl-C stops the current run, keeps the finished one"
 sed -e 's/max_train_samples: 1200/max_train_samples: 6000/' \
     -e 's/modes: \[baseline, hitl, hybrid\]/modes: [baseline, hitl]/' -e 's/target_accuracy: baseline_best/target_accuracy: 0.99/' \
