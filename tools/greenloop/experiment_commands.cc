@@ -76,6 +76,19 @@ void AddCommon(config::Schema& schema, CommonArgs& a) {
       .Add("datasets.spam_assassin_dir", &a.spam_assassin_dir, "SpamAssassin npm package");
 }
 
+// The runner's options from the common flags; every runner stops on Ctrl-C (g_interrupted).
+// `no_progress`: a line per evaluation even on a terminal.
+experiment::RunnerOptions RunnerOptionsFrom(const CommonArgs& a, bool no_progress,
+                                            std::string experiment_id) {
+  return {.token = a.token,
+          .admin_token = a.admin_token,
+          .fashion_mnist_dir = a.fashion_mnist_dir,
+          .spam_assassin_dir = a.spam_assassin_dir,
+          .progress_in_place = !no_progress && isatty(STDERR_FILENO) == 1,
+          .interrupted = [] { return g_interrupted.load(); },
+          .experiment_id = std::move(experiment_id)};
+}
+
 // Writes the report files, stores the experiment and prints the table and where things are.
 int Finish(const experiment::Spec* spec, const cli::ExperimentResult& result, const CommonArgs& a,
            std::string_view program, std::ostream& out, std::ostream& err) {
@@ -128,16 +141,7 @@ int ExperimentRun(const std::vector<std::string_view>& args, const config::Envir
 
   SigintGuard guard;
   g_interrupted = false;
-  experiment::ExperimentRunner runner(
-      *spec,
-      {.token = a.token,
-       .admin_token = a.admin_token,
-       .fashion_mnist_dir = a.fashion_mnist_dir,
-       .spam_assassin_dir = a.spam_assassin_dir,
-       .progress_in_place = !no_progress && isatty(STDERR_FILENO) == 1,
-       .interrupted = [] { return g_interrupted.load(); },
-       .experiment_id = experiment_id},
-      err);
+  experiment::ExperimentRunner runner(*spec, RunnerOptionsFrom(a, no_progress, experiment_id), err);
   if (absl::Status s = runner.CheckServices(); !s.ok()) return Exit(err, kProgram, s);
   err << fmt::format("experiment {}: {} mode(s): ", runner.experiment_id(), spec->modes.size());
   for (std::size_t i = 0; i < spec->modes.size(); ++i) {
@@ -206,14 +210,7 @@ int ExperimentSweep(const std::vector<std::string_view>& args, const config::Env
 
   const std::string dir = !a.output_dir.empty() ? a.output_dir : spec.output_dir;
   const auto options = [&a, no_progress](const std::string& experiment_id) {
-    return experiment::RunnerOptions{
-        .token = a.token,
-        .admin_token = a.admin_token,
-        .fashion_mnist_dir = a.fashion_mnist_dir,
-        .spam_assassin_dir = a.spam_assassin_dir,
-        .progress_in_place = !no_progress && isatty(STDERR_FILENO) == 1,
-        .interrupted = [] { return g_interrupted.load(); },
-        .experiment_id = experiment_id};
+    return RunnerOptionsFrom(a, no_progress, experiment_id);
   };
   // Every service the sweep needs, and PostgreSQL when asked to store, before anything starts.
   {
@@ -258,14 +255,7 @@ int ExperimentSweep(const std::vector<std::string_view>& args, const config::Env
   sweep.target_accuracy = spec.target_is_baseline_best ? 0.0 : spec.target_accuracy;
   sweep.centre = spec.crowd;
   sweep.min_saving_share = min_saving;
-  {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    sweep.start_time = buf;
-  }
+  sweep.start_time = experiment::UtcRfc3339(std::time(nullptr));
   const std::size_t total = plan->points.size() + 1;
   err << fmt::format(
       "sweep {}: the baseline, then {} {} run(s), one crowd factor at a time (Ctrl-C stops the "
@@ -432,9 +422,8 @@ int Predict(const std::vector<std::string_view>& args, const config::Environment
         err << fmt::format("calibration run {}/12: {} samples, batch {}\n", n + 1, samples, batch);
         experiment::ExperimentRunner runner(
             s,
-            {.token = a.token,
-             .interrupted = [] { return g_interrupted.load(); },
-             .experiment_id = fmt::format("calibrate-{}-{}-{}", s.name, samples, batch)},
+            RunnerOptionsFrom(a, /*no_progress=*/true,
+                              fmt::format("calibrate-{}-{}-{}", s.name, samples, batch)),
             err);
         if (n++ == 0) {
           if (absl::Status st = runner.CheckServices(); !st.ok()) return Exit(err, kProgram, st);

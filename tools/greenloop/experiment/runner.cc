@@ -96,25 +96,27 @@ absl::Status CheckHealth(const std::string& what, const std::string& address) {
   return absl::OkStatus();
 }
 
-std::string NowId() {
-  const std::time_t t = std::time(nullptr);
+std::tm Utc(std::time_t t) {
   std::tm tm{};
   gmtime_r(&t, &tm);
+  return tm;
+}
+
+}  // namespace
+
+std::string UtcIdStamp(std::time_t t) {
+  const std::tm tm = Utc(t);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
   return buf;
 }
 
-std::string NowRfc3339() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
+std::string UtcRfc3339(std::time_t t) {
+  const std::tm tm = Utc(t);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
-
-}  // namespace
 
 void ApplyTarget(cli::ModeResult& result, double target) {
   result.set_target_accuracy(target);
@@ -134,8 +136,9 @@ void ApplyTarget(cli::ModeResult& result, double target) {
 
 ExperimentRunner::ExperimentRunner(Spec spec, RunnerOptions options, std::ostream& progress)
     : spec_(std::move(spec)), options_(std::move(options)), progress_(progress) {
-  experiment_id_ = options_.experiment_id.empty() ? fmt::format("{}-{}", spec_.name, NowId())
-                                                  : options_.experiment_id;
+  experiment_id_ = options_.experiment_id.empty()
+                       ? fmt::format("{}-{}", spec_.name, UtcIdStamp(std::time(nullptr)))
+                       : options_.experiment_id;
 }
 
 absl::Status ExperimentRunner::CheckServices() const {
@@ -165,7 +168,7 @@ absl::StatusOr<cli::ExperimentResult> ExperimentRunner::Run() {
   result.set_dataset(DatasetName(spec_.dataset));
   result.set_noise_rate(spec_.noise_rate);
   result.set_target_is_baseline_best(spec_.target_is_baseline_best);
-  result.set_start_time(NowRfc3339());
+  result.set_start_time(UtcRfc3339(std::time(nullptr)));
   const CrowdSpec& c = spec_.crowd;
   result.set_crowd_description(fmt::format(
       "{} simulated raters, k = {}, accuracy ~ N({:.3f}, {:.3f}) clamped to [{:.2f}, 1], "

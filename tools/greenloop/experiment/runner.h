@@ -13,6 +13,7 @@
 // Thread-safety: one Run() at a time.
 #pragma once
 
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <ostream>
@@ -73,5 +74,10 @@ class ExperimentRunner final {
 // the first evaluation at or above `target` (linear interpolation is not used: the energy spent
 // up to the evaluation that showed the target is what it cost).
 void ApplyTarget(cli::ModeResult& result, double target);
+
+// `t` in UTC as the suffix of experiment ids ("20261201-170405") and as RFC 3339
+// ("2026-12-01T17:04:05Z").
+std::string UtcIdStamp(std::time_t t);
+std::string UtcRfc3339(std::time_t t);
 
 }  // namespace greenloop::experiment

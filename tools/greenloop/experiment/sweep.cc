@@ -10,6 +10,7 @@
 #include <set>
 
 #include "tools/greenloop/experiment/report.h"
+#include "tools/greenloop/experiment/runner.h"
 
 namespace greenloop::experiment {
 namespace {
@@ -93,44 +94,44 @@ double ValueOf(SweepFactor factor, const CrowdSpec& crowd) {
 // "6", "0.95", "0.2": the shortest text that reads back as the value.
 std::string ValueText(double v) { return fmt::format("{}", v); }
 
-std::string Label(SweepFactor factor, double v) {
+// How a factor is named: the flag, the label prefix ("raters = 6"), the id prefix
+// ("raters-6"), and the per-point plot tag ("6 raters", "acc 0.95", "spam 0.2").
+struct FactorNames {
+  const char* flag;
+  const char* label;
+  const char* id;
+  const char* tag_before;
+  const char* tag_after;
+};
+
+const FactorNames& Names(SweepFactor factor) {
+  static constexpr FactorNames kRaters{"raters", "raters", "raters", "", " raters"};
+  static constexpr FactorNames kAccuracy{"accuracy", "accuracy", "accuracy", "acc ", ""};
+  static constexpr FactorNames kSpammers{"spammer_share", "spammer share", "spammers", "spam ", ""};
   switch (factor) {
-    case SweepFactor::kRaters:
-      return fmt::format("raters = {}", ValueText(v));
     case SweepFactor::kAccuracy:
-      return fmt::format("accuracy = {}", ValueText(v));
+      return kAccuracy;
     case SweepFactor::kSpammerShare:
-      return fmt::format("spammer share = {}", ValueText(v));
+      return kSpammers;
+    case SweepFactor::kRaters:
+      break;
   }
-  return "";
+  return kRaters;
+}
+
+std::string Label(SweepFactor factor, double v) {
+  return fmt::format("{} = {}", Names(factor).label, ValueText(v));
 }
 
 std::string IdPart(SweepFactor factor, double v) {
   std::string value = ValueText(v);
   std::replace(value.begin(), value.end(), '.', 'p');
   std::replace(value.begin(), value.end(), '+', 'p');
-  switch (factor) {
-    case SweepFactor::kRaters:
-      return "raters-" + value;
-    case SweepFactor::kAccuracy:
-      return "accuracy-" + value;
-    case SweepFactor::kSpammerShare:
-      return "spammers-" + value;
-  }
-  return value;
+  return fmt::format("{}-{}", Names(factor).id, value);
 }
 
-// Per-point plot tag: "6 raters", "acc 0.95", "spam 0.2".
 std::string PlotTag(SweepFactor factor, double v) {
-  switch (factor) {
-    case SweepFactor::kRaters:
-      return fmt::format("{} raters", ValueText(v));
-    case SweepFactor::kAccuracy:
-      return fmt::format("acc {}", ValueText(v));
-    case SweepFactor::kSpammerShare:
-      return fmt::format("spam {}", ValueText(v));
-  }
-  return "";
+  return fmt::format("{}{}{}", Names(factor).tag_before, ValueText(v), Names(factor).tag_after);
 }
 
 std::string Opt(const std::optional<double>& v, const char* format_spec) {
@@ -220,26 +221,12 @@ std::string BaselineText(const SweepResult& r) {
 
 }  // namespace
 
-std::string FactorName(SweepFactor factor) {
-  switch (factor) {
-    case SweepFactor::kRaters:
-      return "raters";
-    case SweepFactor::kAccuracy:
-      return "accuracy";
-    case SweepFactor::kSpammerShare:
-      return "spammer_share";
-  }
-  return "";
-}
+std::string FactorName(SweepFactor factor) { return Names(factor).flag; }
 
 std::string DefaultSweepId(const std::string& spec_name, std::time_t now) {
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
   std::string name = spec_name.substr(0, 16);
   while (!name.empty() && name.back() == '-') name.pop_back();
-  return fmt::format("{}-sweep-{}", name.empty() ? "x" : name, buf);
+  return fmt::format("{}-sweep-{}", name.empty() ? "x" : name, UtcIdStamp(now));
 }
 
 absl::StatusOr<SweepPlan> PlanSweep(const Spec& spec, const SweepValues& values,
