@@ -282,7 +282,9 @@ void AppendTokens(std::string_view text, std::vector<std::string>& tokens) {
   flush();
 }
 
-std::shared_ptr<LoadedDataset> BuildFashion(const RawImages& raw, std::uint64_t max_train) {
+absl::StatusOr<std::shared_ptr<LoadedDataset>> BuildFashion(const RawImages& raw,
+                                                            std::uint64_t max_train,
+                                                            std::uint64_t validation) {
   auto out = std::make_shared<LoadedDataset>();
   out->dataset = v1::DATASET_FASHION_MNIST;
   out->label_names = FashionNames();
@@ -290,8 +292,24 @@ std::shared_ptr<LoadedDataset> BuildFashion(const RawImages& raw, std::uint64_t 
   out->image_rows = raw.rows;
   out->image_cols = raw.cols;
   const std::size_t pixels = static_cast<std::size_t>(raw.rows) * raw.cols;
-  std::size_t n = raw.train_labels.size();
+  const std::size_t n_all = raw.train_labels.size();
+  if (validation >= n_all || (max_train > 0 && max_train + validation > n_all)) {
+    return absl::InvalidArgumentError(fmt::format(
+        "config.validation_samples: {} validation images and {} training images do not fit the "
+        "{} Fashion-MNIST training images (the validation split is held out of them)",
+        validation, max_train, n_all));
+  }
+  std::size_t n = n_all - validation;
   if (max_train > 0 && max_train < n) n = max_train;
+  for (std::size_t i = n_all - validation; i < n_all; ++i) {
+    out->validation.pixels.insert(out->validation.pixels.end(),
+                                  raw.train_pixels.begin() + static_cast<std::ptrdiff_t>(i * pixels),
+                                  raw.train_pixels.begin() +
+                                      static_cast<std::ptrdiff_t>((i + 1) * pixels));
+    out->validation.labels.push_back(raw.train_labels[i]);
+    out->validation.clean_labels.push_back(raw.train_labels[i]);
+    out->validation.refs.push_back(i);
+  }
   out->train.pixels.assign(raw.train_pixels.begin(),
                            raw.train_pixels.begin() + static_cast<std::ptrdiff_t>(n * pixels));
   out->train.labels.assign(raw.train_labels.begin(),
@@ -309,6 +327,7 @@ std::shared_ptr<LoadedDataset> BuildFashion(const RawImages& raw, std::uint64_t 
 
 absl::StatusOr<std::shared_ptr<LoadedDataset>> BuildSpam(const std::vector<RawMail>& mails,
                                                          std::uint64_t max_train,
+                                                         std::uint64_t validation,
                                                          const DatasetLocations& where) {
   auto out = std::make_shared<LoadedDataset>();
   out->dataset = v1::DATASET_SPAM_ASSASSIN;
@@ -318,7 +337,13 @@ absl::StatusOr<std::shared_ptr<LoadedDataset>> BuildSpam(const std::vector<RawMa
   const auto n_test = static_cast<std::size_t>(
       std::ceil(where.spam_test_fraction * static_cast<double>(mails.size())));
   const std::size_t n_train_all = mails.size() - n_test;
-  std::size_t n_train = n_train_all;
+  if (validation >= n_train_all || (max_train > 0 && max_train + validation > n_train_all)) {
+    return absl::InvalidArgumentError(fmt::format(
+        "config.validation_samples: {} validation mails and {} training mails do not fit the {} "
+        "SpamAssassin training mails (the validation split is held out of them)",
+        validation, max_train, n_train_all));
+  }
+  std::size_t n_train = n_train_all - validation;
   if (max_train > 0 && max_train < n_train) n_train = max_train;
 
   std::vector<std::vector<std::string>> train_tokens(n_train);
@@ -360,6 +385,9 @@ absl::StatusOr<std::shared_ptr<LoadedDataset>> BuildSpam(const std::vector<RawMa
   for (std::size_t i = 0; i < n_train; ++i) {
     add(out->train, order[i], train_tokens[i]);
     out->train_display_text.push_back(MailDisplayText(mails[order[i]].text));
+  }
+  for (std::size_t i = n_train_all - validation; i < n_train_all; ++i) {
+    add(out->validation, order[i], TokenizeMail(mails[order[i]].text, where.spam_keep_headers));
   }
   for (std::size_t i = n_train_all; i < mails.size(); ++i) {
     add(out->test, order[i], TokenizeMail(mails[order[i]].text, where.spam_keep_headers));
@@ -647,20 +675,24 @@ absl::StatusOr<std::shared_ptr<const std::vector<RawMail>>> DatasetCache::SpamAs
 absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(DatasetCache& cache,
                                                                  v1::Dataset dataset,
                                                                  std::uint64_t max_train_samples,
-                                                                 const v1::LabelNoise& noise) {
+                                                                 const v1::LabelNoise& noise,
+                                                                 std::uint64_t validation_samples) {
   std::shared_ptr<LoadedDataset> out;
   switch (dataset) {
     case v1::DATASET_FASHION_MNIST: {
       absl::StatusOr<std::shared_ptr<const RawImages>> raw = cache.FashionMnist();
       if (!raw.ok()) return raw.status();
-      out = BuildFashion(**raw, max_train_samples);
+      absl::StatusOr<std::shared_ptr<LoadedDataset>> built =
+          BuildFashion(**raw, max_train_samples, validation_samples);
+      if (!built.ok()) return built.status();
+      out = *built;
       break;
     }
     case v1::DATASET_SPAM_ASSASSIN: {
       absl::StatusOr<std::shared_ptr<const std::vector<RawMail>>> raw = cache.SpamAssassin();
       if (!raw.ok()) return raw.status();
       absl::StatusOr<std::shared_ptr<LoadedDataset>> built =
-          BuildSpam(**raw, max_train_samples, cache.locations());
+          BuildSpam(**raw, max_train_samples, validation_samples, cache.locations());
       if (!built.ok()) return built.status();
       out = *built;
       break;

@@ -73,6 +73,8 @@ struct LoadedDataset {
   std::int64_t vocabulary_size = 0;  // text only, unknown token (id 0) included
   double mean_tokens_per_sample = 0;
   Split train;
+  // Held out of the training data (RunConfig.validation_samples), clean labels; empty when none.
+  Split validation;
   Split test;
   // Text shown to raters for each training sample (mail with headers trimmed); empty for images.
   std::vector<std::string> train_display_text;
@@ -130,15 +132,17 @@ std::vector<std::string> TokenizeMail(std::string_view mail, bool keep_headers);
 // The mail as shown to raters: Subject and From kept, other headers trimmed, at most `max_chars`.
 std::string MailDisplayText(std::string_view mail, std::size_t max_chars = 4000);
 
-// Builds the dataset a run trains on: reads it (through `cache`, see DatasetCache), subsets the
-// training split to its first `max_train_samples` samples (0: all), and injects `noise` into the
-// training labels. INVALID_ARGUMENT for an unknown dataset or a bad noise spec; the read errors
-// above otherwise.
+// Builds the dataset a run trains on: reads it (through `cache`, see DatasetCache), holds the last
+// `validation_samples` of the training data out as a clean validation split, subsets the rest to
+// its first `max_train_samples` samples (0: all), and injects `noise` into the training labels.
+// INVALID_ARGUMENT for an unknown dataset, a bad noise spec or a validation split that does not
+// fit; the read errors above otherwise.
 class DatasetCache;
 absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(DatasetCache& cache,
                                                                  v1::Dataset dataset,
                                                                  std::uint64_t max_train_samples,
-                                                                 const v1::LabelNoise& noise);
+                                                                 const v1::LabelNoise& noise,
+                                                                 std::uint64_t validation_samples = 0);
 
 // Keeps what was read from disk, so that a worker serving many runs reads each dataset once.
 //

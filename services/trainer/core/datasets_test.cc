@@ -66,6 +66,47 @@ TEST(FashionMnist, LoadDatasetSubsetsTrainingButNotTest) {
   EXPECT_EQ((*ds)->label_display_names[9], "Ankle boot");
 }
 
+TEST(FashionMnist, ValidationSplitIsHeldOutOfTrainingWithCleanLabels) {
+  v1::LabelNoise noise;
+  noise.set_rate(0.4);
+  noise.set_kind(v1::LABEL_NOISE_KIND_SYMMETRIC);
+  noise.set_seed(3);
+  auto ds = LoadDataset(SharedCache(), v1::DATASET_FASHION_MNIST, 1000, noise, 500);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  const Split& v = (*ds)->validation;
+  EXPECT_EQ(v.size(), 500u);
+  EXPECT_EQ(v.pixels.size(), 500u * 784u);
+  EXPECT_EQ(v.refs.front(), 59500u);  // the last 500 of the 60,000 training images
+  EXPECT_EQ(v.refs.back(), 59999u);
+  EXPECT_EQ(v.labels, v.clean_labels);  // never noisy
+  EXPECT_EQ((*ds)->train.size(), 1000u);
+  EXPECT_NE((*ds)->train.labels, (*ds)->train.clean_labels);
+  // All of the rest when no subset is asked for.
+  auto all = LoadDataset(SharedCache(), v1::DATASET_FASHION_MNIST, 0, v1::LabelNoise(), 5000);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ((*all)->train.size(), 55000u);
+  EXPECT_LT((*all)->train.refs.back(), (*all)->validation.refs.front());
+  // A split that does not fit names the key.
+  auto bad = LoadDataset(SharedCache(), v1::DATASET_FASHION_MNIST, 58000, v1::LabelNoise(), 5000);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), testing::HasSubstr("validation_samples"));
+}
+
+TEST(SpamAssassin, ValidationSplitIsDisjointFromTrainAndTest) {
+  auto ds = LoadDataset(SharedCache(), v1::DATASET_SPAM_ASSASSIN, 0, v1::LabelNoise(), 400);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ((*ds)->validation.size(), 400u);
+  EXPECT_EQ((*ds)->train.size(), 4836u - 400u);
+  EXPECT_EQ((*ds)->validation.offsets.size(), 401u);
+  std::set<std::uint64_t> seen((*ds)->train.refs.begin(), (*ds)->train.refs.end());
+  for (std::uint64_t r : (*ds)->validation.refs) EXPECT_TRUE(seen.insert(r).second);
+  for (std::uint64_t r : (*ds)->test.refs) EXPECT_TRUE(seen.insert(r).second);
+  EXPECT_EQ(seen.size(), 6046u);
+  EXPECT_FALSE(LoadDataset(SharedCache(), v1::DATASET_SPAM_ASSASSIN, 4600, v1::LabelNoise(), 400)
+                   .ok());
+}
+
 TEST(SpamAssassin, ReadsTheNpmPackageForReal) {
   absl::StatusOr<std::shared_ptr<const std::vector<RawMail>>> mails = SharedCache().SpamAssassin();
   ASSERT_TRUE(mails.ok()) << mails.status();

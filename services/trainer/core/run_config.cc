@@ -11,6 +11,38 @@ namespace {
 
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
+// The noise review, pruning and evaluation keys (defaults filled in place).
+absl::Status ValidateReviewAndPruning(v1::RunConfig& c) {
+  const v1::Pruning& pr = c.pruning();
+  if (!(pr.ratio() >= 0 && pr.ratio() < 1)) {
+    return Invalid(fmt::format("config.pruning.ratio must be in [0, 1), got {}", pr.ratio()));
+  }
+  if (!(pr.anneal_fraction() >= 0 && pr.anneal_fraction() < 1)) {
+    return Invalid(fmt::format("config.pruning.anneal_fraction must be in [0, 1), got {}",
+                               pr.anneal_fraction()));
+  }
+  if (c.mode() == v1::MODE_PRUNE && pr.ratio() == 0) {
+    return Invalid("config.pruning.ratio must be > 0 in MODE_PRUNE");
+  }
+  const v1::NoiseReview& r = c.noise_review();
+  if (!(r.auto_threshold() >= 0 && r.auto_threshold() < 1)) {
+    return Invalid("config.noise_review.auto_threshold must be in (0, 1)");
+  }
+  const double auto_threshold = r.auto_threshold() > 0 ? r.auto_threshold() : 0.9;
+  if (!(r.human_threshold() >= 0 && r.human_threshold() <= auto_threshold)) {
+    return Invalid(fmt::format("config.noise_review.human_threshold must be in (0, {}]",
+                               auto_threshold));
+  }
+  if (!std::isfinite(r.outstanding_seconds()) || r.outstanding_seconds() < 0) {
+    return Invalid("config.noise_review.outstanding_seconds must be a non-negative number");
+  }
+  if (c.eval_smoothing() == 0) c.set_eval_smoothing(1);
+  if (c.eval_smoothing() > 100) {
+    return Invalid(fmt::format("config.eval_smoothing {} is above 100", c.eval_smoothing()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateIdentifier(std::string_view field, std::string_view value) {
@@ -83,12 +115,15 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
     return Invalid(
         fmt::format("config.target_accuracy must be in [0, 1], got {}", c.target_accuracy()));
   }
-  if (c.mode() < v1::MODE_BASELINE || c.mode() > v1::MODE_HYBRID) {
-    return Invalid("config.mode is required: MODE_BASELINE, MODE_HITL, MODE_AUTO or MODE_HYBRID");
+  if (c.mode() < v1::MODE_BASELINE || c.mode() > v1::MODE_PRUNE) {
+    return Invalid(
+        "config.mode is required: MODE_BASELINE, MODE_HITL, MODE_AUTO, MODE_HYBRID, MODE_CLEAN "
+        "or MODE_PRUNE");
   }
-  if (c.mode() != v1::MODE_BASELINE && c.select_every_steps() == 0) {
-    return Invalid("config.select_every_steps must be > 0 outside MODE_BASELINE");
+  if (JudgesSamples(c.mode()) && c.select_every_steps() == 0) {
+    return Invalid("config.select_every_steps must be > 0 in MODE_HITL, MODE_AUTO and MODE_HYBRID");
   }
+  if (absl::Status s = ValidateReviewAndPruning(c); !s.ok()) return s;
   if (c.candidates_per_selection() == 0) c.set_candidates_per_selection(32);
   if (c.candidates_per_selection() > 500) {
     return Invalid("config.candidates_per_selection must be at most 500 (one EnqueueItems batch)");

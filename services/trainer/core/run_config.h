@@ -31,4 +31,10 @@ absl::StatusOr<v1::StartRunRequest> ValidateStartRun(const v1::StartRunRequest& 
 // Whether `mode` sends candidates to human raters.
 inline bool UsesHumans(v1::Mode mode) { return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID; }
 
+// Whether `mode` judges samples (selection, verdicts): MODE_HITL, MODE_AUTO and MODE_HYBRID.
+inline bool JudgesSamples(v1::Mode mode) { return UsesHumans(mode) || mode == v1::MODE_AUTO; }
+
+// Whether `mode` may prune its epochs (RunConfig.pruning): every judging mode and MODE_PRUNE.
+inline bool MayPrune(v1::Mode mode) { return JudgesSamples(mode) || mode == v1::MODE_PRUNE; }
+
 }  // namespace greenloop::trainer

@@ -430,7 +430,7 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
   {
     absl::StatusOr<std::shared_ptr<const LoadedDataset>> ds =
         LoadDataset(*datasets_, request.config().dataset(), request.config().max_train_samples(),
-                    request.config().label_noise());
+                    request.config().label_noise(), request.config().validation_samples());
     if (ds.ok()) {
       dataset = *ds;
     } else {
@@ -518,6 +518,11 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
       run.set_energy_to_target_joules(*outcome.energy_to_target_joules);
     }
     if (outcome.steps_to_target) run.set_steps_to_target(*outcome.steps_to_target);
+    if (outcome.test_accuracy) run.set_test_accuracy(*outcome.test_accuracy);
+    if (outcome.best_test_accuracy) run.set_best_test_accuracy(*outcome.best_test_accuracy);
+    if (outcome.best_smoothed_eval_accuracy) {
+      run.set_best_smoothed_eval_accuracy(*outcome.best_smoothed_eval_accuracy);
+    }
     if (outcome.projection_relative_error) {
       run.set_projection_relative_error(*outcome.projection_relative_error);
     }

@@ -18,7 +18,9 @@
 #include "common/logging/logging.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/trainer/core/models.h"
+#include "services/trainer/core/noise_review.h"
 #include "services/trainer/core/png.h"
+#include "services/trainer/core/pruning.h"
 #include "services/trainer/core/run_config.h"
 #include "services/trainer/core/trainer_internal.pb.h"
 #include "services/trainer/core/verdicts.h"
@@ -48,6 +50,10 @@ enum Control : std::size_t {
 
 constexpr std::uint64_t kEpochSeedSalt = 0x9E3779B97F4A7C15ULL;
 constexpr std::uint64_t kPoolSeedSalt = 0xC2B2AE3D27D4EB4FULL;
+constexpr std::uint64_t kPruneSeedSalt = 0x165667B19E3779F9ULL;
+// The noise review relabels a confidently noisy sample to the model's class at or above this
+// probability of that class (from its last training forward pass), and drops it below.
+constexpr float kAutoRelabelProbability = 0.6f;
 
 // A run-ending condition, carried out of the loop.
 struct Finish {
@@ -88,8 +94,12 @@ class Loop final {
         opts_(options),
         ports_(ports),
         collective_(ports.collective != nullptr ? ports.collective : &local_),
-        state_(dataset.train),
+        state_(dataset.train, config.mode() == v1::MODE_CLEAN),
         policy_(WithDefaults(config.verdict_policy())),
+        auto_policy_(AutoPolicy(policy_)),
+        review_(WithDefaults(config.noise_review(), config.candidates_per_selection())),
+        limit_(review_.min_outstanding_items(), review_.outstanding_seconds()),
+        stats_(dataset.train.size()),
         flag_threshold_(config.auto_review().flag_threshold()) {}
 
   TrainingOutcome Run() {
@@ -137,6 +147,14 @@ class Loop final {
                       {{"run", opts_.run_id}, {"error", s.ToString()}});
       }
     }
+    if (finish.state != v1::RUN_STATE_FAILED && !ds_.validation.labels.empty()) {
+      try {
+        FinalTest(outcome);
+      } catch (const std::exception& e) {
+        logging::Warn("cannot evaluate the test split",
+                      {{"run", opts_.run_id}, {"error", FirstLine(e.what())}});
+      }
+    }
     progress_.set_state(finish.state);
     *progress_.mutable_update_time() = Now();
     outcome.state = finish.state;
@@ -145,6 +163,7 @@ class Loop final {
     outcome.progress = progress_;
     outcome.model = model_info_;
     outcome.best_eval_accuracy = best_accuracy_;
+    outcome.best_smoothed_eval_accuracy = best_smoothed_;
     outcome.energy_to_target_joules = energy_to_target_;
     outcome.steps_to_target = steps_to_target_;
     if (first_projection_ && progress_.energy_joules() > 0) {
@@ -160,6 +179,26 @@ class Loop final {
 
  private:
   static std::string FirstLine(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+  static v1::VerdictPolicy AutoPolicy(const v1::VerdictPolicy& policy) {
+    v1::VerdictPolicy p = policy;
+    if (p.auto_on_wrong_label() != v1::WRONG_LABEL_ACTION_UNSPECIFIED) {
+      p.set_on_wrong_label(p.auto_on_wrong_label());
+    }
+    return p;
+  }
+
+  // Whether this run records per-sample statistics (for pruning or the noise review).
+  bool RecordsStats() const { return Prunes() || Reviews(); }
+  bool Prunes() const { return MayPrune(config_.mode()) && config_.pruning().ratio() > 0; }
+  bool Reviews() const { return JudgesSamples(config_.mode()) && review_.enabled(); }
+  // The split evaluations use: the clean validation split when the run has one.
+  const Split& EvalSplit() const {
+    return ds_.validation.labels.empty() ? ds_.test : ds_.validation;
+  }
+  const torch::Tensor& EvalImages() const {
+    return ds_.validation.labels.empty() ? test_images_ : validation_images_;
+  }
 
   std::uint32_t rank() const { return collective_->rank(); }
   std::uint32_t world() const { return collective_->world_size(); }
@@ -179,6 +218,7 @@ class Loop final {
         model_->parameters(), torch::optim::AdamOptions(config_.learning_rate()));
     train_images_ = ImagesTensor(ds_.train, ds_);
     test_images_ = ImagesTensor(ds_.test, ds_);
+    if (!ds_.validation.labels.empty()) validation_images_ = ImagesTensor(ds_.validation, ds_);
     for (const torch::Tensor& p : model_->parameters()) {
       grad_size_ += static_cast<std::size_t>(p.numel());
     }
@@ -240,9 +280,19 @@ class Loop final {
 
   void NewEpochOrder() {
     std::vector<std::int64_t> active;
-    active.reserve(state_.active_count());
-    for (std::size_t i = 0; i < state_.active().size(); ++i) {
-      if (state_.active()[i]) active.push_back(static_cast<std::int64_t>(i));
+    if (Prunes()) {
+      EpochPlan plan = PlanEpoch(state_.active(), stats_, config_.pruning(), progress_.epoch(),
+                                 config_.budget().max_epochs(),
+                                 config_.seed() ^ (kPruneSeedSalt * progress_.epoch()));
+      active = std::move(plan.positions);
+      epoch_scale_ = std::move(plan.scale);
+      progress_.set_samples_pruned(progress_.samples_pruned() + plan.pruned);
+    } else {
+      active.reserve(state_.active_count());
+      for (std::size_t i = 0; i < state_.active().size(); ++i) {
+        if (state_.active()[i]) active.push_back(static_cast<std::int64_t>(i));
+      }
+      epoch_scale_.assign(state_.active().size(), 1.0f);
     }
     const std::vector<std::uint64_t> perm =
         SeededPermutation(active.size(), config_.seed() ^ (kEpochSeedSalt * progress_.epoch()));
@@ -300,9 +350,67 @@ class Loop final {
       if (config_.budget().max_epochs() > 0 && progress_.epoch() >= config_.budget().max_epochs()) {
         return Finish{v1::RUN_STATE_SUCCEEDED, v1::FINISH_REASON_EPOCH_BUDGET, ""};
       }
+      GREENLOOP_RETURN_IF_ERROR_LOOP(EndEpochStats());
       progress_.set_epoch(progress_.epoch() + 1);
       NewEpochOrder();
     }
+  }
+
+  // Epoch end: every rank gets the whole epoch's per-sample statistics, then rank 0 runs the
+  // noise review once the warm-up is over.
+  absl::Status EndEpochStats() {
+    if (!RecordsStats()) return absl::OkStatus();
+    if (world() > 1) {
+      std::vector<float> buffer = stats_.EpochBuffer();
+      GREENLOOP_RETURN_IF_ERROR_LOOP(collective_->AllReduceSum(buffer));
+      stats_.Absorb(buffer);
+    }
+    stats_.NewEpoch();
+    if (Reviews() && rank() == 0 && progress_.epoch() >= review_.warmup_epochs()) Review();
+    return absl::OkStatus();
+  }
+
+  // Rank 0: splits the training set by its loss statistics; confidently noisy samples become
+  // automatic verdicts (applied at the next step on every rank), ambiguous ones the human queue.
+  void Review() {
+    const ReviewSplit split = SplitForReview(
+        stats_, state_.active(), state_.labels(), review_, config_.mode(), [&](std::size_t p) {
+          return decided_.contains(p) || asked_.contains(ds_.train.refs[p]);
+        });
+    // Every sample classified, fixed or asked about at least once.
+    progress_.set_samples_reviewed(std::min<std::uint64_t>(
+        ds_.train.size(), std::max<std::uint64_t>(progress_.samples_reviewed(),
+                                                  split.classified + decided_.size() +
+                                                      asked_.size())));
+    for (std::size_t i = 0; i < split.automatic.size(); ++i) {
+      const auto position = static_cast<std::size_t>(split.automatic[i]);
+      v1::Verdict v;
+      v.mutable_sample()->set_dataset(ds_.dataset);
+      v.mutable_sample()->set_index(ds_.train.refs[position]);
+      v.set_question_kind(v1::QUESTION_KIND_LABEL_CHOICE);
+      v.set_given_label(static_cast<std::uint32_t>(state_.labels()[position]));
+      // A label known wrong is replaced by the model's class only where the model is sure of
+      // it; otherwise the verdict only says "wrong", which the policy turns into a drop.
+      if (stats_.predicted_probability(position) >= kAutoRelabelProbability) {
+        v.set_consensus_label(static_cast<std::uint32_t>(stats_.predicted(position)));
+        v.set_suggested_action(v1::VERDICT_ACTION_RELABEL);
+      } else {
+        v.set_label_correct(false);
+        v.set_suggested_action(v1::VERDICT_ACTION_DROP);
+      }
+      v.set_confidence(split.automatic_posterior[i]);
+      v.set_revision(1);
+      pending_.push_back({.verdict = std::move(v), .source = ChangeSource::kAuto});
+      decided_.insert(position);
+    }
+    human_queue_.assign(split.human.begin(), split.human.end());
+    human_posterior_.assign(split.human_posterior.begin(), split.human_posterior.end());
+    human_next_ = 0;
+    Emit(v1::PROGRESS_EVENT_KIND_SELECTION,
+         fmt::format("noise review: {} samples classified (loss components {:.2f} / {:.2f}), {} "
+                     "fixed automatically, {} queued for raters",
+                     split.classified, split.fit.mean_low, split.fit.mean_high,
+                     split.automatic.size(), split.human.size()));
   }
 
   // Takes one optimizer step; returns a Finish when the run must end here.
@@ -328,7 +436,8 @@ class Loop final {
       weights.reserve(positions.size());
       for (std::int64_t p : positions) {
         labels.push_back(state_.labels()[static_cast<std::size_t>(p)]);
-        weights.push_back(state_.weights()[static_cast<std::size_t>(p)]);
+        weights.push_back(state_.weights()[static_cast<std::size_t>(p)] *
+                          epoch_scale_[static_cast<std::size_t>(p)]);
       }
       torch::Tensor target = torch::tensor(labels, torch::kInt64);
       torch::Tensor weight = torch::tensor(weights, torch::kFloat32);
@@ -340,6 +449,16 @@ class Loop final {
       loss.backward();
       batch_loss = per_sample.mean().item<double>();
       batch_correct = logits.argmax(1).eq(target).sum().item<double>();
+      if (RecordsStats()) {
+        const torch::Tensor losses = per_sample.detach().contiguous();
+        const torch::Tensor probs = torch::softmax(logits.detach(), 1).contiguous();
+        stats_.Record(positions,
+                      std::span<const float>(losses.data_ptr<float>(),
+                                             static_cast<std::size_t>(losses.numel())),
+                      std::span<const float>(probs.data_ptr<float>(),
+                                             static_cast<std::size_t>(probs.numel())),
+                      ds_.num_classes());
+      }
       if (rank() == 0 && config_.mode() != v1::MODE_BASELINE &&
           config_.selection_pool() == v1::SELECTION_POOL_TRAINING_BATCHES) {
         RecordScores(positions, logits);
@@ -348,7 +467,9 @@ class Loop final {
 
     // Verdicts waiting on rank 0 (human ones from the stream, automatic ones from selection).
     if (rank() == 0 && ports_.feedback != nullptr && UsesHumans(config_.mode())) {
-      for (ReceivedVerdict& r : ports_.feedback->TakeVerdicts()) {
+      std::vector<ReceivedVerdict> received = ports_.feedback->TakeVerdicts();
+      limit_.Answered(received.size());
+      for (ReceivedVerdict& r : received) {
         const double lag =
             r.verdict.has_decide_time()
                 ? absl::ToDoubleSeconds(
@@ -377,6 +498,9 @@ class Loop final {
     ++step_in_epoch_;
     progress_.set_samples_processed(progress_.samples_processed() +
                                     static_cast<std::uint64_t>(control[kSamples]));
+    // Forward and backward: about three forward passes' worth of multiply-accumulates.
+    progress_.set_macs(progress_.macs() + 3.0 * static_cast<double>(control[kSamples]) *
+                                              static_cast<double>(model_info_.macs_per_sample()));
     window_loss_ += batch_loss;
     window_correct_ += batch_correct;
     window_samples_ += static_cast<double>(positions.size());
@@ -416,9 +540,13 @@ class Loop final {
       absl::Status s = RefreshEnergy();
       if (!s.ok()) return s;
     }
-    if (config_.mode() != v1::MODE_BASELINE &&
-        progress_.step() % config_.select_every_steps() == 0 && rank() == 0) {
-      Select();
+    if (JudgesSamples(config_.mode()) && progress_.step() % config_.select_every_steps() == 0 &&
+        rank() == 0) {
+      if (Reviews()) {
+        EnqueueReviewed();
+      } else {
+        Select();
+      }
     }
     return std::optional<Finish>();
   }
@@ -478,7 +606,8 @@ class Loop final {
         Calibrate(p.verdict);
       }
       std::optional<SampleChange> change =
-          state_.Apply(p.verdict, p.source, policy_, progress_.step(), ds_.num_classes());
+          state_.Apply(p.verdict, p.source, p.source == ChangeSource::kAuto ? auto_policy_ : policy_,
+                       progress_.step(), ds_.num_classes());
       if (!change) continue;
       progress_.set_verdicts_applied(progress_.verdicts_applied() + 1);
       switch (change->action) {
@@ -591,6 +720,8 @@ class Loop final {
     const torch::Tensor scored =
         torch::softmax(model_->forward(GatherInput(ds_, ds_.train, train_images_, pool)), 1)
             .contiguous();
+    progress_.set_macs(progress_.macs() + static_cast<double>(pool.size()) *
+                                              static_cast<double>(model_info_.macs_per_sample()));
     probs.assign(scored.data_ptr<float>(), scored.data_ptr<float>() + scored.numel());
   }
 
@@ -721,6 +852,7 @@ class Loop final {
       } else {
         // Degraded, not fatal: training never waits for people; the next selection retries.
         ++enqueue_failures_;
+        progress_.set_feedback_errors(progress_.feedback_errors() + 1);
         for (std::uint64_t ref : item_refs) in_band_.erase(ref);
         logging::Warn("cannot enqueue candidates; training goes on",
                       {{"run", opts_.run_id}, {"error", s.ToString()}});
@@ -729,6 +861,66 @@ class Loop final {
     }
     if (flagged > 0) message += fmt::format(", {} flagged automatically", flagged);
     Emit(v1::PROGRESS_EVENT_KIND_SELECTION, message);
+  }
+
+  // The display payload of training sample `position`.
+  void FillPayload(std::size_t position, v1::ItemInput& item) const {
+    if (ds_.image_pixels() > 0) {
+      const auto n = static_cast<std::size_t>(ds_.image_pixels());
+      item.mutable_payload()->set_png(EncodeGreyscalePng(
+          std::span<const std::uint8_t>(ds_.train.pixels.data() + position * n, n),
+          ds_.image_rows, ds_.image_cols));
+    } else {
+      item.mutable_payload()->set_text(ds_.train_display_text[position]);
+    }
+  }
+
+  // Rank 0, noise review: enqueues the next items of the human queue, as many as the crowd's
+  // measured pace leaves room for (OutstandingLimit). An outage is counted, never fatal: the items
+  // stay queued and training goes on without humans meanwhile.
+  void EnqueueReviewed() {
+    const absl::Time now = absl::Now();
+    const std::uint64_t room =
+        std::min<std::uint64_t>(limit_.Room(now), config_.candidates_per_selection());
+    std::vector<v1::ItemInput> items;
+    std::vector<std::uint64_t> refs;
+    std::size_t next = human_next_;
+    for (; next < human_queue_.size() && items.size() < room; ++next) {
+      const auto position = static_cast<std::size_t>(human_queue_[next]);
+      const std::uint64_t ref = ds_.train.refs[position];
+      if (!state_.active()[position] || asked_.contains(ref) || decided_.contains(position)) {
+        continue;
+      }
+      v1::ItemInput item;
+      item.mutable_sample()->set_dataset(ds_.dataset);
+      item.mutable_sample()->set_index(ref);
+      FillPayload(position, item);
+      item.set_given_label(static_cast<std::uint32_t>(state_.labels()[position]));
+      if (stats_.predicted(position) >= 0) {
+        item.mutable_model_prediction()->set_label(
+            static_cast<std::uint32_t>(stats_.predicted(position)));
+        item.mutable_model_prediction()->set_confidence(
+            std::clamp<double>(stats_.predicted_probability(position), 0.0, 1.0));
+      }
+      item.set_priority(human_posterior_[next]);
+      items.push_back(std::move(item));
+      refs.push_back(ref);
+    }
+    if (items.empty()) return;
+    absl::Status s = ports_.feedback->Enqueue(config_.feedback().campaign_id(), items);
+    if (!s.ok()) {
+      progress_.set_feedback_errors(progress_.feedback_errors() + 1);
+      logging::Warn("cannot enqueue reviewed samples; training goes on without humans",
+                    {{"run", opts_.run_id}, {"error", s.ToString()}});
+      return;
+    }
+    human_next_ = next;
+    asked_.insert(refs.begin(), refs.end());
+    limit_.Enqueued(items.size(), now);
+    progress_.set_items_enqueued(progress_.items_enqueued() + items.size());
+    Emit(v1::PROGRESS_EVENT_KIND_SELECTION,
+         fmt::format("enqueued {} reviewed samples ({} awaiting verdicts, {:.1f} verdicts/s)",
+                     items.size(), limit_.outstanding(), limit_.Rate(now)));
   }
 
   // Reads this node's energy and composes the run's total over the ranks (a node counted once).
@@ -772,33 +964,88 @@ class Loop final {
     }
   }
 
-  absl::StatusOr<std::optional<Finish>> Evaluate() {
-    torch::NoGradGuard no_grad;
-    model_->eval();
+  struct SplitScore {
     double correct = 0;
     double loss = 0;
     double count = 0;
+  };
+
+  // Scores the model on `split` (`images`: its ImagesTensor) in inference batches; with `shard`,
+  // only this rank's share (every world()-th sample).
+  SplitScore ScoreSplit(const Split& split, const torch::Tensor& images, bool shard) {
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    SplitScore score;
     std::vector<std::int64_t> positions;
-    for (std::size_t i = rank(); i < ds_.test.size(); i += world()) {
+    const std::size_t first = shard ? rank() : 0;
+    const std::size_t stride = shard ? world() : 1;
+    for (std::size_t i = first; i < split.size(); i += stride) {
       positions.push_back(static_cast<std::int64_t>(i));
     }
     constexpr std::size_t kEvalBatch = 1024;
     for (std::size_t start = 0; start < positions.size(); start += kEvalBatch) {
       const std::size_t end = std::min(positions.size(), start + kEvalBatch);
       std::span<const std::int64_t> chunk(positions.data() + start, end - start);
-      torch::Tensor logits = model_->forward(GatherInput(ds_, ds_.test, test_images_, chunk));
+      torch::Tensor logits = model_->forward(GatherInput(ds_, split, images, chunk));
       std::vector<std::int64_t> labels;
-      for (std::int64_t p : chunk) labels.push_back(ds_.test.labels[static_cast<std::size_t>(p)]);
+      for (std::int64_t p : chunk) labels.push_back(split.labels[static_cast<std::size_t>(p)]);
       torch::Tensor target = torch::tensor(labels, torch::kInt64);
-      loss += torch::nn::functional::cross_entropy(
-                  logits, target,
-                  torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                  .item<double>();
-      correct += logits.argmax(1).eq(target).sum().item<double>();
-      count += static_cast<double>(chunk.size());
+      score.loss += torch::nn::functional::cross_entropy(
+                        logits, target,
+                        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                        .item<double>();
+      score.correct += logits.argmax(1).eq(target).sum().item<double>();
+      score.count += static_cast<double>(chunk.size());
     }
-    float sums[3] = {static_cast<float>(correct), static_cast<float>(loss),
-                     static_cast<float>(count)};
+    return score;
+  }
+
+  // After the run (validation runs): the test split, once, on the final model and on the model
+  // as it was at the best smoothed validation accuracy. Outside the run's energy.
+  void FinalTest(TrainingOutcome& outcome) {
+    const SplitScore final_score = ScoreSplit(ds_.test, test_images_, false);
+    if (final_score.count > 0) outcome.test_accuracy = final_score.correct / final_score.count;
+    if (best_state_.empty()) {
+      outcome.best_test_accuracy = outcome.test_accuracy;
+      return;
+    }
+    {
+      torch::NoGradGuard no_grad;
+      std::vector<torch::Tensor> now = ModelState();
+      for (std::size_t i = 0; i < now.size() && i < best_state_.size(); ++i) {
+        now[i].copy_(best_state_[i]);
+      }
+    }
+    const SplitScore best_score = ScoreSplit(ds_.test, test_images_, false);
+    if (best_score.count > 0) outcome.best_test_accuracy = best_score.correct / best_score.count;
+  }
+
+  // The model's parameters and buffers (batch-norm statistics), in a fixed order.
+  std::vector<torch::Tensor> ModelState() const {
+    std::vector<torch::Tensor> out = model_->parameters();
+    for (const torch::Tensor& b : model_->buffers()) out.push_back(b);
+    return out;
+  }
+
+  // Moving average of the last eval_smoothing evaluations, once that many exist.
+  std::optional<double> Smoothed(double accuracy) {
+    recent_evals_.push_back(accuracy);
+    const std::size_t window = std::max<std::uint32_t>(1, config_.eval_smoothing());
+    while (recent_evals_.size() > window) recent_evals_.erase(recent_evals_.begin());
+    if (recent_evals_.size() < window) return std::nullopt;
+    return std::accumulate(recent_evals_.begin(), recent_evals_.end(), 0.0) /
+           static_cast<double>(window);
+  }
+
+  absl::StatusOr<std::optional<Finish>> Evaluate() {
+    const SplitScore score = ScoreSplit(EvalSplit(), EvalImages(), true);
+    progress_.set_macs(progress_.macs() + static_cast<double>(EvalSplit().size()) *
+                                              static_cast<double>(model_info_.macs_per_sample()));
+    progress_.set_eval_macs(progress_.eval_macs() +
+                            static_cast<double>(EvalSplit().size()) *
+                                static_cast<double>(model_info_.macs_per_sample()));
+    float sums[3] = {static_cast<float>(score.correct), static_cast<float>(score.loss),
+                     static_cast<float>(score.count)};
     if (world() > 1) GREENLOOP_RETURN_IF_ERROR_LOOP(collective_->AllReduceSum(sums));
     const double accuracy = sums[2] > 0 ? sums[0] / sums[2] : 0;
     progress_.set_eval_accuracy(accuracy);
@@ -806,6 +1053,15 @@ class Loop final {
     GREENLOOP_RETURN_IF_ERROR_LOOP(RefreshEnergy());
     Project();
     UpdateEta();
+    const std::optional<double> smoothed = Smoothed(accuracy);
+    if (smoothed && (!best_smoothed_ || *smoothed > *best_smoothed_)) {
+      best_smoothed_ = smoothed;
+      if (!ds_.validation.labels.empty() && rank() == 0) {
+        torch::NoGradGuard no_grad;
+        best_state_.clear();
+        for (const torch::Tensor& t : ModelState()) best_state_.push_back(t.detach().clone());
+      }
+    }
     if (!best_accuracy_ || accuracy > *best_accuracy_) best_accuracy_ = accuracy;
 
     EvaluationPoint point;
@@ -822,9 +1078,10 @@ class Loop final {
     curve_.push_back(point);
     if (ports_.listener != nullptr) ports_.listener->OnEvaluation(point);
     Emit(v1::PROGRESS_EVENT_KIND_EVALUATION,
-         fmt::format("test accuracy {:.4f} at step {}, {:.1f} J", accuracy, progress_.step(),
-                     progress_.energy_joules()));
-    if (config_.target_accuracy() > 0 && accuracy >= config_.target_accuracy()) {
+         fmt::format("{} accuracy {:.4f} at step {}, {:.1f} J",
+                     ds_.validation.labels.empty() ? "test" : "validation", accuracy,
+                     progress_.step(), progress_.energy_joules()));
+    if (config_.target_accuracy() > 0 && smoothed && *smoothed >= config_.target_accuracy()) {
       if (!energy_to_target_) {
         energy_to_target_ = progress_.energy_joules();
         steps_to_target_ = progress_.step();
@@ -977,6 +1234,7 @@ class Loop final {
     } else {
       progress_.set_epoch(st.epoch());
       epoch_order_.assign(st.epoch_order().begin(), st.epoch_order().end());
+      epoch_scale_.assign(state_.active().size(), 1.0f);  // pruning weights restart at 1
       step_in_epoch_ = st.step_in_epoch();
       steps_this_epoch_ = StepsPerEpoch(epoch_order_.size());
     }
@@ -995,12 +1253,25 @@ class Loop final {
   Collective* collective_;
   TrainingSetState state_;
   const v1::VerdictPolicy policy_;
+  const v1::VerdictPolicy auto_policy_;  // automatic verdicts (auto_on_wrong_label)
+  const v1::NoiseReview review_;
+  OutstandingLimit limit_;
+  SampleStats stats_;
+  std::vector<float> epoch_scale_;  // per training position: this epoch's pruning weight factor
+  std::unordered_set<std::size_t> decided_;  // positions fixed automatically (rank 0)
+  std::vector<std::int64_t> human_queue_;     // noise review: positions for raters, in order
+  std::vector<double> human_posterior_;
+  std::size_t human_next_ = 0;
+  std::vector<double> recent_evals_;
+  std::optional<double> best_smoothed_;
+  std::vector<torch::Tensor> best_state_;  // model state at best_smoothed_ (validation runs)
 
   std::shared_ptr<ClassifierImpl> model_;
   std::unique_ptr<torch::optim::Adam> optimizer_;
   v1::ModelInfo model_info_;
   torch::Tensor train_images_;
   torch::Tensor test_images_;
+  torch::Tensor validation_images_;
   std::size_t grad_size_ = 0;
   std::vector<float> buffer_;
   double ranks_on_node_ = 1;

@@ -93,6 +93,10 @@ struct TrainingOutcome {
   std::optional<double> energy_to_target_joules;
   std::optional<std::uint64_t> steps_to_target;
   std::optional<double> projection_relative_error;
+  // Validation runs only (RunConfig.validation_samples > 0): the test split, once, at the end.
+  std::optional<double> test_accuracy;       // the final model
+  std::optional<double> best_test_accuracy;  // the model at best_smoothed_eval_accuracy
+  std::optional<double> best_smoothed_eval_accuracy;
   std::string checkpoint_path;
   std::vector<EvaluationPoint> curve;  // this session's evaluations
   std::uint64_t changes_correct = 0;   // this session's human/auto changes that were right

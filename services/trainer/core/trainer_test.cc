@@ -59,6 +59,13 @@ std::shared_ptr<const LoadedDataset> Load(const v1::RunConfig& c, std::uint64_t 
   return *ds;
 }
 
+std::shared_ptr<const LoadedDataset> LoadWithValidation(const v1::RunConfig& c, std::uint64_t n) {
+  absl::StatusOr<std::shared_ptr<const LoadedDataset>> ds =
+      LoadDataset(Cache(), c.dataset(), n, c.label_noise(), c.validation_samples());
+  EXPECT_TRUE(ds.ok()) << ds.status();
+  return *ds;
+}
+
 struct Ran {
   TrainingOutcome outcome;
   RecordingListener listener;
@@ -161,7 +168,7 @@ TEST(Train, SelectionPoolIsTheTrainingBatchesUnlessRandomIsAsked) {
 // (simulated, perfect) crowd beats the baseline at the same step count, and so does the
 // automatic stand-in.
 class NoisyLabels : public ::testing::Test {
- protected:
+ public:
   static v1::RunConfig Noisy(v1::Mode mode) {
     v1::RunConfig c = Config(mode);
     c.mutable_label_noise()->set_rate(0.4);
@@ -338,6 +345,114 @@ TEST(Train, StopsAtTargetAccuracyAndAtTheEnergyBudget) {
   EXPECT_EQ(budget->outcome.state, v1::RUN_STATE_SUCCEEDED) << budget->outcome.error_message;
   EXPECT_EQ(budget->outcome.finish_reason, v1::FINISH_REASON_ENERGY_BUDGET);
   EXPECT_LT(budget->outcome.progress.step(), 5u * (2000 / 64));
+}
+
+// The protocol and method of issue 12: a clean validation split decides, the noise review fixes
+// the confidently noisy labels after one epoch, InfoBatch pruning shortens the epochs, every pass
+// is counted in MACs, and the test split is evaluated once at the end.
+v1::RunConfig Reviewed(v1::Mode mode) {
+  v1::RunConfig c = NoisyLabels::Noisy(mode);
+  c.set_validation_samples(1000);
+  c.set_eval_every_steps(20);
+  c.set_eval_smoothing(2);
+  c.mutable_noise_review()->set_enabled(true);
+  c.mutable_pruning()->set_ratio(0.5);
+  absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(c);
+  EXPECT_TRUE(valid.ok()) << valid.status();
+  return *valid;
+}
+
+TEST_F(NoisyLabels, NoiseReviewFixesLabelsAfterTheWarmUpAndPruningShortensEpochs) {
+  const v1::RunConfig c = Reviewed(v1::MODE_AUTO);
+  auto ds = LoadWithValidation(c, 3000);
+  auto ran = RunOnce(c, *ds);
+  const TrainingOutcome& o = ran->outcome;
+  ASSERT_EQ(o.state, v1::RUN_STATE_SUCCEEDED) << o.error_message;
+  std::uint64_t right = 0;
+  const std::vector<SampleChange> changes = ran->listener.changes();
+  for (const SampleChange& ch : changes) {
+    EXPECT_EQ(ch.source, ChangeSource::kAuto);
+    EXPECT_GT(ch.step, 3000u / 64 - 1) << "a change before the warm-up epoch ended";
+    right += ch.correct ? 1 : 0;
+  }
+  std::cout << "reviewed auto: test " << *o.test_accuracy << " changes " << changes.size()
+            << " right " << right << " pruned " << o.progress.samples_pruned() << " steps "
+            << o.progress.step() << "\n";
+  // The whole training set is reviewed, not a sample of it, and most of the 1200 wrong labels
+  // are found and fixed.
+  EXPECT_GE(o.progress.samples_reviewed(), 2900u);
+  EXPECT_GT(changes.size(), 600u);
+  EXPECT_GT(static_cast<double>(right) / static_cast<double>(changes.size()), 0.8);
+  // Pruned epochs are shorter: fewer steps than 4 full epochs.
+  EXPECT_GT(o.progress.samples_pruned(), 500u);
+  EXPECT_LT(o.progress.step(), 4u * (3000 / 64));
+  // The test split was evaluated once, at the end; the validation split decided.
+  ASSERT_TRUE(o.test_accuracy.has_value());
+  ASSERT_TRUE(o.best_test_accuracy.has_value());
+  ASSERT_TRUE(o.best_smoothed_eval_accuracy.has_value());
+  // The baseline's accuracy (within a point) for fewer steps.
+  EXPECT_GT(*o.test_accuracy, Baseline() - 0.01);
+  // Modelled work: training passes, plus evaluations of 1000 validation images each.
+  const double forward = static_cast<double>(o.model.macs_per_sample());
+  EXPECT_DOUBLE_EQ(o.progress.eval_macs(),
+                   static_cast<double>(ran->listener.curve().size()) * 1000 * forward);
+  EXPECT_DOUBLE_EQ(o.progress.macs() - o.progress.eval_macs(),
+                   3 * static_cast<double>(o.progress.samples_processed()) * forward);
+}
+
+TEST_F(NoisyLabels, ReviewedHitlAsksHumansAtTheCrowdsPace) {
+  v1::RunConfig c = Reviewed(v1::MODE_HITL);
+  c.mutable_noise_review()->set_min_outstanding_items(64);
+  c.mutable_noise_review()->set_outstanding_seconds(0.001);  // never more than the minimum
+  auto ds = LoadWithValidation(c, 3000);
+  FakeFeedbackQueue crowd(*ds, /*delay_polls=*/3);
+  auto ran = RunOnce(c, *ds, &crowd);
+  const TrainingOutcome& o = ran->outcome;
+  ASSERT_EQ(o.state, v1::RUN_STATE_SUCCEEDED) << o.error_message;
+  EXPECT_GT(o.progress.items_enqueued(), 300u);
+  EXPECT_GT(o.progress.samples_relabelled(), 200u);
+  EXPECT_EQ(o.progress.verdicts_correct(), o.progress.verdicts_applied());
+  // Items go out only after the warm-up, most suspicious first, and never more than the
+  // outstanding limit ahead of the verdicts.
+  const std::vector<v1::ItemInput> items = crowd.enqueued();
+  ASSERT_GT(items.size(), 2u);
+  EXPECT_GE(items[0].priority(), items[1].priority());
+  EXPECT_EQ(items[0].payload().png().substr(1, 3), "PNG");
+  std::size_t wrong = 0;
+  for (const v1::ItemInput& item : items) {
+    const auto p = static_cast<std::size_t>(item.sample().index());
+    wrong += ds->train.labels[p] != ds->train.clean_labels[p] ? 1 : 0;
+  }
+  // The review finds wrong labels far above their 40 % base rate.
+  EXPECT_GT(static_cast<double>(wrong) / static_cast<double>(items.size()), 0.7);
+}
+
+TEST_F(NoisyLabels, CleanReferenceTrainsOnTheCleanLabels) {
+  v1::RunConfig c = NoisyLabels::Noisy(v1::MODE_CLEAN);
+  auto ds = Load(c, 3000);
+  auto ran = RunOnce(c, *ds);
+  ASSERT_EQ(ran->outcome.state, v1::RUN_STATE_SUCCEEDED) << ran->outcome.error_message;
+  EXPECT_TRUE(ran->listener.changes().empty());
+  EXPECT_GT(FinalAccuracy(ran->outcome), Baseline() + 0.03);
+}
+
+TEST(RunConfig, PruningAndReviewKeysAreChecked) {
+  v1::RunConfig c = Config(v1::MODE_BASELINE);
+  c.set_mode(v1::MODE_PRUNE);
+  EXPECT_FALSE(ValidateRunConfig(c).ok()) << "MODE_PRUNE without a ratio";
+  c.mutable_pruning()->set_ratio(1.0);
+  absl::StatusOr<v1::RunConfig> bad = ValidateRunConfig(c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), ::testing::HasSubstr("config.pruning.ratio"));
+  c.mutable_pruning()->set_ratio(0.3);
+  EXPECT_TRUE(ValidateRunConfig(c).ok());
+  v1::RunConfig r = Config(v1::MODE_AUTO);
+  r.mutable_noise_review()->set_auto_threshold(0.8);
+  r.mutable_noise_review()->set_human_threshold(0.9);
+  bad = ValidateRunConfig(r);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              ::testing::HasSubstr("config.noise_review.human_threshold"));
 }
 
 }  // namespace

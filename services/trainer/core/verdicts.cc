@@ -35,9 +35,11 @@ v1::VerdictPolicy WithDefaults(const v1::VerdictPolicy& policy) {
   return out;
 }
 
-TrainingSetState::TrainingSetState(const Split& train)
+TrainingSetState::TrainingSetState(const Split& train) : TrainingSetState(train, false) {}
+
+TrainingSetState::TrainingSetState(const Split& train, bool clean_labels)
     : train_(train),
-      labels_(train.labels),
+      labels_(clean_labels ? train.clean_labels : train.labels),
       weights_(train.size(), 1.0f),
       active_(train.size(), 1),
       active_count_(train.size()) {

@@ -43,6 +43,8 @@ class TrainingSetState final {
  public:
   // Starts from the labels training sees (`train.labels`, possibly noisy), weight 1, all active.
   explicit TrainingSetState(const Split& train);
+  // Starts from the clean labels instead when `clean_labels` (MODE_CLEAN, the reference).
+  TrainingSetState(const Split& train, bool clean_labels);
 
   // Applies `verdict` at `step`; returns the change, or nothing when the verdict is not applied
   // (unknown sample, low confidence, undecidable, a label outside [0, num_classes)).

@@ -80,7 +80,8 @@ int Main(int argc, char** argv) {
     return 2;
   }
   DatasetCache cache{DatasetLocations{}};
-  auto ds = LoadDataset(cache, valid->dataset(), valid->max_train_samples(), valid->label_noise());
+  auto ds = LoadDataset(cache, valid->dataset(), valid->max_train_samples(), valid->label_noise(),
+                        valid->validation_samples());
   if (!ds.ok()) {
     std::cerr << ds.status() << "\n";
     return 2;
