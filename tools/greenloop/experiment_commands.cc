@@ -17,6 +17,7 @@
 #include "tools/greenloop/experiment/runner.h"
 #include "tools/greenloop/experiment/spec.h"
 #include "tools/greenloop/experiment/store.h"
+#include "tools/greenloop/experiment/summary.h"
 #include "tools/greenloop/experiment/sweep.h"
 
 namespace greenloop::cli {
@@ -99,6 +100,9 @@ int Finish(const experiment::Spec* spec, const cli::ExperimentResult& result, co
   if (!files.ok()) return Exit(err, program, files.status());
   if (!files->plot_warning.empty()) err << program << ": warning: " << files->plot_warning << "\n";
   out << "\n" << experiment::SummaryTable(result) << "\n";
+  if (!result.summaries().empty()) {
+    out << experiment::SeedsTable(result) << "\n" << experiment::HeadlineLines(result) << "\n";
+  }
   out << "report: " << files->markdown << "\n        " << files->html << "\n";
   if (!a.pg_url.empty()) {
     auto store = experiment::ExperimentStore::Open(a.pg_url);

@@ -9,12 +9,15 @@
 #include <optional>
 #include <sstream>
 
+#include "tools/greenloop/experiment/summary.h"
+
 namespace greenloop::experiment {
 namespace {
 
-const cli::ModeResult* Baseline(const cli::ExperimentResult& r) {
+// The baseline of paired seed `seed`.
+const cli::ModeResult* Baseline(const cli::ExperimentResult& r, std::uint32_t seed) {
   for (const cli::ModeResult& m : r.modes()) {
-    if (m.mode() == "baseline") return &m;
+    if (m.mode() == "baseline" && m.seed_index() == seed) return &m;
   }
   return nullptr;
 }
@@ -33,11 +36,11 @@ struct Row {
 };
 
 std::vector<Row> Rows(const cli::ExperimentResult& r) {
-  const cli::ModeResult* base = Baseline(r);
   std::vector<Row> rows;
   for (const cli::ModeResult& m : r.modes()) {
+    const cli::ModeResult* base = Baseline(r, m.seed_index());
     Row row;
-    row.mode = m.mode();
+    row.mode = r.seeds() > 1 ? fmt::format("{}/s{}", m.mode(), m.seed_index()) : m.mode();
     row.state = m.state();
     const bool reached = m.has_energy_to_target_joules();
     row.to_target_j = Opt(reached, m.energy_to_target_joules(), "{:.1f}");
@@ -171,11 +174,11 @@ std::string SummaryTable(const cli::ExperimentResult& result) {
   std::string out = fmt::format("experiment {} — target accuracy {:.4f}{}\n",
                                 result.experiment_id(), result.target_accuracy(),
                                 result.target_is_baseline_best() ? " (the baseline's best)" : "");
-  out += fmt::format("{:<9} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>14} {:>8} {:>9} {:>11} {}\n",
+  out += fmt::format("{:<11} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>14} {:>8} {:>9} {:>11} {}\n",
                      "mode", "state", "J→target", "%base", "final", "best", "time", "verdicts",
                      "ratings", "rater-h", "J/rater-min", "energy");
   for (const Row& r : Rows(result)) {
-    out += fmt::format("{:<9} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>14} {:>8} {:>9} {:>11} {}\n",
+    out += fmt::format("{:<11} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>14} {:>8} {:>9} {:>11} {}\n",
                        r.mode, r.state, r.to_target_j, r.share, r.final_acc, r.best_acc, r.time,
                        r.verdicts, r.ratings, r.rater_hours, r.saved_per_min, r.source);
   }
@@ -197,6 +200,7 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
       "selection overhead included (they run in the training process).\n\n",
       result.target_accuracy(),
       result.target_is_baseline_best() ? " (the baseline's best accuracy)" : "");
+  if (!result.summaries().empty()) md += SeedsMarkdown(result);
   md += "## Comparison\n\n";
   md +=
       "| mode | state | energy to target (J) | (Wh) | share of baseline | final acc. | best acc. "
@@ -217,7 +221,8 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
     md += fmt::format("Crowd: {}.\n\n", result.crowd_description());
   }
   for (const cli::ModeResult& m : result.modes()) {
-    md += fmt::format("## {}\n\n| figure | value | source |\n|---|---|---|\n", m.mode());
+    md += fmt::format("## {}{}\n\n| figure | value | source |\n|---|---|---|\n", m.mode(),
+                      result.seeds() > 1 ? fmt::format(" (seed {})", m.seed_index()) : "");
     const auto row = [&md](const std::string& k, const std::string& v, const std::string& src) {
       md += fmt::format("| {} | {} | {} |\n", k, v, src);
     };
@@ -250,6 +255,34 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
         m.carbon_factors_source().empty() ? EnergySource(m) : m.carbon_factors_source());
     row("accuracy", fmt::format("final {:.4f}, best {:.4f}", m.final_accuracy(), m.best_accuracy()),
         "measured");
+    if (m.has_test_accuracy()) {
+      row("test accuracy (reported, never used to stop)",
+          fmt::format("{:.4f} at stop; {:.4f} at the best smoothed validation accuracy ({})",
+                      m.test_accuracy(), m.best_test_accuracy(),
+                      Opt(m.has_best_smoothed_accuracy(), m.best_smoothed_accuracy(), "{:.4f}")),
+          "measured");
+    }
+    if (m.macs() > 0) {
+      row("modelled work",
+          fmt::format("{:.3g} MACs ({:.1f} % evaluation){}", m.macs(),
+                      100.0 * m.eval_macs() / m.macs(),
+                      m.has_modelled_energy_to_target_joules()
+                          ? fmt::format("; {:.1f} J to target at the baseline's J/MAC",
+                                        m.modelled_energy_to_target_joules())
+                          : ""),
+          "modelled");
+    }
+    if (m.samples_pruned() > 0 || m.samples_reviewed() > 0) {
+      row("sample relevance", fmt::format("{} samples pruned over the epochs; {} reviewed for noise",
+                                          m.samples_pruned(), m.samples_reviewed()),
+          "");
+    }
+    if (m.feedback_errors() > 0) {
+      row("degraded",
+          fmt::format("{} enqueue calls failed; the run trained on without humans meanwhile",
+                      m.feedback_errors()),
+          "");
+    }
     row("verdicts",
         fmt::format("{} received, {} applied; {} relabelled, {} dropped, {} reweighted; "
                     "{} items enqueued",
@@ -278,8 +311,10 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
                                         : 0.0),
           "measured (answers vs clean labels)");
       row("rater time",
-          fmt::format("{:.1f} min modelled, {:.1f} s wall ({:.0f}x compression)",
-                      c.modelled_seconds() / 60, c.wall_seconds(), c.time_compression()),
+          fmt::format("{:.1f} min modelled, {:.1f} s wall ({:.0f}x compression); {:.1f} real "
+                      "raters would keep up with this run in real time",
+                      c.modelled_seconds() / 60, c.wall_seconds(), c.time_compression(),
+                      m.real_raters_equivalent()),
           "modelled");
       if (c.rpc_errors() > 0) {
         row("rater API errors", fmt::format("{} (last: {})", c.rpc_errors(), c.last_error()), "");

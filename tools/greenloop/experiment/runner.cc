@@ -15,6 +15,7 @@
 #include "greenloop/v1/trainer.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tools/greenloop/experiment/crowd.h"
+#include "tools/greenloop/experiment/summary.h"
 
 namespace greenloop::experiment {
 namespace {
@@ -190,25 +191,22 @@ absl::StatusOr<cli::ExperimentResult> ExperimentRunner::Run() {
     }
   }
 
-  double target = spec_.target_is_baseline_best ? 0.0 : spec_.target_accuracy;
   result.set_state("completed");
-  for (v1::Mode mode : spec_.modes) {
-    const bool is_baseline = mode == v1::MODE_BASELINE;
-    // The baseline runs its whole budget (its best accuracy may be the target); the others stop
-    // at the target when the spec says so.
-    const double trainer_target = (is_baseline || !spec_.stop_at_target) ? 0.0 : target;
-    cli::ModeResult m = RunMode(mode, trainer_target, spec_.stop_at_target);
-    if (is_baseline && spec_.target_is_baseline_best && m.state() == "succeeded") {
-      target = m.best_accuracy();
+  result.set_seeds(static_cast<std::uint32_t>(spec_.seeds));
+  result.set_eval_smoothing(static_cast<std::uint32_t>(spec_.eval_smoothing));
+  result.set_target_accuracy(spec_.target_is_baseline_best ? 0.0 : spec_.target_accuracy);
+  for (std::int64_t seed = 0; seed < spec_.seeds && !interrupted_; ++seed) {
+    if (spec_.seeds > 1) {
+      progress_ << fmt::format("seed {}/{} (seed {}, noise seed {}, crowd seed {})\n", seed + 1,
+                               spec_.seeds, spec_.seed + seed, spec_.noise_seed + seed,
+                               spec_.crowd.seed + seed);
     }
-    *result.add_modes() = std::move(m);
-    if (interrupted_) {
-      result.set_state("interrupted");
-      break;
-    }
+    RunSeed(seed, result);
   }
-  result.set_target_accuracy(target);
-  for (cli::ModeResult& m : *result.mutable_modes()) ApplyTarget(m, target);
+  if (interrupted_) result.set_state("interrupted");
+  ApplyTargets(result);
+  ApplyModelled(result);
+  for (cli::ModeSummary& s : Summarise(result)) *result.add_summaries() = std::move(s);
   if (result.state() == "completed" &&
       std::all_of(result.modes().begin(), result.modes().end(),
                   [](const cli::ModeResult& m) { return m.state() == "failed"; })) {
@@ -218,12 +216,33 @@ absl::StatusOr<cli::ExperimentResult> ExperimentRunner::Run() {
   return result;
 }
 
-cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*stop_at_target*/) {
+void ExperimentRunner::RunSeed(std::int64_t seed, cli::ExperimentResult& result) {
+  double target = spec_.target_is_baseline_best ? 0.0 : spec_.target_accuracy;
+  for (v1::Mode mode : spec_.modes) {
+    const bool is_baseline = mode == v1::MODE_BASELINE;
+    // The baseline runs its whole budget (its plateau may be the target); the others stop at
+    // the target when the spec says so.
+    const double trainer_target = (is_baseline || !spec_.stop_at_target) ? 0.0 : target;
+    cli::ModeResult m = RunMode(mode, trainer_target, seed);
+    if (is_baseline && spec_.target_is_baseline_best && m.state() == "succeeded") {
+      target = m.has_best_smoothed_accuracy() ? m.best_smoothed_accuracy() : m.best_accuracy();
+    }
+    *result.add_modes() = std::move(m);
+    if (interrupted_) return;
+  }
+}
+
+cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, std::int64_t seed) {
   cli::ModeResult m;
   const std::string mode_name = ModeName(mode);
-  const std::string run_id = fmt::format("{}-{}", experiment_id_, mode_name);
+  const std::string run_id = spec_.seeds > 1
+                                 ? fmt::format("{}-s{}-{}", experiment_id_, seed, mode_name)
+                                 : fmt::format("{}-{}", experiment_id_, mode_name);
   m.set_mode(mode_name);
   m.set_run_id(run_id);
+  m.set_seed_index(static_cast<std::uint32_t>(seed));
+  CrowdSpec crowd_spec = spec_.crowd;
+  crowd_spec.seed += seed;
   m.set_batch_size(static_cast<std::uint32_t>(spec_.batch_size * spec_.ranks));
   const auto fail = [&](std::string message) {
     m.set_state("failed");
@@ -272,7 +291,7 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
       return fail(fmt::format("feedback service at {}: CreateCampaign: {}", spec_.services.feedback,
                               s.error_message()));
     }
-    std::vector<RaterProfile> profiles = DrawProfiles(spec_.crowd, fmt::format("sim-{}", run_id));
+    std::vector<RaterProfile> profiles = DrawProfiles(crowd_spec, fmt::format("sim-{}", run_id));
     std::vector<std::string> tokens;
     if (!options_.admin_token.empty()) {
       auto t = CreateRaterTokens(feedback_channel, spec_.services.feedback, options_.admin_token,
@@ -280,7 +299,7 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
       if (!t.ok()) return fail(std::string(t.status().message()));
       tokens = std::move(*t);
     }
-    crowd = std::make_unique<SimulatedCrowd>(spec_.crowd, feedback_channel, campaign_id,
+    crowd = std::make_unique<SimulatedCrowd>(crowd_spec, feedback_channel, campaign_id,
                                              oracle_.get(), profiles, tokens);
     cli::CrowdSummary* cs_out = m.mutable_crowd();
     cs_out->set_raters(static_cast<std::uint32_t>(profiles.size()));
@@ -317,7 +336,8 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
   };
 
   // Start every rank.
-  const v1::RunConfig config = RunConfigFor(spec_, mode, experiment_id_, campaign_id, target);
+  const v1::RunConfig config =
+      RunConfigFor(spec_, mode, experiment_id_, campaign_id, target, seed);
   for (std::size_t r = 0; r < trainers.size(); ++r) {
     v1::StartRunRequest request;
     request.set_run_id(run_id);
@@ -379,6 +399,7 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
         cp->set_elapsed_seconds(p.elapsed_seconds());
         cp->set_accuracy(p.eval_accuracy());
         cp->set_energy_joules(p.energy_joules());
+        cp->set_macs(p.macs());
         last_eval_step = p.step();
         any_eval = true;
       }
@@ -472,6 +493,19 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, bool /*s
   m.set_samples_relabelled(p.samples_relabelled());
   m.set_samples_reweighted(p.samples_reweighted());
   m.set_verdicts_correct(p.verdicts_correct());
+  if (run.has_test_accuracy()) m.set_test_accuracy(run.test_accuracy());
+  if (run.has_best_test_accuracy()) m.set_best_test_accuracy(run.best_test_accuracy());
+  if (run.has_best_smoothed_eval_accuracy()) {
+    m.set_best_smoothed_accuracy(run.best_smoothed_eval_accuracy());
+  }
+  m.set_macs(p.macs());
+  m.set_eval_macs(p.eval_macs());
+  m.set_samples_pruned(p.samples_pruned());
+  m.set_samples_reviewed(p.samples_reviewed());
+  m.set_feedback_errors(p.feedback_errors());
+  if (m.crowd().raters() > 0 && p.elapsed_seconds() > 0) {
+    m.set_real_raters_equivalent(m.crowd().modelled_seconds() / p.elapsed_seconds());
+  }
   m.set_parameter_count(run.model().parameter_count());
   m.set_macs_per_sample(run.model().macs_per_sample());
   m.set_node(run.node());

@@ -1,4 +1,4 @@
-// Runs an experiment: each mode of a spec one after another (so energy attribution is clean)
+// Runs an experiment: for each paired seed, each mode of a spec one after another (so energy attribution is clean)
 // through the running services — TrainerService on every rank, the node's EnergyService, and the
 // FeedbackService with a simulated crowd in the human modes — and collects the figures.
 //
@@ -60,7 +60,10 @@ class ExperimentRunner final {
   const std::string& experiment_id() const { return experiment_id_; }
 
  private:
-  cli::ModeResult RunMode(v1::Mode mode, double target, bool stop_at_target);
+  // Runs every mode of paired seed `seed` (0-based), the baseline first when it sets the target.
+  void RunSeed(std::int64_t seed, cli::ExperimentResult& result);
+  // Runs one mode of one seed; `target` is what its trainer stops at (0: none).
+  cli::ModeResult RunMode(v1::Mode mode, double target, std::int64_t seed);
 
   Spec spec_;
   RunnerOptions options_;

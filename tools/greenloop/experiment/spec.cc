@@ -30,7 +30,9 @@ const std::map<std::string, v1::Mode>& Modes() {
   static const auto* m = new std::map<std::string, v1::Mode>{{"baseline", v1::MODE_BASELINE},
                                                              {"hitl", v1::MODE_HITL},
                                                              {"auto", v1::MODE_AUTO},
-                                                             {"hybrid", v1::MODE_HYBRID}};
+                                                             {"hybrid", v1::MODE_HYBRID},
+                                                             {"clean", v1::MODE_CLEAN},
+                                                             {"prune", v1::MODE_PRUNE}};
   return *m;
 }
 
@@ -59,7 +61,14 @@ struct Raw {
   std::string score = "loss";
   std::string pool = "training_batches";
   std::string on_wrong_label = "relabel";
+  std::string auto_on_wrong_label = "same";
 };
+
+// Training samples each dataset ships, out of which the validation split is held
+// (Fashion-MNIST's training files; SpamAssassin's 6,046 mails less the 20 % test split).
+std::int64_t TrainingPool(v1::Dataset dataset) {
+  return dataset == v1::DATASET_SPAM_ASSASSIN ? 4836 : 60000;
+}
 
 void Bind(config::Schema& s, Spec& spec, Raw& raw) {
   CrowdSpec& c = spec.crowd;
@@ -109,6 +118,41 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
            "auto flags a label when another class has this probability", {.min = 0.5, .max = 0.999})
       .Add("auto_review.human_band", &spec.human_band,
            "hybrid: band around the threshold for humans", {.min = 0.0, .max = 0.5})
+      .Add("verdicts.auto_on_wrong_label", &raw.auto_on_wrong_label,
+           "what an automatic rejection does (same: as on_wrong_label)",
+           {.one_of = {"same", "relabel", "drop", "reweight"}})
+      .Add("seeds", &spec.seeds,
+           "paired seeds: seed i runs every mode with seed+i, noise.seed+i, crowd.seed+i",
+           {.min = 1, .max = 50})
+      .Add("validation_samples", &spec.validation_samples,
+           "clean validation split held out of the training data (decides targets and "
+           "stopping; test reported only); 0 = evaluate on the test split",
+           {.min = 0})
+      .Add("eval_smoothing", &spec.eval_smoothing,
+           "evaluations averaged before the target is compared (the plateau is the best such "
+           "average)",
+           {.min = 1, .max = 100})
+      .Add("pruning.ratio", &spec.pruning_ratio,
+           "InfoBatch: share of well-learnt samples left out of each epoch, [0, 1); 0 = off",
+           {.min = 0.0, .max = 0.95})
+      .Add("pruning.anneal_fraction", &spec.pruning_anneal_fraction,
+           "share of epochs at the end without pruning; 0 = 0.125", {.min = 0.0, .max = 0.95})
+      .Add("noise_review.enabled", &spec.noise_review,
+           "find noisy labels from per-sample training losses (two-component mixture)")
+      .Add("noise_review.warmup_epochs", &spec.review_warmup_epochs,
+           "epochs of loss history before the first review", {.min = 1, .max = 100})
+      .Add("noise_review.auto_threshold", &spec.review_auto_threshold,
+           "posterior of the noisy component from which auto/hybrid fix a label",
+           {.min = 0.5, .max = 0.9999})
+      .Add("noise_review.human_threshold", &spec.review_human_threshold,
+           "posterior from which humans are asked (hybrid: up to auto_threshold)",
+           {.min = 0.01, .max = 0.9999})
+      .Add("noise_review.min_outstanding_items", &spec.review_min_outstanding,
+           "items that may await verdicts before a verdict rate is measured; 0 = 4 x candidates",
+           {.min = 0, .max = 100000})
+      .Add("noise_review.outstanding_seconds", &spec.review_outstanding_seconds,
+           "items awaiting verdicts follow the measured verdict rate x these seconds",
+           {.min = 0.1, .max = 3600.0})
       .Add("projection.warmup_steps", &spec.projection_warmup_steps,
            "steps before the first energy projection; 0 = trainer default (50)", {.min = 0})
       .Add("crowd.raters", &c.raters, "simulated raters", {.min = 0, .max = 200})
@@ -146,6 +190,28 @@ absl::Status Invalid(const std::string& path, std::string message) {
   return absl::InvalidArgumentError(fmt::format("{}: {}", path, message));
 }
 
+// The validation split, pruning and review keys that depend on each other or on the dataset.
+absl::Status FinishProtocol(const Spec& spec) {
+  const std::string& p = spec.path;
+  const std::int64_t pool = TrainingPool(spec.dataset);
+  const std::int64_t train = spec.max_train_samples > 0 ? spec.max_train_samples : 1;
+  if (spec.validation_samples > 0 && spec.validation_samples + train > pool) {
+    return Invalid(p, fmt::format("validation_samples: {} validation and {} training samples do "
+                                  "not fit the {} training samples {} ships (lower "
+                                  "max_train_samples or validation_samples)",
+                                  spec.validation_samples, spec.max_train_samples, pool,
+                                  DatasetName(spec.dataset)));
+  }
+  if (std::find(spec.modes.begin(), spec.modes.end(), v1::MODE_PRUNE) != spec.modes.end() &&
+      spec.pruning_ratio == 0.0) {
+    return Invalid(p, "pruning.ratio: mode prune needs a ratio in (0, 1)");
+  }
+  if (spec.review_human_threshold > spec.review_auto_threshold) {
+    return Invalid(p, "noise_review.human_threshold is above noise_review.auto_threshold");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Finish(Spec& spec, const Raw& raw) {
   const std::string& p = spec.path;
   if (spec.name.empty()) return Invalid(p, "name is required (e.g. name: fmnist-noise30)");
@@ -178,12 +244,13 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
     spec.target_accuracy = t;
   }
   if (raw.modes.empty())
-    return Invalid(p, "modes: name at least one of baseline, hitl, auto, hybrid");
+    return Invalid(p, "modes: name at least one of baseline, hitl, auto, hybrid, clean, prune");
   std::set<v1::Mode> seen;
   for (const std::string& m : raw.modes) {
     auto it = Modes().find(m);
     if (it == Modes().end()) {
-      return Invalid(p, fmt::format("modes: unknown mode '{}' (baseline, hitl, auto, hybrid)", m));
+      return Invalid(p, fmt::format(
+                            "modes: unknown mode '{}' (baseline, hitl, auto, hybrid, clean, prune)", m));
     }
     if (!seen.insert(it->second).second) return Invalid(p, fmt::format("modes: '{}' twice", m));
     spec.modes.push_back(it->second);
@@ -224,8 +291,12 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
   spec.on_wrong_label = raw.on_wrong_label == "relabel" ? v1::WRONG_LABEL_ACTION_RELABEL
                         : raw.on_wrong_label == "drop"  ? v1::WRONG_LABEL_ACTION_DROP
                                                         : v1::WRONG_LABEL_ACTION_REWEIGHT;
+  spec.auto_on_wrong_label = raw.auto_on_wrong_label == "same" ? v1::WRONG_LABEL_ACTION_UNSPECIFIED
+                             : raw.auto_on_wrong_label == "relabel" ? v1::WRONG_LABEL_ACTION_RELABEL
+                             : raw.auto_on_wrong_label == "drop"    ? v1::WRONG_LABEL_ACTION_DROP
+                                                                    : v1::WRONG_LABEL_ACTION_REWEIGHT;
   if (spec.output_dir.empty()) return Invalid(p, "output_dir is empty");
-  return absl::OkStatus();
+  return FinishProtocol(spec);
 }
 
 }  // namespace
@@ -254,26 +325,43 @@ std::string SpecUsage() {
 }
 
 v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& experiment_id,
-                           const std::string& campaign_id, double target_accuracy) {
+                           const std::string& campaign_id, double target_accuracy,
+                           std::int64_t seed_index) {
   v1::RunConfig c;
   c.set_dataset(spec.dataset);
   c.set_max_train_samples(static_cast<std::uint64_t>(spec.max_train_samples));
   if (spec.noise_rate > 0) {
     c.mutable_label_noise()->set_rate(spec.noise_rate);
     c.mutable_label_noise()->set_kind(spec.noise_kind);
-    c.mutable_label_noise()->set_seed(static_cast<std::uint64_t>(spec.noise_seed));
+    c.mutable_label_noise()->set_seed(static_cast<std::uint64_t>(spec.noise_seed + seed_index));
   }
   c.set_model_kind(spec.model);
   c.set_batch_size(static_cast<std::uint32_t>(spec.batch_size));
   c.set_learning_rate(spec.learning_rate);
-  c.set_seed(static_cast<std::uint64_t>(spec.seed));
+  c.set_seed(static_cast<std::uint64_t>(spec.seed + seed_index));
+  c.set_validation_samples(static_cast<std::uint64_t>(spec.validation_samples));
+  c.set_eval_smoothing(static_cast<std::uint32_t>(spec.eval_smoothing));
+  if (mode != v1::MODE_BASELINE && mode != v1::MODE_CLEAN && spec.pruning_ratio > 0) {
+    c.mutable_pruning()->set_ratio(spec.pruning_ratio);
+    c.mutable_pruning()->set_anneal_fraction(spec.pruning_anneal_fraction);
+  }
   c.set_eval_every_steps(static_cast<std::uint32_t>(spec.eval_every_steps));
   c.mutable_budget()->set_max_epochs(static_cast<std::uint32_t>(spec.max_epochs));
   c.mutable_budget()->set_max_steps(static_cast<std::uint64_t>(spec.max_steps));
   c.mutable_budget()->set_max_energy_joules(spec.max_energy_joules);
   c.set_target_accuracy(target_accuracy);
   c.set_mode(mode);
-  if (mode != v1::MODE_BASELINE) {
+  if (mode == v1::MODE_HITL || mode == v1::MODE_AUTO || mode == v1::MODE_HYBRID) {
+    if (spec.noise_review) {
+      v1::NoiseReview* r = c.mutable_noise_review();
+      r->set_enabled(true);
+      r->set_warmup_epochs(static_cast<std::uint32_t>(spec.review_warmup_epochs));
+      r->set_auto_threshold(spec.review_auto_threshold);
+      r->set_human_threshold(spec.review_human_threshold);
+      r->set_min_outstanding_items(static_cast<std::uint32_t>(spec.review_min_outstanding));
+      r->set_outstanding_seconds(spec.review_outstanding_seconds);
+    }
+    c.mutable_verdict_policy()->set_auto_on_wrong_label(spec.auto_on_wrong_label);
     c.set_select_every_steps(static_cast<std::uint32_t>(spec.select_every_steps));
     c.set_candidates_per_selection(static_cast<std::uint32_t>(spec.candidates_per_selection));
     c.set_selection_score(spec.selection_score);

@@ -84,6 +84,20 @@ struct Spec {
   double flag_threshold = 0.9;
   double human_band = 0.1;
   std::int64_t projection_warmup_steps = 0;
+  // Paired seeds: seed i runs every mode with seed + i, noise.seed + i and crowd.seed + i.
+  std::int64_t seeds = 1;
+  // Clean validation split held out of the training data; 0: evaluate on the test split.
+  std::int64_t validation_samples = 0;
+  std::int64_t eval_smoothing = 1;
+  double pruning_ratio = 0.0;
+  double pruning_anneal_fraction = 0.0;
+  bool noise_review = false;
+  std::int64_t review_warmup_epochs = 1;
+  double review_auto_threshold = 0.9;
+  double review_human_threshold = 0.5;
+  std::int64_t review_min_outstanding = 0;
+  double review_outstanding_seconds = 10.0;
+  v1::WrongLabelAction auto_on_wrong_label = v1::WRONG_LABEL_ACTION_UNSPECIFIED;
   CrowdSpec crowd;
   ServicesSpec services;
   std::string output_dir = ".local/experiments";
@@ -99,10 +113,12 @@ std::string SpecUsage();
 
 // The trainer config of one mode of `spec`. `target_accuracy` is what the trainer stops at
 // (0: none); `campaign_id` is used in human modes.
+// `seed_index` picks the paired seed (0: spec.seed and noise.seed as written).
 v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& experiment_id,
-                           const std::string& campaign_id, double target_accuracy);
+                           const std::string& campaign_id, double target_accuracy,
+                           std::int64_t seed_index = 0);
 
-// "baseline", "hitl", "auto", "hybrid".
+// "baseline", "hitl", "auto", "hybrid", "clean", "prune".
 std::string ModeName(v1::Mode mode);
 // "fashion_mnist", "spam_assassin".
 std::string DatasetName(v1::Dataset dataset);
