@@ -1,80 +1,78 @@
 #!/usr/bin/env bash
-# The figure issue 6 exists for, measured on the real services (a benchmark, not a test):
+# The figure greenloop exists for, measured on the real services over paired seeds (a benchmark,
+# not a test):
 #
-#   tests/bench/experiment/run_bench.sh [BUILD_DIR] [SPEC]     # default: build, the Fashion-MNIST
-#                                                             # 30 %-noise spec, default crowd
+#   tests/bench/experiment/run_bench.sh [--seeds=N] [--spec=FILE]... [--build=DIR] [--calibrate]
 #
-# Starts its own stack on free loopback ports (PostgreSQL, collector, feedback with auth, one
-# trainer rank; tests/integration/experiment/stack.sh), then
-#   1. `greenloop predict --calibrate`: 12 one-epoch baseline runs of different sizes, stored;
-#   2. `greenloop experiment run SPEC`: every mode of the spec, one after another;
-#   3. `greenloop predict --spec SPEC` again, now over the calibration runs and the experiment's;
-# and prints, from what PostgreSQL stored: each mode's energy to reach the baseline's best accuracy
-# as a share of the baseline's (target ≤ 50 % for hitl and hybrid), final and best accuracy,
-# modelled human minutes, verdict precision; the early-projection error at 10 % and 25 % of every
-# run (target ≤ 5 %); and the leave-one-out error of the pre-run regression (target ≤ 15 %).
+# Defaults: 5 seeds, the headline spec examples/fashion-mnist-cd40.yaml (40 % class-dependent
+# noise) then examples/fashion-mnist-noise30.yaml (30 % symmetric), build dir `build`. Starts its
+# own stack on free loopback ports (PostgreSQL, collector, feedback with auth, one trainer rank;
+# tests/integration/experiment/stack.sh) and runs `greenloop experiment run` on each spec with its
+# `seeds:` replaced by --seeds. Each seed runs every mode with the same initialisation, data order,
+# noise draw and crowd; each mode's energy to its seed's baseline plateau (clean validation split)
+# is a share of that baseline's, in two kinds: the collector's (`estimated` on a node without a
+# meter, `measured` with one) and `modelled` (counted MACs × the baseline's J/MAC). It ends with
+# one line per spec and mode:
 #
-# Energy here is `estimated` unless the node has a meter (docs/energy.md); human time is
-# `modelled` (simulated crowd, time-compressed). Takes 15–25 minutes on 2 cores. Set
-# GREENLOOP_BENCH_SKIP_CALIBRATE=1 to skip step 1.
+#   headline: MODE share=0.NN [0.LO-0.HI] modelled=0.NN [0.LO-0.HI] seeds=N val=0.NNNN test=0.NNNN rater_min=N
+#
+# preceded by `spec: NAME` lines. Mean and 95 % percentile-bootstrap interval over seeds; val and
+# test at stop (the baseline's test at its plateau); rater minutes modelled (simulated crowd,
+# time-compressed). --calibrate also runs `greenloop predict --calibrate` first and the pre-run
+# regression after. About 40 minutes on 2 cores with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source tests/integration/experiment/stack.sh
-BUILD="${1:-build}"
-SPEC="${2:-examples/fashion-mnist-noise30.yaml}"
+BUILD=build
+SEEDS=5
+SPECS=()
+CALIBRATE=""
+for arg in "$@"; do
+  case "$arg" in
+    --seeds=*) SEEDS="${arg#--seeds=}" ;;
+    --spec=*) SPECS+=("${arg#--spec=}") ;;
+    --build=*) BUILD="${arg#--build=}" ;;
+    --calibrate) CALIBRATE=1 ;;
+    *) echo "usage: $0 [--seeds=N] [--spec=FILE]... [--build=DIR] [--calibrate]" >&2; exit 2 ;;
+  esac
+done
+[[ "$SEEDS" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --seeds must be a positive integer" >&2; exit 2; }
+((${#SPECS[@]} > 0)) || SPECS=(examples/fashion-mnist-cd40.yaml examples/fashion-mnist-noise30.yaml)
 WORK="$(cd "$BUILD" && pwd)/bench-experiment"
 for tool in jq psql; do command -v "$tool" >/dev/null || stack_fail "$tool is not installed"; done
 
 echo "== stack (logs under $WORK/stack/services)"
 stack_up "$BUILD" "$WORK/stack"
-stack_spec "$SPEC" "$WORK/spec.yaml"
-sql() { psql "$PG_URL" -XqAt -v ON_ERROR_STOP=1 -c "$1"; }
 common=(--pg.url="$PG_URL" --auth.token="$ADMIN_TOKEN" --auth.admin_token="$ADMIN_TOKEN")
 
-if [[ -z "${GREENLOOP_BENCH_SKIP_CALIBRATE:-}" ]]; then
-  echo "== 1. greenloop predict --calibrate (12 one-epoch baseline runs)"
+headlines=""
+for spec in "${SPECS[@]}"; do
+  name="$(basename "$spec" .yaml)"
+  stack_spec "$spec" "$WORK/$name.yaml"
+  if grep -q '^seeds:' "$WORK/$name.yaml"; then
+    sed -i "s/^seeds:.*/seeds: $SEEDS/" "$WORK/$name.yaml"
+  else
+    echo "seeds: $SEEDS" >>"$WORK/$name.yaml"
+  fi
+  if [[ -n "$CALIBRATE" ]]; then
+    echo "== greenloop predict --calibrate ($name)"
+    "$CLI" predict --spec "$WORK/$name.yaml" --calibrate "${common[@]}" 2>"$WORK/calibrate.err" |
+      tee "$WORK/calibrate-$name.out"
+  fi
+  echo "== greenloop experiment run $spec ($SEEDS seeds)"
   start=$SECONDS
-  "$CLI" predict --spec "$WORK/spec.yaml" --calibrate "${common[@]}" 2>"$WORK/calibrate.err" |
-    tee "$WORK/calibrate.out"
-  echo "calibration took $((SECONDS - start)) s"
-fi
-
-echo "== 2. greenloop experiment run $SPEC"
-start=$SECONDS
-"$CLI" experiment run "$WORK/spec.yaml" "${common[@]}" --no_progress --experiment_id=bench \
-  --output_dir="$WORK/reports" 2>&1 | tee "$WORK/experiment.out"
-experiment_seconds=$((SECONDS - start))
-
-echo "== 3. greenloop predict --spec $SPEC"
-"$CLI" predict --spec "$WORK/spec.yaml" "${common[@]}" | tee "$WORK/predict.out"
-
-result="$(sql "SELECT result FROM experiments WHERE experiment_id = 'bench'")"
+  "$CLI" experiment run "$WORK/$name.yaml" "${common[@]}" --no_progress \
+    --experiment_id="bench-$name" --output_dir="$WORK/reports" 2>&1 | tee "$WORK/$name.out"
+  echo "$name: $((SECONDS - start)) s wall"
+  if [[ -n "$CALIBRATE" ]]; then
+    "$CLI" predict --spec "$WORK/$name.yaml" "${common[@]}" | tee "$WORK/predict-$name.out"
+  fi
+  # What each side did, from what PostgreSQL stored.
+  psql "$PG_URL" -XqAt -v ON_ERROR_STOP=1 \
+    -c "SELECT result FROM experiments WHERE experiment_id = 'bench-$name'" | jq -r '
+    .modes[] | "  \(.mode)/s\(.seedIndex // 0): \(.state), \(.steps // 0) steps, \(.samplesProcessed // 0) samples, \(.samplesPruned // 0) pruned, \(.verdictsApplied // 0) verdicts (\(.verdictsCorrect // 0) right), \(.energyToTargetJoules // "—") J to target of \(.energyJoules // 0 | . * 10 | round / 10) J, \(.energySource)"'
+  headlines+="spec: $name"$'\n'"$(grep '^headline:' "$WORK/$name.out")"$'\n'
+done
 echo
-echo "== results ($SPEC, experiment 'bench', $experiment_seconds s wall)"
-jq -r '
-  def num: if . == null then 0 else tonumber end;
-  def pct: if . == null then "     —" else (. * 1000 | round / 10 | tostring) + " %" end;
-  (.modes[] | select(.mode == "baseline") | .energyToTargetJoules) as $base |
-  "target accuracy (the baseline'"'"'s best): \(.targetAccuracy)",
-  "mode      state       J→target  share of baseline  final    best     steps  rater-min(modelled)  verdicts(applied/right)  energy",
-  (.modes[] |
-    "\(.mode | .[0:9] | . + " " * (9 - length)) \(.state | . + " " * (11 - length)) " +
-    "\(if .energyToTargetJoules then (.energyToTargetJoules * 10 | round / 10 | tostring) else "not reached" end | " " * (9 - length) + .)" +
-    "  \(if .energyToTargetJoules and $base then (.energyToTargetJoules / $base | pct) else "—" end | " " * (17 - length) + .)" +
-    "  \(.finalAccuracy)  \(.bestAccuracy)  \(.steps | num)" +
-    "  \((.crowd.modelledSeconds // 0) / 60 * 10 | round / 10)" +
-    "  \(.verdictsApplied | num)/\(.verdictsCorrect | num)  \(.energySource)")
-' <<<"$result"
-echo
-echo "early projection of each run's total energy (error = |projected − actual| / actual):"
-jq -r '
-  def pct: if . == null then "—" else (. * 1000 | round / 10 | tostring) + " %" end;
-  .modes[] | "  \(.mode): at 10 % \(.projectionError10 | pct), at 25 % \(.projectionError25 | pct), trainer final \(.trainerProjectionError | pct), finish: \(.finishReason)"
-' <<<"$result"
-sql "SELECT '  calibration: ' || count(*) || ' runs, median |error at 25 %| ' ||
-            round((100 * percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(projection_error_25)))::numeric, 1) || ' %'
-     FROM experiment_runs WHERE experiment_id LIKE 'calibrate-%' AND projection_error_25 IS NOT NULL"
-echo
-echo "pre-run regression: $(grep 'leave-one-out' "$WORK/predict.out" | sed 's/^ *//')"
-echo "stored runs: $(sql "SELECT count(*) FROM experiment_runs WHERE state = 'succeeded'") succeeded"
-echo "report: $WORK/reports/bench/report.md"
+echo "reports: $WORK/reports/"
+printf '%s' "$headlines"

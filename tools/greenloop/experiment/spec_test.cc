@@ -32,7 +32,8 @@ constexpr const char* kMinimal = "name: t\ndataset: fashion_mnist\nbudget: {max_
 
 TEST(SpecTest, ShippedExamplesLoad) {
   for (const char* f : {"examples/fashion-mnist-noise30.yaml", "examples/spam-assassin-noise.yaml",
-                        "examples/tiny.yaml"}) {
+                        "examples/tiny.yaml", "examples/fashion-mnist-cd40.yaml",
+                        "examples/quick.yaml"}) {
     absl::StatusOr<Spec> s = LoadSpec(Source(f));
     ASSERT_TRUE(s.ok()) << f << ": " << s.status();
     EXPECT_EQ(s->modes.front(), v1::MODE_BASELINE) << f;
@@ -77,6 +78,12 @@ TEST(SpecTest, ImpossibleValuesAreRejected) {
       {"crowd: {seconds_median: -1}\n", "crowd.seconds_median"},
       {"dataset: cifar\n", "dataset"},
       {"selection: {pool: everything}\n", "selection.pool"},
+      {"seeds: 0\n", "seeds"},
+      {"pruning: {ratio: 1.0}\n", "pruning.ratio"},
+      {"modes: [baseline, prune]\n", "pruning.ratio"},
+      {"max_train_samples: 59000\nvalidation_samples: 2000\n", "validation_samples"},
+      {"noise_review: {auto_threshold: 0.6, human_threshold: 0.7}\n",
+       "noise_review.human_threshold"},
   };
   for (const auto& [extra, expected] : cases) {
     absl::StatusOr<Spec> s = LoadSpec(Write(std::string(kMinimal) + extra));
@@ -118,6 +125,28 @@ TEST(SpecTest, RunConfigCarriesTheSpec) {
   ASSERT_TRUE(random.ok()) << random.status();
   EXPECT_EQ(RunConfigFor(*random, v1::MODE_AUTO, "exp-2", "", 0).selection_pool(),
             v1::SELECTION_POOL_RANDOM);
+}
+
+TEST(SpecTest, PairedSeedsVaryTogetherAndTheProtocolReachesTheTrainer) {
+  absl::StatusOr<Spec> s = LoadSpec(Source("examples/fashion-mnist-cd40.yaml"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->seeds, 5);
+  const v1::RunConfig hybrid = RunConfigFor(*s, v1::MODE_HYBRID, "exp-1", "c", 0.7, 3);
+  EXPECT_EQ(hybrid.seed(), static_cast<std::uint64_t>(s->seed + 3));
+  EXPECT_EQ(hybrid.label_noise().seed(), static_cast<std::uint64_t>(s->noise_seed + 3));
+  EXPECT_EQ(hybrid.validation_samples(), 1000u);
+  EXPECT_EQ(hybrid.eval_smoothing(), 3u);
+  EXPECT_TRUE(hybrid.noise_review().enabled());
+  EXPECT_DOUBLE_EQ(hybrid.pruning().ratio(), 0.5);
+  // The baseline and the clean reference neither prune nor review; prune prunes only.
+  const v1::RunConfig base = RunConfigFor(*s, v1::MODE_BASELINE, "exp-1", "", 0, 3);
+  EXPECT_EQ(base.seed(), hybrid.seed());
+  EXPECT_FALSE(base.has_pruning());
+  EXPECT_FALSE(base.has_noise_review());
+  EXPECT_FALSE(RunConfigFor(*s, v1::MODE_CLEAN, "exp-1", "", 0).has_pruning());
+  const v1::RunConfig prune = RunConfigFor(*s, v1::MODE_PRUNE, "exp-1", "", 0);
+  EXPECT_TRUE(prune.has_pruning());
+  EXPECT_FALSE(prune.has_noise_review());
 }
 
 }  // namespace
