@@ -5,7 +5,7 @@
 # and report paths. The stack stays up afterwards (Prometheus, the rater page);
 # `deploy/local/down.sh` stops it all.
 #
-#   deploy/local/run.sh                  # examples/tiny.yaml: 4 modes, a few minutes on 2 cores
+#   deploy/local/run.sh                  # examples/quick.yaml: 5 modes x 3 seeds, ~5 min on 2 cores
 #   deploy/local/run.sh SPEC.yaml        # any spec, e.g. examples/fashion-mnist-noise30.yaml
 #   GREENLOOP_NO_EXPERIMENT=1 deploy/local/run.sh   # only bring the stack up
 set -euo pipefail
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 ROOT="$PWD"
 LOCAL="$ROOT/.local"
 BUILD_DIR="${GREENLOOP_BUILD_DIR:-build}"
-SPEC="${1:-examples/tiny.yaml}"
+SPEC="${1:-examples/quick.yaml}"
 CLI="$BUILD_DIR/tools/greenloop/greenloop"
 mkdir -p "$LOCAL"
 

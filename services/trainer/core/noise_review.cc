@@ -1,6 +1,7 @@
 #include "services/trainer/core/noise_review.h"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 
 namespace greenloop::trainer {
@@ -12,6 +13,7 @@ v1::NoiseReview WithDefaults(const v1::NoiseReview& in, std::uint32_t candidates
   if (r.human_threshold() == 0) r.set_human_threshold(std::min(0.5, r.auto_threshold()));
   if (r.min_outstanding_items() == 0) r.set_min_outstanding_items(4 * std::max(1u, candidates));
   if (r.outstanding_seconds() == 0) r.set_outstanding_seconds(10);
+  if (r.relabel_probability() == 0) r.set_relabel_probability(0.6);
   return r;
 }
 
@@ -41,10 +43,20 @@ ReviewSplit SplitForReview(const SampleStats& stats, std::span<const std::uint8_
   ReviewSplit split;
   std::vector<std::size_t> who;
   std::vector<double> values;
+  // Class-wise: a hard class (Shirt) has high losses on its clean samples too, so each loss is
+  // taken relative to the mean loss of the samples that carry the same label.
+  std::map<std::int64_t, std::pair<double, std::size_t>> by_label;
   for (std::size_t p = 0; p < stats.size(); ++p) {
     if (active[p] == 0 || !stats.seen(p) || decided(p)) continue;
     who.push_back(p);
-    values.push_back(stats.relative_loss(p));
+    auto& [sum, count] = by_label[labels[p]];
+    sum += stats.relative_loss(p);
+    ++count;
+  }
+  for (std::size_t p : who) {
+    const auto& [sum, count] = by_label[labels[p]];
+    const double mean = sum / static_cast<double>(count);
+    values.push_back(mean > 1e-12 ? stats.relative_loss(p) / mean : 0.0);
   }
   split.classified = who.size();
   split.fit = FitTwoGaussians(values);
@@ -54,14 +66,16 @@ ReviewSplit SplitForReview(const SampleStats& stats, std::span<const std::uint8_
     const auto p = static_cast<std::int64_t>(who[i]);
     const bool confident = post >= review.auto_threshold();
     if (automatic && confident) {
-      if (stats.predicted(who[i]) != labels[who[i]]) {
+      if (stats.predicted(who[i]) == labels[who[i]]) continue;
+      const bool sure = stats.predicted_probability(who[i]) >= review.relabel_probability();
+      if (sure || mode == v1::MODE_AUTO) {
         split.automatic.push_back(p);
         split.automatic_posterior.push_back(post);
+        continue;
       }
-      continue;
     }
     const bool ask = (mode == v1::MODE_HITL && post >= review.human_threshold()) ||
-                     (mode == v1::MODE_HYBRID && post >= review.human_threshold() && !confident);
+                     (mode == v1::MODE_HYBRID && post >= review.human_threshold());
     if (ask) {
       split.human.push_back(p);
       split.human_posterior.push_back(post);

@@ -35,10 +35,13 @@ struct ReviewSplit {
 };
 
 // Splits the active samples that have a recorded loss and are not `decided` (asked already or
-// fixed automatically) by their posterior of the high-loss component, for `mode`:
+// fixed automatically) by their posterior of the high-loss component of a mixture fitted to their
+// losses relative to their batch's and to their label's mean loss (class-wise), for `mode`:
 // MODE_AUTO fills `automatic`, MODE_HITL fills `human` (posterior >= human_threshold), MODE_HYBRID
-// both (the ambiguous band to humans). A confidently noisy sample whose predicted class is its
-// current label is left alone. `review` must have its defaults filled.
+// both: the confidently noisy samples whose class the model is sure of (relabel_probability) are
+// automatic, the ambiguous band and the confident ones the model is unsure of go to humans. A
+// confidently noisy sample whose predicted class is its current label is left alone. `review`
+// must have its defaults filled.
 ReviewSplit SplitForReview(const SampleStats& stats, std::span<const std::uint8_t> active,
                            std::span<const std::int64_t> labels, const v1::NoiseReview& review,
                            v1::Mode mode, const std::function<bool(std::size_t)>& decided);

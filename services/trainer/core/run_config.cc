@@ -33,6 +33,9 @@ absl::Status ValidateReviewAndPruning(v1::RunConfig& c) {
     return Invalid(fmt::format("config.noise_review.human_threshold must be in (0, {}]",
                                auto_threshold));
   }
+  if (!(r.relabel_probability() >= 0 && r.relabel_probability() <= 1)) {
+    return Invalid("config.noise_review.relabel_probability must be in (0, 1]");
+  }
   if (!std::isfinite(r.outstanding_seconds()) || r.outstanding_seconds() < 0) {
     return Invalid("config.noise_review.outstanding_seconds must be a non-negative number");
   }

@@ -51,9 +51,6 @@ enum Control : std::size_t {
 constexpr std::uint64_t kEpochSeedSalt = 0x9E3779B97F4A7C15ULL;
 constexpr std::uint64_t kPoolSeedSalt = 0xC2B2AE3D27D4EB4FULL;
 constexpr std::uint64_t kPruneSeedSalt = 0x165667B19E3779F9ULL;
-// The noise review relabels a confidently noisy sample to the model's class at or above this
-// probability of that class (from its last training forward pass), and drops it below.
-constexpr float kAutoRelabelProbability = 0.6f;
 
 // A run-ending condition, carried out of the loop.
 struct Finish {
@@ -391,7 +388,7 @@ class Loop final {
       v.set_given_label(static_cast<std::uint32_t>(state_.labels()[position]));
       // A label known wrong is replaced by the model's class only where the model is sure of
       // it; otherwise the verdict only says "wrong", which the policy turns into a drop.
-      if (stats_.predicted_probability(position) >= kAutoRelabelProbability) {
+      if (stats_.predicted_probability(position) >= review_.relabel_probability()) {
         v.set_consensus_label(static_cast<std::uint32_t>(stats_.predicted(position)));
         v.set_suggested_action(v1::VERDICT_ACTION_RELABEL);
       } else {
@@ -539,6 +536,10 @@ class Loop final {
                progress_.step() % opts_.energy_check_every == 0) {
       absl::Status s = RefreshEnergy();
       if (!s.ok()) return s;
+    }
+    if (Reviews() && rank() == 0 && review_.review_every_steps() > 0 &&
+        progress_.step() % review_.review_every_steps() == 0) {
+      Review();
     }
     if (JudgesSamples(config_.mode()) && progress_.step() % config_.select_every_steps() == 0 &&
         rank() == 0) {

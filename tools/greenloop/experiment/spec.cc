@@ -153,6 +153,14 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
       .Add("noise_review.outstanding_seconds", &spec.review_outstanding_seconds,
            "items awaiting verdicts follow the measured verdict rate x these seconds",
            {.min = 0.1, .max = 3600.0})
+      .Add("noise_review.relabel_probability", &spec.review_relabel_probability,
+           "the model's probability of its class from which auto/hybrid relabel to it; below, "
+           "auto drops and hybrid asks humans",
+           {.min = 0.01, .max = 1.0})
+      .Add("noise_review.every_steps", &spec.review_every_steps,
+           "also review every N steps from step N on (the warm-up is then N steps); 0 = at "
+           "epoch ends only",
+           {.min = 0, .max = 1000000})
       .Add("projection.warmup_steps", &spec.projection_warmup_steps,
            "steps before the first energy projection; 0 = trainer default (50)", {.min = 0})
       .Add("crowd.raters", &c.raters, "simulated raters", {.min = 0, .max = 200})
@@ -360,6 +368,8 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
       r->set_human_threshold(spec.review_human_threshold);
       r->set_min_outstanding_items(static_cast<std::uint32_t>(spec.review_min_outstanding));
       r->set_outstanding_seconds(spec.review_outstanding_seconds);
+      r->set_relabel_probability(spec.review_relabel_probability);
+      r->set_review_every_steps(static_cast<std::uint32_t>(spec.review_every_steps));
     }
     c.mutable_verdict_policy()->set_auto_on_wrong_label(spec.auto_on_wrong_label);
     c.set_select_every_steps(static_cast<std::uint32_t>(spec.select_every_steps));

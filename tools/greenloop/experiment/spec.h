@@ -97,6 +97,8 @@ struct Spec {
   double review_human_threshold = 0.5;
   std::int64_t review_min_outstanding = 0;
   double review_outstanding_seconds = 10.0;
+  double review_relabel_probability = 0.6;
+  std::int64_t review_every_steps = 0;
   v1::WrongLabelAction auto_on_wrong_label = v1::WRONG_LABEL_ACTION_UNSPECIFIED;
   CrowdSpec crowd;
   ServicesSpec services;

@@ -137,14 +137,18 @@ TEST(SpecTest, PairedSeedsVaryTogetherAndTheProtocolReachesTheTrainer) {
   EXPECT_EQ(hybrid.validation_samples(), 1000u);
   EXPECT_EQ(hybrid.eval_smoothing(), 3u);
   EXPECT_TRUE(hybrid.noise_review().enabled());
-  EXPECT_DOUBLE_EQ(hybrid.pruning().ratio(), 0.5);
-  // The baseline and the clean reference neither prune nor review; prune prunes only.
+  EXPECT_EQ(hybrid.noise_review().review_every_steps(), 40u);
+  EXPECT_FALSE(hybrid.has_pruning());
   const v1::RunConfig base = RunConfigFor(*s, v1::MODE_BASELINE, "exp-1", "", 0, 3);
   EXPECT_EQ(base.seed(), hybrid.seed());
-  EXPECT_FALSE(base.has_pruning());
   EXPECT_FALSE(base.has_noise_review());
-  EXPECT_FALSE(RunConfigFor(*s, v1::MODE_CLEAN, "exp-1", "", 0).has_pruning());
-  const v1::RunConfig prune = RunConfigFor(*s, v1::MODE_PRUNE, "exp-1", "", 0);
+  // noise30 prunes: every judging mode and prune do, the baseline and the clean reference don't.
+  absl::StatusOr<Spec> n30 = LoadSpec(Source("examples/fashion-mnist-noise30.yaml"));
+  ASSERT_TRUE(n30.ok()) << n30.status();
+  EXPECT_DOUBLE_EQ(RunConfigFor(*n30, v1::MODE_HITL, "e", "c", 0).pruning().ratio(), 0.5);
+  EXPECT_FALSE(RunConfigFor(*n30, v1::MODE_BASELINE, "e", "", 0).has_pruning());
+  EXPECT_FALSE(RunConfigFor(*n30, v1::MODE_CLEAN, "e", "", 0).has_pruning());
+  const v1::RunConfig prune = RunConfigFor(*n30, v1::MODE_PRUNE, "exp-1", "", 0);
   EXPECT_TRUE(prune.has_pruning());
   EXPECT_FALSE(prune.has_noise_review());
 }
