@@ -39,7 +39,8 @@ void SortBySuspicion(std::vector<std::int64_t>& positions, std::vector<double>& 
 
 ReviewSplit SplitForReview(const SampleStats& stats, std::span<const std::uint8_t> active,
                            std::span<const std::int64_t> labels, const v1::NoiseReview& review,
-                           v1::Mode mode, const std::function<bool(std::size_t)>& decided) {
+                           v1::Mode mode, const std::function<bool(std::size_t)>& decided,
+                           std::uint64_t min_record_step) {
   ReviewSplit split;
   std::vector<std::size_t> who;
   std::vector<double> values;
@@ -48,6 +49,7 @@ ReviewSplit SplitForReview(const SampleStats& stats, std::span<const std::uint8_
   std::map<std::int64_t, std::pair<double, std::size_t>> by_label;
   for (std::size_t p = 0; p < stats.size(); ++p) {
     if (active[p] == 0 || !stats.seen(p) || decided(p)) continue;
+    if (stats.recorded_step(p) < min_record_step) continue;
     who.push_back(p);
     auto& [sum, count] = by_label[labels[p]];
     sum += stats.relative_loss(p);

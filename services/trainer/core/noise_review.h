@@ -41,10 +41,12 @@ struct ReviewSplit {
 // both: the confidently noisy samples whose class the model is sure of (relabel_probability) are
 // automatic, the ambiguous band and the confident ones the model is unsure of go to humans. A
 // confidently noisy sample whose predicted class is its current label is left alone. `review`
-// must have its defaults filled.
+// must have its defaults filled. Samples whose last record was made before `min_record_step` (by
+// a model that had hardly trained) are left for a later review.
 ReviewSplit SplitForReview(const SampleStats& stats, std::span<const std::uint8_t> active,
                            std::span<const std::int64_t> labels, const v1::NoiseReview& review,
-                           v1::Mode mode, const std::function<bool(std::size_t)>& decided);
+                           v1::Mode mode, const std::function<bool(std::size_t)>& decided,
+                           std::uint64_t min_record_step = 0);
 
 // How many items may await human verdicts at once: min_outstanding_items at first, then the
 // measured verdict rate (verdicts per second since the first enqueue) × outstanding_seconds.

@@ -6,16 +6,21 @@
 
 namespace greenloop::trainer {
 
+namespace {
+constexpr std::size_t kPacked = 5;  // floats per sample in EpochBuffer()
+}  // namespace
+
 SampleStats::SampleStats(std::size_t n)
     : seen_(n, 0),
       seen_this_epoch_(n, 0),
       loss_(n, 0.0f),
       relative_(n, 0.0f),
       predicted_(n, -1),
-      predicted_p_(n, 0.0f) {}
+      predicted_p_(n, 0.0f),
+      step_(n, 0) {}
 
 void SampleStats::Set(std::size_t p, float loss, float relative, std::int64_t predicted,
-                      float predicted_p) {
+                      float predicted_p, std::uint64_t step) {
   if (seen_[p] == 0) ++seen_count_;
   seen_[p] = 1;
   seen_this_epoch_[p] = 1;
@@ -23,10 +28,11 @@ void SampleStats::Set(std::size_t p, float loss, float relative, std::int64_t pr
   relative_[p] = relative;
   predicted_[p] = predicted;
   predicted_p_[p] = predicted_p;
+  step_[p] = step;
 }
 
 void SampleStats::Record(std::span<const std::int64_t> positions, std::span<const float> losses,
-                         std::span<const float> probs, int classes) {
+                         std::span<const float> probs, int classes, std::uint64_t step) {
   if (positions.empty()) return;
   const double mean =
       std::accumulate(losses.begin(), losses.end(), 0.0) / static_cast<double>(losses.size());
@@ -36,29 +42,31 @@ void SampleStats::Record(std::span<const std::int64_t> positions, std::span<cons
     const float* row = probs.data() + i * k;
     const auto top = static_cast<std::size_t>(std::max_element(row, row + k) - row);
     Set(static_cast<std::size_t>(positions[i]), losses[i], static_cast<float>(losses[i] * scale),
-        static_cast<std::int64_t>(top), row[top]);
+        static_cast<std::int64_t>(top), row[top], step);
   }
 }
 
 std::vector<float> SampleStats::EpochBuffer() const {
-  std::vector<float> out(4 * size(), 0.0f);
+  std::vector<float> out(kPacked * size(), 0.0f);
   for (std::size_t p = 0; p < size(); ++p) {
     if (seen_this_epoch_[p] == 0) continue;
-    out[4 * p] = 1.0f;
-    out[4 * p + 1] = loss_[p];
-    out[4 * p + 2] = relative_[p];
-    out[4 * p + 3] = static_cast<float>(predicted_[p]) + predicted_p_[p] / 2.0f;
+    float* o = out.data() + kPacked * p;
+    o[0] = 1.0f;
+    o[1] = loss_[p];
+    o[2] = relative_[p];
+    o[3] = static_cast<float>(predicted_[p]) + predicted_p_[p] / 2.0f;
+    o[4] = static_cast<float>(step_[p]);
   }
   return out;
 }
 
 void SampleStats::Absorb(std::span<const float> summed) {
-  for (std::size_t p = 0; p < size() && 4 * p + 3 < summed.size(); ++p) {
-    if (summed[4 * p] < 0.5f) continue;
-    const float packed = summed[4 * p + 3];
-    const float cls = std::floor(packed);
-    Set(p, summed[4 * p + 1], summed[4 * p + 2], static_cast<std::int64_t>(cls),
-        2.0f * (packed - cls));
+  for (std::size_t p = 0; p < size() && kPacked * p + kPacked - 1 < summed.size(); ++p) {
+    const float* in = summed.data() + kPacked * p;
+    if (in[0] < 0.5f) continue;
+    const float cls = std::floor(in[3]);
+    Set(p, in[1], in[2], static_cast<std::int64_t>(cls), 2.0f * (in[3] - cls),
+        static_cast<std::uint64_t>(in[4]));
   }
 }
 

@@ -29,11 +29,11 @@ class SampleStats final {
   // Records one batch: `losses[i]` is the cross-entropy of sample `positions[i]` under the label
   // it trained with, `probs` its class probabilities (positions.size() × classes, row-major).
   void Record(std::span<const std::int64_t> positions, std::span<const float> losses,
-              std::span<const float> probs, int classes);
+              std::span<const float> probs, int classes, std::uint64_t step = 0);
 
-  // The samples recorded since the last call, flattened for a sum across ranks: 4 floats per
-  // sample (seen, loss, relative loss, predicted class + probability packed as class + p/2),
-  // zeros for samples this rank did not see. Absorb() takes the summed buffer back.
+  // The samples recorded since the last call, flattened for a sum across ranks: 5 floats per
+  // sample (seen, loss, relative loss, predicted class + probability packed as class + p/2, the
+  // step), zeros for samples this rank did not see. Absorb() takes the summed buffer back.
   std::vector<float> EpochBuffer() const;
   void Absorb(std::span<const float> summed);
   // Starts a new epoch of recording (what EpochBuffer() packs).
@@ -45,10 +45,13 @@ class SampleStats final {
   float relative_loss(std::size_t p) const { return relative_[p]; }
   std::int64_t predicted(std::size_t p) const { return predicted_[p]; }
   float predicted_probability(std::size_t p) const { return predicted_p_[p]; }
+  // The optimizer step at which the sample's last record was made.
+  std::uint64_t recorded_step(std::size_t p) const { return step_[p]; }
   std::size_t seen_count() const { return seen_count_; }
 
  private:
-  void Set(std::size_t p, float loss, float relative, std::int64_t predicted, float predicted_p);
+  void Set(std::size_t p, float loss, float relative, std::int64_t predicted, float predicted_p,
+           std::uint64_t step);
 
   std::vector<std::uint8_t> seen_;
   std::vector<std::uint8_t> seen_this_epoch_;
@@ -56,6 +59,7 @@ class SampleStats final {
   std::vector<float> relative_;
   std::vector<std::int64_t> predicted_;
   std::vector<float> predicted_p_;
+  std::vector<std::uint64_t> step_;
   std::size_t seen_count_ = 0;
 };
 

@@ -30,7 +30,7 @@ TEST(SampleStatsTest, EpochBuffersSummedAcrossRanksGiveEveryRankTheUnion) {
   SampleStats rank1(4);
   const std::vector<float> probs = {0.1f, 0.9f, 0.6f, 0.4f};
   rank0.Record(std::vector<std::int64_t>{0, 2}, std::vector<float>{1.0f, 2.0f}, probs, 2);
-  rank1.Record(std::vector<std::int64_t>{1, 3}, std::vector<float>{4.0f, 4.0f}, probs, 2);
+  rank1.Record(std::vector<std::int64_t>{1, 3}, std::vector<float>{4.0f, 4.0f}, probs, 2, 7);
   std::vector<float> sum = rank0.EpochBuffer();
   const std::vector<float> other = rank1.EpochBuffer();
   for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += other[i];
@@ -43,6 +43,8 @@ TEST(SampleStatsTest, EpochBuffersSummedAcrossRanksGiveEveryRankTheUnion) {
     EXPECT_EQ(s->predicted(0), 1);
     EXPECT_EQ(s->predicted(2), 0);
     EXPECT_NEAR(s->predicted_probability(2), 0.6f, 1e-6);
+    EXPECT_EQ(s->recorded_step(3), 7u);
+    EXPECT_EQ(s->recorded_step(0), 0u);
   }
   rank0.NewEpoch();
   const std::vector<float> empty = rank0.EpochBuffer();

@@ -367,13 +367,21 @@ class Loop final {
     return absl::OkStatus();
   }
 
+  // Records made by a model that had hardly trained say little: the first review_every_steps
+  // steps (or, reviewing at epoch ends, the first half epoch) are left out.
+  std::uint64_t MinRecordStep() const {
+    return review_.review_every_steps() > 0 ? review_.review_every_steps()
+                                            : std::max<std::uint64_t>(1, steps_this_epoch_ / 2);
+  }
+
   // Rank 0: splits the training set by its loss statistics; confidently noisy samples become
   // automatic verdicts (applied at the next step on every rank), ambiguous ones the human queue.
   void Review() {
     const ReviewSplit split = SplitForReview(
         stats_, state_.active(), state_.labels(), review_, config_.mode(), [&](std::size_t p) {
           return decided_.contains(p) || asked_.contains(ds_.train.refs[p]);
-        });
+        },
+        MinRecordStep());
     // Every sample classified, fixed or asked about at least once.
     progress_.set_samples_reviewed(std::min<std::uint64_t>(
         ds_.train.size(), std::max<std::uint64_t>(progress_.samples_reviewed(),
@@ -454,7 +462,7 @@ class Loop final {
                                              static_cast<std::size_t>(losses.numel())),
                       std::span<const float>(probs.data_ptr<float>(),
                                              static_cast<std::size_t>(probs.numel())),
-                      ds_.num_classes());
+                      ds_.num_classes(), progress_.step() + 1);
       }
       if (rank() == 0 && config_.mode() != v1::MODE_BASELINE &&
           config_.selection_pool() == v1::SELECTION_POOL_TRAINING_BATCHES) {

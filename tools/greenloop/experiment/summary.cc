@@ -131,15 +131,16 @@ std::vector<cli::ModeSummary> Summarise(const cli::ExperimentResult& result) {
     cli::ModeSummary s;
     s.set_mode(mode);
     std::vector<double> share, modelled;
+    std::size_t included = 0;
     double val = 0, test = 0, minutes = 0, eval_share = 0, real = 0;
     for (const cli::ModeResult* m : runs[mode]) {
       const cli::ModeResult* base = BaselineOf(result, m->seed_index());
-      if (m->state() != "succeeded" || base == nullptr || CollectorCost(*base) <= 0 ||
-          ModelledCost(*base) <= 0) {
-        continue;
-      }
-      share.push_back(CollectorCost(*m) / CollectorCost(*base));
-      modelled.push_back(ModelledCost(*m) / ModelledCost(*base));
+      if (m->state() != "succeeded" || base == nullptr) continue;
+      // A run too short for the collector to have sampled has no collector share; its modelled
+      // share still counts.
+      if (CollectorCost(*base) > 0) share.push_back(CollectorCost(*m) / CollectorCost(*base));
+      if (ModelledCost(*base) > 0) modelled.push_back(ModelledCost(*m) / ModelledCost(*base));
+      ++included;
       if (m->has_energy_to_target_joules()) s.set_reached(s.reached() + 1);
       if (m->feedback_errors() > 0) s.set_degraded(s.degraded() + 1);
       val += m->final_accuracy();
@@ -149,9 +150,9 @@ std::vector<cli::ModeSummary> Summarise(const cli::ExperimentResult& result) {
       eval_share += m->macs() > 0 ? m->eval_macs() / m->macs() : 0.0;
       real += m->real_raters_equivalent();
     }
-    const auto n = static_cast<double>(share.size());
-    s.set_seeds(static_cast<std::uint32_t>(share.size()));
-    if (!share.empty()) {
+    const auto n = static_cast<double>(included);
+    s.set_seeds(static_cast<std::uint32_t>(included));
+    if (included > 0) {
       const MeanInterval a = BootstrapMean(share);
       const MeanInterval b = BootstrapMean(modelled);
       s.set_share_mean(a.mean);
