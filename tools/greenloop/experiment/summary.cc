@@ -138,8 +138,17 @@ std::vector<cli::ModeSummary> Summarise(const cli::ExperimentResult& result) {
       if (m->state() != "succeeded" || base == nullptr) continue;
       // A run too short for the collector to have sampled has no collector share; its modelled
       // share still counts.
-      if (CollectorCost(*base) > 0) share.push_back(CollectorCost(*m) / CollectorCost(*base));
-      if (ModelledCost(*base) > 0) modelled.push_back(ModelledCost(*m) / ModelledCost(*base));
+      // A run that never reached the target saved nothing: whatever it spent, its share is at
+      // least 1 (its whole energy alone would be a lower bound, flattering a run that gave up
+      // early or trained on less).
+      const bool reached = m->has_energy_to_target_joules();
+      const auto floor_at = [reached](double x) { return reached ? x : std::max(1.0, x); };
+      if (CollectorCost(*base) > 0) {
+        share.push_back(floor_at(CollectorCost(*m) / CollectorCost(*base)));
+      }
+      if (ModelledCost(*base) > 0) {
+        modelled.push_back(floor_at(ModelledCost(*m) / ModelledCost(*base)));
+      }
       ++included;
       if (m->has_energy_to_target_joules()) s.set_reached(s.reached() + 1);
       if (m->feedback_errors() > 0) s.set_degraded(s.degraded() + 1);

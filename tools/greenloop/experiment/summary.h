@@ -10,7 +10,8 @@
 //
 // The target of seed i is its baseline's plateau: the best moving average of eval_smoothing
 // consecutive evaluations (validation accuracy when the spec has a validation split). A run that
-// never reaches it counts with its whole energy, and ModeSummary.reached says how many did.
+// never reaches it saved nothing: its share is max(1, its whole energy / the baseline's energy to
+// target), and ModeSummary.reached says how many did.
 //
 // Thread-safety: pure functions.
 #pragma once

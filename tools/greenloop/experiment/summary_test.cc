@@ -94,17 +94,21 @@ TEST(SummaryTest, SharesArePairedWithTheSameSeedsBaselinePlateau) {
                          "val=0\\.[0-9]{4} test=0\\.8000 rater_min=0"));
 }
 
-TEST(SummaryTest, ARunThatMissesTheTargetCountsWithItsWholeEnergy) {
+TEST(SummaryTest, ARunThatMissesTheTargetSavedNothing) {
   cli::ExperimentResult r;
   r.set_target_is_baseline_best(true);
   r.set_eval_smoothing(1);
   *r.add_modes() = MakeRun("baseline", 0, 0.05, 10);  // plateau 0.9 at point 9: 90 J
-  *r.add_modes() = MakeRun("auto", 0, 0.01, 5);       // never gets there: 50 J in all
+  *r.add_modes() = MakeRun("auto", 0, 0.01, 5);       // gives up early: 50 J in all
+  *r.add_modes() = MakeRun("hitl", 0, 0.01, 12);      // never gets there either: 120 J
   ApplyTargets(r);
   EXPECT_FALSE(r.modes(1).has_energy_to_target_joules());
   const std::vector<cli::ModeSummary> s = Summarise(r);
   EXPECT_EQ(s[1].reached(), 0u);
-  EXPECT_NEAR(s[1].share_mean(), 50.0 / 90.0, 1e-12);
+  // 50 J of the baseline's 90 J is no saving when the target was never reached.
+  EXPECT_DOUBLE_EQ(s[1].share_mean(), 1.0);
+  EXPECT_DOUBLE_EQ(s[1].modelled_share_mean(), 1.0);
+  EXPECT_NEAR(s[2].share_mean(), 120.0 / 90.0, 1e-12);
 }
 
 }  // namespace
