@@ -120,19 +120,8 @@ std::string UtcRfc3339(std::time_t t) {
 }
 
 void ApplyTarget(cli::ModeResult& result, double target) {
-  result.set_target_accuracy(target);
-  result.clear_energy_to_target_joules();
-  result.clear_steps_to_target();
-  result.clear_seconds_to_target();
-  if (target <= 0) return;
-  for (const cli::CurvePoint& p : result.curve()) {
-    if (p.accuracy() + 1e-12 >= target) {
-      result.set_energy_to_target_joules(p.energy_joules());
-      result.set_steps_to_target(p.step());
-      result.set_seconds_to_target(p.elapsed_seconds());
-      return;
-    }
-  }
+  Smooth(result, 1);  // a window of one: the raw accuracies
+  ApplyTargetToSmoothed(result, target);
 }
 
 ExperimentRunner::ExperimentRunner(Spec spec, RunnerOptions options, std::ostream& progress)

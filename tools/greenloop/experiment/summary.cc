@@ -34,7 +34,9 @@ double Plateau(const cli::ModeResult& baseline) {
   return best;
 }
 
-void SetToTarget(cli::ModeResult& m, double target) {
+}  // namespace
+
+void ApplyTargetToSmoothed(cli::ModeResult& m, double target) {
   m.set_target_accuracy(target);
   m.clear_energy_to_target_joules();
   m.clear_steps_to_target();
@@ -51,8 +53,6 @@ void SetToTarget(cli::ModeResult& m, double target) {
     }
   }
 }
-
-}  // namespace
 
 MeanInterval BootstrapMean(std::span<const double> values, std::uint64_t seed, int resamples) {
   MeanInterval out;
@@ -103,7 +103,7 @@ void ApplyTargets(cli::ExperimentResult& result) {
     }
     targets[m.seed_index()] = target;
   }
-  for (cli::ModeResult& m : *result.mutable_modes()) SetToTarget(m, targets[m.seed_index()]);
+  for (cli::ModeResult& m : *result.mutable_modes()) ApplyTargetToSmoothed(m, targets[m.seed_index()]);
   if (result.target_is_baseline_best() && !targets.empty()) {
     result.set_target_accuracy(targets.begin()->second);
   }

@@ -40,6 +40,10 @@ MeanInterval BootstrapMean(std::span<const double> values, std::uint64_t seed = 
 // window-th point on).
 void Smooth(cli::ModeResult& mode, std::uint32_t window);
 
+// Sets `mode`'s target and fills energy, steps, seconds and MACs to it from the first curve point
+// whose smoothed_accuracy (Smooth()) is at or above it; clears them when none is.
+void ApplyTargetToSmoothed(cli::ModeResult& mode, double target);
+
 // Per seed: sets every run's target to its seed's baseline plateau (or the fixed target when the
 // spec has one, result.target_accuracy() > 0 and not baseline_best) and fills energy, steps,
 // seconds and MACs to target from the first smoothed point at or above it.
