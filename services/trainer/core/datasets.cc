@@ -302,10 +302,10 @@ absl::StatusOr<std::shared_ptr<LoadedDataset>> BuildFashion(const RawImages& raw
   std::size_t n = n_all - validation;
   if (max_train > 0 && max_train < n) n = max_train;
   for (std::size_t i = n_all - validation; i < n_all; ++i) {
-    out->validation.pixels.insert(out->validation.pixels.end(),
-                                  raw.train_pixels.begin() + static_cast<std::ptrdiff_t>(i * pixels),
-                                  raw.train_pixels.begin() +
-                                      static_cast<std::ptrdiff_t>((i + 1) * pixels));
+    out->validation.pixels.insert(
+        out->validation.pixels.end(),
+        raw.train_pixels.begin() + static_cast<std::ptrdiff_t>(i * pixels),
+        raw.train_pixels.begin() + static_cast<std::ptrdiff_t>((i + 1) * pixels));
     out->validation.labels.push_back(raw.train_labels[i]);
     out->validation.clean_labels.push_back(raw.train_labels[i]);
     out->validation.refs.push_back(i);

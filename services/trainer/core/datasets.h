@@ -138,11 +138,9 @@ std::string MailDisplayText(std::string_view mail, std::size_t max_chars = 4000)
 // INVALID_ARGUMENT for an unknown dataset, a bad noise spec or a validation split that does not
 // fit; the read errors above otherwise.
 class DatasetCache;
-absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(DatasetCache& cache,
-                                                                 v1::Dataset dataset,
-                                                                 std::uint64_t max_train_samples,
-                                                                 const v1::LabelNoise& noise,
-                                                                 std::uint64_t validation_samples = 0);
+absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(
+    DatasetCache& cache, v1::Dataset dataset, std::uint64_t max_train_samples,
+    const v1::LabelNoise& noise, std::uint64_t validation_samples = 0);
 
 // Keeps what was read from disk, so that a worker serving many runs reads each dataset once.
 //

@@ -103,8 +103,8 @@ TEST(SpamAssassin, ValidationSplitIsDisjointFromTrainAndTest) {
   for (std::uint64_t r : (*ds)->validation.refs) EXPECT_TRUE(seen.insert(r).second);
   for (std::uint64_t r : (*ds)->test.refs) EXPECT_TRUE(seen.insert(r).second);
   EXPECT_EQ(seen.size(), 6046u);
-  EXPECT_FALSE(LoadDataset(SharedCache(), v1::DATASET_SPAM_ASSASSIN, 4600, v1::LabelNoise(), 400)
-                   .ok());
+  EXPECT_FALSE(
+      LoadDataset(SharedCache(), v1::DATASET_SPAM_ASSASSIN, 4600, v1::LabelNoise(), 400).ok());
 }
 
 TEST(SpamAssassin, ReadsTheNpmPackageForReal) {

@@ -59,9 +59,8 @@ TEST(NoiseReviewTest, HybridSendsOnlyTheAmbiguousBandToHumansAndSkipsDecided) {
   v1::NoiseReview review = Defaults();
   review.set_auto_threshold(0.999);
   review.set_human_threshold(0.5);
-  const ReviewSplit split =
-      SplitForReview(w.stats, w.active, w.labels, review, v1::MODE_HYBRID,
-                     [](std::size_t p) { return p == 0 || p == 1; });
+  const ReviewSplit split = SplitForReview(w.stats, w.active, w.labels, review, v1::MODE_HYBRID,
+                                           [](std::size_t p) { return p == 0 || p == 1; });
   EXPECT_EQ(split.classified, 998u);
   std::set<std::int64_t> both(split.automatic.begin(), split.automatic.end());
   for (std::int64_t p : split.human) EXPECT_TRUE(both.insert(p).second) << "in both lists: " << p;

@@ -1,5 +1,5 @@
-// Which samples an epoch trains on: InfoBatch's unbiased dynamic data pruning (Qin et al., "InfoBatch:
-// Lossless Training Speed Up by Unbiased Dynamic Data Pruning", ICLR 2024).
+// Which samples an epoch trains on: InfoBatch's unbiased dynamic data pruning (Qin et al.,
+// "InfoBatch: Lossless Training Speed Up by Unbiased Dynamic Data Pruning", ICLR 2024).
 //
 // At each epoch start, every active sample whose last recorded training loss is below the mean of
 // the recorded losses is "well learnt"; each of those is left out of the epoch with probability

@@ -30,8 +30,8 @@ absl::Status ValidateReviewAndPruning(v1::RunConfig& c) {
   }
   const double auto_threshold = r.auto_threshold() > 0 ? r.auto_threshold() : 0.9;
   if (!(r.human_threshold() >= 0 && r.human_threshold() <= auto_threshold)) {
-    return Invalid(fmt::format("config.noise_review.human_threshold must be in (0, {}]",
-                               auto_threshold));
+    return Invalid(
+        fmt::format("config.noise_review.human_threshold must be in (0, {}]", auto_threshold));
   }
   if (!(r.relabel_probability() >= 0 && r.relabel_probability() <= 1)) {
     return Invalid("config.noise_review.relabel_probability must be in (0, 1]");

@@ -378,15 +378,14 @@ class Loop final {
   // automatic verdicts (applied at the next step on every rank), ambiguous ones the human queue.
   void Review() {
     const ReviewSplit split = SplitForReview(
-        stats_, state_.active(), state_.labels(), review_, config_.mode(), [&](std::size_t p) {
-          return decided_.contains(p) || asked_.contains(ds_.train.refs[p]);
-        },
+        stats_, state_.active(), state_.labels(), review_, config_.mode(),
+        [&](std::size_t p) { return decided_.contains(p) || asked_.contains(ds_.train.refs[p]); },
         MinRecordStep());
     // Every sample classified, fixed or asked about at least once.
     progress_.set_samples_reviewed(std::min<std::uint64_t>(
-        ds_.train.size(), std::max<std::uint64_t>(progress_.samples_reviewed(),
-                                                  split.classified + decided_.size() +
-                                                      asked_.size())));
+        ds_.train.size(),
+        std::max<std::uint64_t>(progress_.samples_reviewed(),
+                                split.classified + decided_.size() + asked_.size())));
     for (std::size_t i = 0; i < split.automatic.size(); ++i) {
       const auto position = static_cast<std::size_t>(split.automatic[i]);
       v1::Verdict v;
@@ -614,9 +613,9 @@ class Loop final {
         ++humans;
         Calibrate(p.verdict);
       }
-      std::optional<SampleChange> change =
-          state_.Apply(p.verdict, p.source, p.source == ChangeSource::kAuto ? auto_policy_ : policy_,
-                       progress_.step(), ds_.num_classes());
+      std::optional<SampleChange> change = state_.Apply(
+          p.verdict, p.source, p.source == ChangeSource::kAuto ? auto_policy_ : policy_,
+          progress_.step(), ds_.num_classes());
       if (!change) continue;
       progress_.set_verdicts_applied(progress_.verdicts_applied() + 1);
       switch (change->action) {
@@ -877,8 +876,8 @@ class Loop final {
     if (ds_.image_pixels() > 0) {
       const auto n = static_cast<std::size_t>(ds_.image_pixels());
       item.mutable_payload()->set_png(EncodeGreyscalePng(
-          std::span<const std::uint8_t>(ds_.train.pixels.data() + position * n, n),
-          ds_.image_rows, ds_.image_cols));
+          std::span<const std::uint8_t>(ds_.train.pixels.data() + position * n, n), ds_.image_rows,
+          ds_.image_cols));
     } else {
       item.mutable_payload()->set_text(ds_.train_display_text[position]);
     }
@@ -1268,7 +1267,7 @@ class Loop final {
   SampleStats stats_;
   std::vector<float> epoch_scale_;  // per training position: this epoch's pruning weight factor
   std::unordered_set<std::size_t> decided_;  // positions fixed automatically (rank 0)
-  std::vector<std::int64_t> human_queue_;     // noise review: positions for raters, in order
+  std::vector<std::int64_t> human_queue_;    // noise review: positions for raters, in order
   std::vector<double> human_posterior_;
   std::size_t human_next_ = 0;
   std::vector<double> recent_evals_;

@@ -178,9 +178,10 @@ std::string SummaryTable(const cli::ExperimentResult& result) {
                      "mode", "state", "J→target", "%base", "final", "best", "time", "verdicts",
                      "ratings", "rater-h", "J/rater-min", "energy");
   for (const Row& r : Rows(result)) {
-    out += fmt::format("{:<11} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>14} {:>8} {:>9} {:>11} {}\n",
-                       r.mode, r.state, r.to_target_j, r.share, r.final_acc, r.best_acc, r.time,
-                       r.verdicts, r.ratings, r.rater_hours, r.saved_per_min, r.source);
+    out +=
+        fmt::format("{:<11} {:<11} {:>11} {:>8} {:>8} {:>8} {:>9} {:>14} {:>8} {:>9} {:>11} {}\n",
+                    r.mode, r.state, r.to_target_j, r.share, r.final_acc, r.best_acc, r.time,
+                    r.verdicts, r.ratings, r.rater_hours, r.saved_per_min, r.source);
   }
   return out;
 }
@@ -273,8 +274,9 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
           "modelled");
     }
     if (m.samples_pruned() > 0 || m.samples_reviewed() > 0) {
-      row("sample relevance", fmt::format("{} samples pruned over the epochs; {} reviewed for noise",
-                                          m.samples_pruned(), m.samples_reviewed()),
+      row("sample relevance",
+          fmt::format("{} samples pruned over the epochs; {} reviewed for noise",
+                      m.samples_pruned(), m.samples_reviewed()),
           "");
     }
     if (m.feedback_errors() > 0) {

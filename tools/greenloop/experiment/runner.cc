@@ -325,8 +325,7 @@ cli::ModeResult ExperimentRunner::RunMode(v1::Mode mode, double target, std::int
   };
 
   // Start every rank.
-  const v1::RunConfig config =
-      RunConfigFor(spec_, mode, experiment_id_, campaign_id, target, seed);
+  const v1::RunConfig config = RunConfigFor(spec_, mode, experiment_id_, campaign_id, target, seed);
   for (std::size_t r = 0; r < trainers.size(); ++r) {
     v1::StartRunRequest request;
     request.set_run_id(run_id);

@@ -1,6 +1,7 @@
-// Runs an experiment: for each paired seed, each mode of a spec one after another (so energy attribution is clean)
-// through the running services — TrainerService on every rank, the node's EnergyService, and the
-// FeedbackService with a simulated crowd in the human modes — and collects the figures.
+// Runs an experiment: for each paired seed, each mode of a spec one after another (so energy
+// attribution is clean) through the running services — TrainerService on every rank, the node's
+// EnergyService, and the FeedbackService with a simulated crowd in the human modes — and collects
+// the figures.
 //
 //   ExperimentRunner runner(spec, {.token = token, .interrupted = [] { return g_sigint; }}, err);
 //   GREENLOOP_RETURN_IF_ERROR(runner.CheckServices());   // UNAVAILABLE names the service down

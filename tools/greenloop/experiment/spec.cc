@@ -27,12 +27,9 @@ const std::map<std::string, v1::ModelKind>& Models() {
   return *m;
 }
 const std::map<std::string, v1::Mode>& Modes() {
-  static const auto* m = new std::map<std::string, v1::Mode>{{"baseline", v1::MODE_BASELINE},
-                                                             {"hitl", v1::MODE_HITL},
-                                                             {"auto", v1::MODE_AUTO},
-                                                             {"hybrid", v1::MODE_HYBRID},
-                                                             {"clean", v1::MODE_CLEAN},
-                                                             {"prune", v1::MODE_PRUNE}};
+  static const auto* m = new std::map<std::string, v1::Mode>{
+      {"baseline", v1::MODE_BASELINE}, {"hitl", v1::MODE_HITL},   {"auto", v1::MODE_AUTO},
+      {"hybrid", v1::MODE_HYBRID},     {"clean", v1::MODE_CLEAN}, {"prune", v1::MODE_PRUNE}};
   return *m;
 }
 
@@ -257,8 +254,9 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
   for (const std::string& m : raw.modes) {
     auto it = Modes().find(m);
     if (it == Modes().end()) {
-      return Invalid(p, fmt::format(
-                            "modes: unknown mode '{}' (baseline, hitl, auto, hybrid, clean, prune)", m));
+      return Invalid(
+          p,
+          fmt::format("modes: unknown mode '{}' (baseline, hitl, auto, hybrid, clean, prune)", m));
     }
     if (!seen.insert(it->second).second) return Invalid(p, fmt::format("modes: '{}' twice", m));
     spec.modes.push_back(it->second);
@@ -302,7 +300,7 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
   spec.auto_on_wrong_label = raw.auto_on_wrong_label == "same" ? v1::WRONG_LABEL_ACTION_UNSPECIFIED
                              : raw.auto_on_wrong_label == "relabel" ? v1::WRONG_LABEL_ACTION_RELABEL
                              : raw.auto_on_wrong_label == "drop"    ? v1::WRONG_LABEL_ACTION_DROP
-                                                                    : v1::WRONG_LABEL_ACTION_REWEIGHT;
+                                                                 : v1::WRONG_LABEL_ACTION_REWEIGHT;
   if (spec.output_dir.empty()) return Invalid(p, "output_dir is empty");
   return FinishProtocol(spec);
 }

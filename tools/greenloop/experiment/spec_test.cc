@@ -31,9 +31,9 @@ std::string Write(const std::string& text) {
 constexpr const char* kMinimal = "name: t\ndataset: fashion_mnist\nbudget: {max_epochs: 1}\n";
 
 TEST(SpecTest, ShippedExamplesLoad) {
-  for (const char* f : {"examples/fashion-mnist-noise30.yaml", "examples/spam-assassin-noise.yaml",
-                        "examples/tiny.yaml", "examples/fashion-mnist-cd40.yaml",
-                        "examples/quick.yaml"}) {
+  for (const char* f :
+       {"examples/fashion-mnist-noise30.yaml", "examples/spam-assassin-noise.yaml",
+        "examples/tiny.yaml", "examples/fashion-mnist-cd40.yaml", "examples/quick.yaml"}) {
     absl::StatusOr<Spec> s = LoadSpec(Source(f));
     ASSERT_TRUE(s.ok()) << f << ": " << s.status();
     EXPECT_EQ(s->modes.front(), v1::MODE_BASELINE) << f;

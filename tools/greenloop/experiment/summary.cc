@@ -103,7 +103,8 @@ void ApplyTargets(cli::ExperimentResult& result) {
     }
     targets[m.seed_index()] = target;
   }
-  for (cli::ModeResult& m : *result.mutable_modes()) ApplyTargetToSmoothed(m, targets[m.seed_index()]);
+  for (cli::ModeResult& m : *result.mutable_modes())
+    ApplyTargetToSmoothed(m, targets[m.seed_index()]);
   if (result.target_is_baseline_best() && !targets.empty()) {
     result.set_target_accuracy(targets.begin()->second);
   }
@@ -154,7 +155,8 @@ std::vector<cli::ModeSummary> Summarise(const cli::ExperimentResult& result) {
       if (m->feedback_errors() > 0) s.set_degraded(s.degraded() + 1);
       val += m->final_accuracy();
       const bool baseline = m->mode() == "baseline";
-      test += baseline && m->has_best_test_accuracy() ? m->best_test_accuracy() : m->test_accuracy();
+      test +=
+          baseline && m->has_best_test_accuracy() ? m->best_test_accuracy() : m->test_accuracy();
       minutes += m->crowd().modelled_seconds() / 60.0;
       eval_share += m->macs() > 0 ? m->eval_macs() / m->macs() : 0.0;
       real += m->real_raters_equivalent();
@@ -214,8 +216,8 @@ std::string SeedsTable(const cli::ExperimentResult& result) {
       "over {} paired seeds — share of the same seed's baseline energy to its plateau "
       "(mean [95 % bootstrap CI]); collector figure {}, MAC figure modelled\n",
       result.seeds(), EnergyKind(result));
-  out += fmt::format("{:<9} {:>18} {:>18} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}\n", "mode",
-                     "share", "modelled", "reached", "val", "test", "rater-min", "raters", "eval");
+  out += fmt::format("{:<9} {:>18} {:>18} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}\n", "mode", "share",
+                     "modelled", "reached", "val", "test", "rater-min", "raters", "eval");
   for (const cli::ModeSummary& s : result.summaries()) {
     out += fmt::format(
         "{:<9} {:>18} {:>18} {:>8} {:>8.4f} {:>8.4f} {:>9.1f} {:>8.1f} {:>7.1f}%{}\n", s.mode(),
@@ -238,17 +240,17 @@ std::string SeedsMarkdown(const cli::ExperimentResult& result) {
       "MAC figure is `modelled` (counted multiply-accumulates of every pass × the J/MAC of the "
       "seed's baseline). Test accuracy is at stop (for the baseline: at its plateau).\n\n",
       std::max<std::uint32_t>(1, result.eval_smoothing()), EnergyKind(result));
-  md += "| mode | share (95 % CI) | modelled share (95 % CI) | reached | validation | test | "
-        "rater-min (modelled) | real raters to keep up | evaluation share (modelled) |\n";
+  md +=
+      "| mode | share (95 % CI) | modelled share (95 % CI) | reached | validation | test | "
+      "rater-min (modelled) | real raters to keep up | evaluation share (modelled) |\n";
   md += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const cli::ModeSummary& s : result.summaries()) {
-    md += fmt::format("| {} | {} | {} | {}/{} | {:.4f} | {:.4f} | {:.1f} | {:.1f} | {:.1f} % |\n",
-                      s.mode(), Interval(s.share_mean(), s.share_low(), s.share_high()),
-                      Interval(s.modelled_share_mean(), s.modelled_share_low(),
-                               s.modelled_share_high()),
-                      s.reached(), s.seeds(), s.validation_accuracy(), s.test_accuracy(),
-                      s.rater_minutes(), s.real_raters_equivalent(),
-                      100 * s.eval_share_modelled());
+    md += fmt::format(
+        "| {} | {} | {} | {}/{} | {:.4f} | {:.4f} | {:.1f} | {:.1f} | {:.1f} % |\n", s.mode(),
+        Interval(s.share_mean(), s.share_low(), s.share_high()),
+        Interval(s.modelled_share_mean(), s.modelled_share_low(), s.modelled_share_high()),
+        s.reached(), s.seeds(), s.validation_accuracy(), s.test_accuracy(), s.rater_minutes(),
+        s.real_raters_equivalent(), 100 * s.eval_share_modelled());
   }
   return md + "\n";
 }

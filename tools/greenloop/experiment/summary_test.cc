@@ -9,7 +9,7 @@ namespace {
 // A run whose accuracy climbs by `gain` per point (0.5, 0.5+gain, ...), 10 J and 100 MACs per
 // point, with a final test accuracy.
 cli::ModeResult MakeRun(const std::string& mode, std::uint32_t seed, double gain, int points,
-                    double joules_per_point = 10) {
+                        double joules_per_point = 10) {
   cli::ModeResult m;
   m.set_mode(mode);
   m.set_seed_index(seed);
