@@ -388,23 +388,12 @@ class Loop final {
                                 split.classified + decided_.size() + asked_.size())));
     for (std::size_t i = 0; i < split.automatic.size(); ++i) {
       const auto position = static_cast<std::size_t>(split.automatic[i]);
-      v1::Verdict v;
-      v.mutable_sample()->set_dataset(ds_.dataset);
-      v.mutable_sample()->set_index(ds_.train.refs[position]);
-      v.set_question_kind(v1::QUESTION_KIND_LABEL_CHOICE);
-      v.set_given_label(static_cast<std::uint32_t>(state_.labels()[position]));
       // A label known wrong is replaced by the model's class only where the model is sure of
       // it; otherwise the verdict only says "wrong", which the policy turns into a drop.
-      if (stats_.predicted_probability(position) >= review_.relabel_probability()) {
-        v.set_consensus_label(static_cast<std::uint32_t>(stats_.predicted(position)));
-        v.set_suggested_action(v1::VERDICT_ACTION_RELABEL);
-      } else {
-        v.set_label_correct(false);
-        v.set_suggested_action(v1::VERDICT_ACTION_DROP);
-      }
-      v.set_confidence(split.automatic_posterior[i]);
-      v.set_revision(1);
-      pending_.push_back({.verdict = std::move(v), .source = ChangeSource::kAuto});
+      const bool sure = stats_.predicted_probability(position) >= review_.relabel_probability();
+      QueueAutoVerdict(
+          position, sure ? std::optional<std::int64_t>(stats_.predicted(position)) : std::nullopt,
+          split.automatic_posterior[i]);
       decided_.insert(position);
     }
     human_queue_.assign(split.human.begin(), split.human.end());
@@ -817,30 +806,14 @@ class Loop final {
           break;
       }
       if (automatic) {
-        v1::Verdict v;
-        v.mutable_sample()->set_dataset(ds_.dataset);
-        v.mutable_sample()->set_index(ref);
-        v.set_question_kind(v1::QUESTION_KIND_LABEL_CHOICE);
-        v.set_given_label(static_cast<std::uint32_t>(given));
-        v.set_consensus_label(static_cast<std::uint32_t>(s.other));
-        v.set_suggested_action(v1::VERDICT_ACTION_RELABEL);
-        v.set_confidence(s.other_p);
-        v.set_revision(1);
-        pending_.push_back({.verdict = std::move(v), .source = ChangeSource::kAuto});
+        QueueAutoVerdict(position, s.other, s.other_p);
         ++flagged;
       }
       if (human) {
         v1::ItemInput item;
         item.mutable_sample()->set_dataset(ds_.dataset);
         item.mutable_sample()->set_index(ref);
-        if (ds_.image_pixels() > 0) {
-          const std::size_t n = static_cast<std::size_t>(ds_.image_pixels());
-          item.mutable_payload()->set_png(EncodeGreyscalePng(
-              std::span<const std::uint8_t>(ds_.train.pixels.data() + position * n, n),
-              ds_.image_rows, ds_.image_cols));
-        } else {
-          item.mutable_payload()->set_text(ds_.train_display_text[position]);
-        }
+        FillPayload(position, item);
         item.set_given_label(static_cast<std::uint32_t>(given));
         item.mutable_model_prediction()->set_label(static_cast<std::uint32_t>(s.top));
         item.mutable_model_prediction()->set_confidence(std::clamp(s.top_p, 0.0, 1.0));
@@ -869,6 +842,27 @@ class Loop final {
     }
     if (flagged > 0) message += fmt::format(", {} flagged automatically", flagged);
     Emit(v1::PROGRESS_EVENT_KIND_SELECTION, message);
+  }
+
+  // Rank 0: queues an automatic verdict on training sample `position` (applied at the next step
+  // on every rank): its label is `label` when known, else only "wrong" (a drop under RELABEL).
+  void QueueAutoVerdict(std::size_t position, std::optional<std::int64_t> label,
+                        double confidence) {
+    v1::Verdict v;
+    v.mutable_sample()->set_dataset(ds_.dataset);
+    v.mutable_sample()->set_index(ds_.train.refs[position]);
+    v.set_question_kind(v1::QUESTION_KIND_LABEL_CHOICE);
+    v.set_given_label(static_cast<std::uint32_t>(state_.labels()[position]));
+    if (label) {
+      v.set_consensus_label(static_cast<std::uint32_t>(*label));
+      v.set_suggested_action(v1::VERDICT_ACTION_RELABEL);
+    } else {
+      v.set_label_correct(false);
+      v.set_suggested_action(v1::VERDICT_ACTION_DROP);
+    }
+    v.set_confidence(confidence);
+    v.set_revision(1);
+    pending_.push_back({.verdict = std::move(v), .source = ChangeSource::kAuto});
   }
 
   // The display payload of training sample `position`.

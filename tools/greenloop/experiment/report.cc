@@ -14,14 +14,6 @@
 namespace greenloop::experiment {
 namespace {
 
-// The baseline of paired seed `seed`.
-const cli::ModeResult* Baseline(const cli::ExperimentResult& r, std::uint32_t seed) {
-  for (const cli::ModeResult& m : r.modes()) {
-    if (m.mode() == "baseline" && m.seed_index() == seed) return &m;
-  }
-  return nullptr;
-}
-
 std::string Opt(bool has, double v, const char* format_spec) {
   return has ? fmt::format(fmt::runtime(format_spec), v) : "—";
 }
@@ -38,7 +30,7 @@ struct Row {
 std::vector<Row> Rows(const cli::ExperimentResult& r) {
   std::vector<Row> rows;
   for (const cli::ModeResult& m : r.modes()) {
-    const cli::ModeResult* base = Baseline(r, m.seed_index());
+    const cli::ModeResult* base = BaselineOf(r, m.seed_index());
     Row row;
     row.mode = r.seeds() > 1 ? fmt::format("{}/s{}", m.mode(), m.seed_index()) : m.mode();
     row.state = m.state();

@@ -9,14 +9,14 @@
 #include <random>
 
 namespace greenloop::experiment {
-namespace {
-
 const cli::ModeResult* BaselineOf(const cli::ExperimentResult& r, std::uint32_t seed) {
   for (const cli::ModeResult& m : r.modes()) {
     if (m.mode() == "baseline" && m.seed_index() == seed && m.state() == "succeeded") return &m;
   }
   return nullptr;
 }
+
+namespace {
 
 // The run's energy to target, or its whole energy when it never got there.
 double CollectorCost(const cli::ModeResult& m) {

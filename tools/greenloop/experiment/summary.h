@@ -25,6 +25,9 @@
 
 namespace greenloop::experiment {
 
+// The succeeded baseline run of paired seed `seed`; null when there is none.
+const cli::ModeResult* BaselineOf(const cli::ExperimentResult& result, std::uint32_t seed);
+
 struct MeanInterval {
   double mean = 0;
   double low = 0;
