@@ -452,7 +452,9 @@ class Loop final {
                                              static_cast<std::size_t>(probs.numel())),
                       ds_.num_classes(), progress_.step() + 1);
       }
-      if (rank() == 0 && config_.mode() != v1::MODE_BASELINE &&
+      // Only Select() reads these; with the noise review it never runs, and the buffers would
+      // grow without bound.
+      if (rank() == 0 && JudgesSamples(config_.mode()) && !Reviews() &&
           config_.selection_pool() == v1::SELECTION_POOL_TRAINING_BATCHES) {
         RecordScores(positions, logits);
       }
