@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "services/trainer/core/trainer_internal.pb.h"
 
 namespace greenloop::trainer {
@@ -195,6 +197,57 @@ absl::StatusOr<std::vector<PendingVerdict>> DeserializeVerdicts(const std::strin
                    .source = entry.automatic() ? ChangeSource::kAuto : ChangeSource::kHuman,
                    .cursor = entry.cursor(),
                    .queue_lag_seconds = entry.queue_lag_seconds()});
+  }
+  return out;
+}
+
+std::uint64_t AppliedVerdicts::correct() const {
+  return static_cast<std::uint64_t>(std::count_if(changes.begin(), changes.end(),
+                                                  [](const SampleChange& c) { return c.correct; }));
+}
+
+namespace {
+
+void CountChange(const SampleChange& change, v1::Progress& progress) {
+  progress.set_verdicts_applied(progress.verdicts_applied() + 1);
+  switch (change.action) {
+    case ChangeAction::kRelabel:
+      progress.set_samples_relabelled(progress.samples_relabelled() + 1);
+      break;
+    case ChangeAction::kDrop:
+      progress.set_samples_dropped(progress.samples_dropped() + 1);
+      break;
+    case ChangeAction::kReweight:
+      progress.set_samples_reweighted(progress.samples_reweighted() + 1);
+      break;
+    case ChangeAction::kKeep:
+      break;
+  }
+  if (change.correct) progress.set_verdicts_correct(progress.verdicts_correct() + 1);
+}
+
+}  // namespace
+
+AppliedVerdicts ApplyVerdicts(const std::vector<PendingVerdict>& verdicts, TrainingSetState& state,
+                              const v1::VerdictPolicy& human_policy,
+                              const v1::VerdictPolicy& auto_policy, std::uint64_t step,
+                              int num_classes, v1::Progress& progress,
+                              const std::function<void(const v1::Verdict&)>& on_human) {
+  AppliedVerdicts out;
+  for (const PendingVerdict& p : verdicts) {
+    progress.set_verdicts_received(progress.verdicts_received() + 1);
+    const bool human = p.source == ChangeSource::kHuman;
+    if (human) {
+      if (!p.cursor.empty()) out.cursor = p.cursor;
+      out.queue_lag_seconds_sum += p.queue_lag_seconds;
+      ++out.humans;
+      if (on_human) on_human(p.verdict);
+    }
+    std::optional<SampleChange> change =
+        state.Apply(p.verdict, p.source, human ? human_policy : auto_policy, step, num_classes);
+    if (!change) continue;
+    CountChange(*change, progress);
+    out.changes.push_back(*std::move(change));
   }
   return out;
 }

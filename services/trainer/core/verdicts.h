@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -84,5 +85,24 @@ struct PendingVerdict {
 };
 std::string SerializeVerdicts(const std::vector<PendingVerdict>& verdicts);
 absl::StatusOr<std::vector<PendingVerdict>> DeserializeVerdicts(const std::string& bytes);
+
+// What one batch of verdicts did.
+struct AppliedVerdicts {
+  std::vector<SampleChange> changes;  // in verdict order
+  std::string cursor;                 // the last human verdict's cursor; empty when none had one
+  std::uint64_t humans = 0;           // human verdicts among them
+  double queue_lag_seconds_sum = 0;   // over the human verdicts
+  std::uint64_t correct() const;      // changes that moved a sample towards its clean label
+};
+
+// Applies `verdicts` in order to `state` at `step`: human ones under `human_policy`, automatic
+// ones under `auto_policy` (both with defaults filled), and counts them in `progress`
+// (verdicts_received/applied/correct, samples_relabelled/dropped/reweighted). `on_human` (may be
+// empty) sees every human verdict before it is applied.
+AppliedVerdicts ApplyVerdicts(const std::vector<PendingVerdict>& verdicts, TrainingSetState& state,
+                              const v1::VerdictPolicy& human_policy,
+                              const v1::VerdictPolicy& auto_policy, std::uint64_t step,
+                              int num_classes, v1::Progress& progress,
+                              const std::function<void(const v1::Verdict&)>& on_human);
 
 }  // namespace greenloop::trainer

@@ -160,5 +160,47 @@ TEST(TrainingSetState, SameVerdictStreamGivesTheSameTrainingSet) {
   EXPECT_FALSE(DeserializeVerdicts("\xff\xff garbage").ok());
 }
 
+TEST(ApplyVerdicts, EachSourceGetsItsPolicyAndProgressCountsWhatHappened) {
+  Split split = MakeSplit();
+  TrainingSetState state(split);
+  v1::VerdictPolicy human = WithDefaults({});
+  v1::VerdictPolicy automatic = human;
+  automatic.set_on_wrong_label(v1::WRONG_LABEL_ACTION_DROP);
+  std::vector<PendingVerdict> batch;
+  batch.push_back({.verdict = Choice(11, 2),  // right: relabel 1 → 2
+                   .source = ChangeSource::kHuman,
+                   .cursor = "c1",
+                   .queue_lag_seconds = 2.0});
+  batch.push_back({.verdict = Choice(12, 0), .source = ChangeSource::kAuto});  // wrong: drop
+  batch.push_back({.verdict = Choice(13, 3),
+                   .source = ChangeSource::kHuman,
+                   .cursor = "",
+                   .queue_lag_seconds = 4.0});  // confirmed: keep
+  batch.push_back({.verdict = Choice(10, 1, 0.1), .source = ChangeSource::kHuman});  // too unsure
+  v1::Progress progress;
+  std::vector<std::uint64_t> seen;
+  const AppliedVerdicts out =
+      ApplyVerdicts(batch, state, human, automatic, 7, 4, progress,
+                    [&](const v1::Verdict& v) { seen.push_back(v.sample().index()); });
+  ASSERT_EQ(out.changes.size(), 3u);
+  EXPECT_EQ(out.changes[0].action, ChangeAction::kRelabel);
+  EXPECT_EQ(out.changes[1].action, ChangeAction::kDrop);
+  EXPECT_EQ(out.changes[2].action, ChangeAction::kKeep);
+  EXPECT_EQ(out.changes[0].step, 7u);
+  EXPECT_EQ(out.cursor, "c1");  // the last non-empty one
+  EXPECT_EQ(out.humans, 3u);
+  EXPECT_DOUBLE_EQ(out.queue_lag_seconds_sum, 6.0);
+  EXPECT_EQ(seen, (std::vector<std::uint64_t>{11, 13, 10}));
+  EXPECT_EQ(out.correct(), 2u);  // the relabel and the confirmation
+  EXPECT_EQ(progress.verdicts_received(), 4u);
+  EXPECT_EQ(progress.verdicts_applied(), 3u);
+  EXPECT_EQ(progress.verdicts_correct(), 2u);
+  EXPECT_EQ(progress.samples_relabelled(), 1u);
+  EXPECT_EQ(progress.samples_dropped(), 1u);
+  EXPECT_EQ(progress.samples_reweighted(), 0u);
+  EXPECT_EQ(state.labels()[1], 2);
+  EXPECT_EQ(state.active()[2], 0);
+}
+
 }  // namespace
 }  // namespace greenloop::trainer

@@ -1,0 +1,85 @@
+#include "services/trainer/core/checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "services/trainer/core/trainer.h"
+
+namespace greenloop::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Net : torch::nn::Module {
+  Net() { fc = register_module("fc", torch::nn::Linear(4, 3)); }
+  torch::nn::Linear fc{nullptr};
+};
+
+class CheckpointFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("greenloop-ckpt-" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    dir_ = RankCheckpointDir(root_.string(), "run-1", 0);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  internal::CheckpointState State(std::uint64_t step) const {
+    internal::CheckpointState st;
+    st.set_run_id("run-1");
+    st.set_world_size(1);
+    st.set_step(step);
+    return st;
+  }
+
+  fs::path root_;
+  std::string dir_;
+};
+
+TEST_F(CheckpointFiles, RoundTripsTheModelOptimizerAndStateAndKeepsOnlyTheNewest) {
+  torch::manual_seed(1);
+  Net a;
+  torch::optim::Adam opt_a(a.parameters(), torch::optim::AdamOptions(0.01));
+  EXPECT_FALSE(HasCheckpoint(root_.string(), "run-1", 0));
+  ASSERT_TRUE(SaveCheckpoint(dir_, "epoch-1-step-5", a, opt_a, State(5)).ok());
+  absl::StatusOr<std::string> second = SaveCheckpoint(dir_, "epoch-1-step-9", a, opt_a, State(9));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(HasCheckpoint(root_.string(), "run-1", 0));
+  EXPECT_FALSE(fs::exists(fs::path(dir_) / "epoch-1-step-5"));
+  EXPECT_EQ(*second, (fs::path(dir_) / "epoch-1-step-9").string());
+
+  torch::manual_seed(2);
+  Net b;
+  torch::optim::Adam opt_b(b.parameters(), torch::optim::AdamOptions(0.01));
+  ASSERT_FALSE(torch::equal(a.fc->weight, b.fc->weight));
+  absl::StatusOr<LoadedCheckpoint> loaded = LoadLatestCheckpoint(dir_, "run-1", 1, b, opt_b);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->state.step(), 9u);
+  EXPECT_EQ(loaded->path, *second);
+  EXPECT_TRUE(torch::equal(a.fc->weight, b.fc->weight));
+  EXPECT_TRUE(torch::equal(a.fc->bias, b.fc->bias));
+}
+
+TEST_F(CheckpointFiles, RefusesWhatIsMissingBrokenAnotherRunsOrAnotherWorldsSize) {
+  Net net;
+  torch::optim::Adam opt(net.parameters(), torch::optim::AdamOptions(0.01));
+  EXPECT_EQ(LoadLatestCheckpoint(dir_, "run-1", 1, net, opt).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(SaveCheckpoint(dir_, "c", net, opt, State(1)).ok());
+  EXPECT_EQ(LoadLatestCheckpoint(dir_, "run-2", 1, net, opt).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(LoadLatestCheckpoint(dir_, "run-1", 2, net, opt).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  fs::remove(fs::path(dir_) / "c" / "model.pt");
+  EXPECT_EQ(LoadLatestCheckpoint(dir_, "run-1", 1, net, opt).status().code(),
+            absl::StatusCode::kDataLoss);
+  std::ofstream(fs::path(dir_) / "LATEST") << "gone";
+  EXPECT_EQ(LoadLatestCheckpoint(dir_, "run-1", 1, net, opt).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace greenloop::trainer

@@ -1,0 +1,41 @@
+#include "services/trainer/core/rater_items.h"
+
+#include <fmt/format.h>
+
+#include <span>
+
+#include "services/trainer/core/png.h"
+
+namespace greenloop::trainer {
+
+v1::ItemInput ItemFor(const LoadedDataset& dataset, std::size_t position,
+                      std::int64_t given_label) {
+  v1::ItemInput item;
+  item.mutable_sample()->set_dataset(dataset.dataset);
+  item.mutable_sample()->set_index(dataset.train.refs[position]);
+  if (dataset.image_pixels() > 0) {
+    const auto n = static_cast<std::size_t>(dataset.image_pixels());
+    item.mutable_payload()->set_png(EncodeGreyscalePng(
+        std::span<const std::uint8_t>(dataset.train.pixels.data() + position * n, n),
+        dataset.image_rows, dataset.image_cols));
+  } else {
+    item.mutable_payload()->set_text(dataset.train_display_text[position]);
+  }
+  item.set_given_label(static_cast<std::uint32_t>(given_label));
+  return item;
+}
+
+v1::CampaignSpec LabelCampaignFor(const LoadedDataset& dataset, const std::string& run_id) {
+  v1::CampaignSpec spec;
+  spec.set_display_name(fmt::format("{}: check labels", run_id));
+  spec.set_run_id(run_id);
+  spec.set_question_kind(v1::QUESTION_KIND_LABEL_CHOICE);
+  for (int i = 0; i < dataset.num_classes(); ++i) {
+    v1::Label* label = spec.add_labels();
+    label->set_name(dataset.label_names[static_cast<std::size_t>(i)]);
+    label->set_display_name(dataset.label_display_names[static_cast<std::size_t>(i)]);
+  }
+  return spec;
+}
+
+}  // namespace greenloop::trainer

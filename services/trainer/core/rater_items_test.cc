@@ -1,0 +1,54 @@
+#include "services/trainer/core/rater_items.h"
+
+#include <gtest/gtest.h>
+
+#include "services/trainer/core/png.h"
+
+namespace greenloop::trainer {
+namespace {
+
+TEST(ItemFor, AnImageSampleCarriesItsPngRefAndCurrentLabel) {
+  LoadedDataset ds;
+  ds.dataset = v1::DATASET_FASHION_MNIST;
+  ds.image_rows = 2;
+  ds.image_cols = 2;
+  ds.train.pixels = {0, 1, 2, 3, 250, 251, 252, 253};
+  ds.train.labels = {4, 5};
+  ds.train.refs = {100, 101};
+  const v1::ItemInput item = ItemFor(ds, 1, 7);
+  EXPECT_EQ(item.sample().dataset(), v1::DATASET_FASHION_MNIST);
+  EXPECT_EQ(item.sample().index(), 101u);
+  EXPECT_EQ(item.given_label(), 7u);
+  ASSERT_TRUE(item.payload().has_png());
+  // The second image, not the first.
+  const std::vector<std::uint8_t> second = {250, 251, 252, 253};
+  EXPECT_EQ(item.payload().png(), EncodeGreyscalePng(second, 2, 2));
+}
+
+TEST(ItemFor, ATextSampleCarriesItsDisplayText) {
+  LoadedDataset ds;
+  ds.dataset = v1::DATASET_SPAM_ASSASSIN;
+  ds.train.labels = {0, 1};
+  ds.train.refs = {5, 6};
+  ds.train_display_text = {"hello", "buy now"};
+  const v1::ItemInput item = ItemFor(ds, 1, 1);
+  EXPECT_EQ(item.payload().text(), "buy now");
+  EXPECT_EQ(item.sample().index(), 6u);
+  EXPECT_EQ(item.given_label(), 1u);
+}
+
+TEST(LabelCampaignFor, NamesTheRunAndOffersEveryClass) {
+  LoadedDataset ds;
+  ds.label_names = {"ham", "spam"};
+  ds.label_display_names = {"Ham", "Spam"};
+  const v1::CampaignSpec spec = LabelCampaignFor(ds, "exp-1-hitl");
+  EXPECT_EQ(spec.run_id(), "exp-1-hitl");
+  EXPECT_EQ(spec.display_name(), "exp-1-hitl: check labels");
+  EXPECT_EQ(spec.question_kind(), v1::QUESTION_KIND_LABEL_CHOICE);
+  ASSERT_EQ(spec.labels_size(), 2);
+  EXPECT_EQ(spec.labels(1).name(), "spam");
+  EXPECT_EQ(spec.labels(1).display_name(), "Spam");
+}
+
+}  // namespace
+}  // namespace greenloop::trainer
