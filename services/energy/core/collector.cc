@@ -262,6 +262,7 @@ IntervalSample Collector::TickLocked(absl::Time now) {
     by_key[{p.pid, p.start_ticks}] = &p;
   }
   std::map<ProcessKey, std::uint64_t> next_ticks;
+  std::map<ProcessKey, std::vector<std::pair<ProcessKey, std::uint64_t>>> next_children;
   std::map<std::string, double> run_ticks;
   for (auto& [id, run] : runs_) {
     if (!run.energy.active) continue;
@@ -283,16 +284,32 @@ IntervalSample Collector::TickLocked(absl::Time now) {
         auto prev = process_ticks_.find(key);
         // A process not seen before started since the last tick: all of its time is new.
         const std::uint64_t base = prev != process_ticks_.end() ? prev->second : 0;
-        ticks += static_cast<double>(p->cpu_ticks >= base ? p->cpu_ticks - base : 0);
+        std::uint64_t delta = p->cpu_ticks >= base ? p->cpu_ticks - base : 0;
+        // A child counted at the last tick and gone now was reaped into this process's cutime:
+        // the time it had then was counted already, only its tail is new.
+        if (auto last = counted_children_.find(key); last != counted_children_.end()) {
+          std::uint64_t counted = 0;
+          for (const auto& [child, child_ticks] : last->second) {
+            if (!by_key.contains(child)) counted += child_ticks;
+          }
+          delta -= std::min(delta, counted);
+        }
+        ticks += static_cast<double>(delta);
         next_ticks[key] = p->cpu_ticks;
         auto [b, e] = children.equal_range(p->pid);
-        for (auto c = b; c != e; ++c) stack.push_back(c->second);
+        std::vector<std::pair<ProcessKey, std::uint64_t>>& kids = next_children[key];
+        for (auto c = b; c != e; ++c) {
+          stack.push_back(c->second);
+          kids.emplace_back(ProcessKey{c->second->pid, c->second->start_ticks},
+                            c->second->cpu_ticks);
+        }
       }
       ++it;
     }
     run_ticks[id] = ticks;
   }
   process_ticks_ = std::move(next_ticks);
+  counted_children_ = std::move(next_children);
   double node_busy = 0;
   if (cpu.ok()) {
     if (cpu_times_.has_value() && cpu->busy_ticks >= cpu_times_->busy_ticks) {

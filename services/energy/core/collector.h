@@ -282,6 +282,10 @@ class Collector final {
   std::vector<MeterSlot> slots_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, RunState> runs_ ABSL_GUARDED_BY(mu_);
   std::map<ProcessKey, std::uint64_t> process_ticks_ ABSL_GUARDED_BY(mu_);  // at the last tick
+  // Children of each counted process at the last tick, with their ticks then: when one is gone,
+  // its counted time is taken off its parent's cutime delta (no double counting).
+  std::map<ProcessKey, std::vector<std::pair<ProcessKey, std::uint64_t>>> counted_children_
+      ABSL_GUARDED_BY(mu_);
   std::optional<CpuTimes> cpu_times_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Time> last_tick_ ABSL_GUARDED_BY(mu_);
   std::uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;

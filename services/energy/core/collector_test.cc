@@ -111,6 +111,37 @@ TEST_F(CollectorTest, SplitsActiveEnergyByCpuTimeAndReportsIdleApart) {
   EXPECT_THAT(collector->GetRun("run-b")->active_joules, DoubleNear(5.5, 1e-9));
 }
 
+// A child that exits is reaped into its parent's cutime: the time it had when last seen was
+// counted already and must not count again; only its tail (after the last tick) is new.
+TEST_F(CollectorTest, AReapedChildIsNotCountedTwice) {
+  auto collector = Make();
+  ASSERT_TRUE(collector->Register("run-a", {100}, {}, 0, T(0)).ok());
+  collector->Tick(T(0));
+  Advance(10, 0);
+  collector->Tick(T(1));  // idle baseline 10 W
+  // Interval 2: the child (pid 101) burns 40 of 40 busy ticks: 40 J active, all the run's.
+  Advance(50, 0);
+  tree_.SetCpu(40, 0);
+  tree_.SetProcess(101, 100, 40, 500);
+  collector->Tick(T(2));
+  EXPECT_THAT(collector->GetRun("run-a")->active_joules, DoubleNear(40, 1e-9));
+  // Interval 3: the child runs 10 more ticks and exits; the parent reaps its 50 ticks (cutime)
+  // and burns 10 of its own; pid 300 burns 40. The run's ticks are 20 of 60, not 60 of 60.
+  Advance(30, 0);
+  tree_.SetCpu(100, 0);
+  tree_.Remove("proc/101");
+  tree_.SetProcess(100, 1, 10 + 50);
+  tree_.SetProcess(300, 1, 40);
+  collector->Tick(T(3));
+  EXPECT_THAT(collector->GetRun("run-a")->active_joules, DoubleNear(40 + 20.0 / 3, 1e-9));
+  // Interval 4: the parent alone, 10 of 20 busy ticks: half of 20 J.
+  Advance(30, 0);
+  tree_.SetCpu(120, 0);
+  tree_.SetProcess(100, 1, 70);
+  collector->Tick(T(4));
+  EXPECT_THAT(collector->GetRun("run-a")->active_joules, DoubleNear(40 + 20.0 / 3 + 10, 1e-9));
+}
+
 // Between full /proc scans only known processes are read; a child found at the next scan still
 // gets its whole CPU time attributed, just later.
 TEST_F(CollectorTest, ChildFoundAtALaterScanIsAttributedInFull) {
