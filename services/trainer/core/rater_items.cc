@@ -25,11 +25,15 @@ v1::ItemInput ItemFor(const LoadedDataset& dataset, std::size_t position,
   return item;
 }
 
-v1::CampaignSpec LabelCampaignFor(const LoadedDataset& dataset, const std::string& run_id) {
+v1::CampaignSpec LabelCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
+                                  const v1::FeedbackTarget& target) {
   v1::CampaignSpec spec;
   spec.set_display_name(fmt::format("{}: check labels", run_id));
   spec.set_run_id(run_id);
   spec.set_question_kind(v1::QUESTION_KIND_LABEL_CHOICE);
+  spec.set_ratings_per_item(target.ratings_per_item());
+  spec.set_gold_share(target.gold_share());
+  spec.set_show_model_prediction(target.show_model_prediction());
   for (int i = 0; i < dataset.num_classes(); ++i) {
     v1::Label* label = spec.add_labels();
     label->set_name(dataset.label_names[static_cast<std::size_t>(i)]);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "greenloop/v1/feedback.pb.h"
+#include "greenloop/v1/trainer.pb.h"
 #include "services/trainer/core/datasets.h"
 
 namespace greenloop::trainer {
@@ -21,7 +22,9 @@ namespace greenloop::trainer {
 // `position` must be inside the training split.
 v1::ItemInput ItemFor(const LoadedDataset& dataset, std::size_t position, std::int64_t given_label);
 
-// The label-choice campaign of run `run_id`: its name, and the dataset's classes as the labels.
-v1::CampaignSpec LabelCampaignFor(const LoadedDataset& dataset, const std::string& run_id);
+// The label-choice campaign of run `run_id`: its name, the dataset's classes as the labels, and
+// k, gold share and display from `target`.
+v1::CampaignSpec LabelCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
+                                  const v1::FeedbackTarget& target);
 
 }  // namespace greenloop::trainer

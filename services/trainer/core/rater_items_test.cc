@@ -41,7 +41,14 @@ TEST(LabelCampaignFor, NamesTheRunAndOffersEveryClass) {
   LoadedDataset ds;
   ds.label_names = {"ham", "spam"};
   ds.label_display_names = {"Ham", "Spam"};
-  const v1::CampaignSpec spec = LabelCampaignFor(ds, "exp-1-hitl");
+  v1::FeedbackTarget target;
+  target.set_ratings_per_item(5);
+  target.set_gold_share(0.1);
+  target.set_show_model_prediction(true);
+  const v1::CampaignSpec spec = LabelCampaignFor(ds, "exp-1-hitl", target);
+  EXPECT_EQ(spec.ratings_per_item(), 5u);
+  EXPECT_DOUBLE_EQ(spec.gold_share(), 0.1);
+  EXPECT_TRUE(spec.show_model_prediction());
   EXPECT_EQ(spec.run_id(), "exp-1-hitl");
   EXPECT_EQ(spec.display_name(), "exp-1-hitl: check labels");
   EXPECT_EQ(spec.question_kind(), v1::QUESTION_KIND_LABEL_CHOICE);

@@ -229,7 +229,7 @@ class Loop final {
     if (ports_.feedback == nullptr) {
       return absl::FailedPreconditionError("MODE_HITL and MODE_HYBRID need a feedback queue");
     }
-    const v1::CampaignSpec spec = LabelCampaignFor(ds_, opts_.run_id);
+    const v1::CampaignSpec spec = LabelCampaignFor(ds_, opts_.run_id, config_.feedback());
     absl::Status s = ports_.feedback->EnsureCampaign(config_.feedback().campaign_id(), spec);
     // A campaign made beforehand with another display name or k is the experiment's choice.
     if (!s.ok() && !absl::IsAlreadyExists(s)) {

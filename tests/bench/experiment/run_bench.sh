@@ -43,7 +43,8 @@ for tool in jq psql; do command -v "$tool" >/dev/null || stack_fail "$tool is no
 
 echo "== stack (logs under $WORK/stack/services)"
 stack_up "$BUILD" "$WORK/stack"
-common=(--pg.url="$PG_URL" --auth.token="$ADMIN_TOKEN" --auth.admin_token="$ADMIN_TOKEN")
+common=(--pg.url="$PG_URL" --auth.token="$ADMIN_TOKEN" --auth.admin_token="$ADMIN_TOKEN"
+        --infra.pid_files="$INFRA")
 
 headlines=""
 for spec in "${SPECS[@]}"; do

@@ -53,7 +53,8 @@ services:
   feedback: 127.0.0.1:$F_GRPC
 output_dir: $WORK/reports
 SPEC
-common=(--pg.url="$PG_URL" --auth.token="$ADMIN_TOKEN" --auth.admin_token="$ADMIN_TOKEN" --no_progress)
+common=(--pg.url="$PG_URL" --auth.token="$ADMIN_TOKEN" --auth.admin_token="$ADMIN_TOKEN" --no_progress
+        --infra.pid_files="$INFRA")
 
 echo "== bad input starts nothing"
 sed 's/^seed: 1$/sed: 1/' "$WORK/micro.yaml" >"$WORK/typo.yaml"
@@ -61,6 +62,11 @@ expect_exit 2 "$WORK/typo.out" "an unknown spec key" "$CLI" experiment run "$WOR
 grep -q "sed" "$WORK/typo.out" && grep -q "did you mean" "$WORK/typo.out" ||
   bad "the unknown key is not named with a suggestion: $(cat "$WORK/typo.out")"
 [[ $(wc -l <"$WORK/typo.out") == 1 ]] || bad "a bad spec prints more than one line: $(cat "$WORK/typo.out")"
+
+expect_exit 2 "$WORK/infra.out" "a bad --infra.pid_files" \
+  "$CLI" experiment run "$WORK/micro.yaml" "${common[@]}" --infra.pid_files=feedback
+grep -q "infra.pid_files" "$WORK/infra.out" ||
+  bad "a bad --infra.pid_files is not refused naming the key: $(cat "$WORK/infra.out")"
 
 echo "== a service down is named"
 pick_ports down_port
@@ -106,6 +112,13 @@ jq -e '.crowd.modelledSeconds > .crowd.wallSeconds' <<<"$hitl" >/dev/null ||
   bad "the modelled rater time is not above the wall time (time compression)"
 jq -e '.energyJoules > 0 and (.energySource == "estimated" or .energySource == "measured")' <<<"$hitl" \
   >/dev/null || bad "the hitl run has no energy with its source"
+# The humans' infrastructure was registered and counted in every mode, apart from the trainer.
+echo "infra: $(jq -c '[.modes[] | {mode, infra: [.infra[] | {name, j: .activeEnergyJoules, error}]}]' <<<"$result")"
+jq -e '[.modes[] | .infra | length == 2 and all(.[]; (.error // "") == "" and .pid > 0)] | all' \
+  <<<"$result" >/dev/null || bad "the feedback service and PostgreSQL were not counted in every mode"
+jq -e '[.infra[] | .activeEnergyJoules // 0] | add > 0' <<<"$hitl" >/dev/null ||
+  bad "the infrastructure spent no energy during hitl"
+grep -q "infrastructure" "$md" || bad "the report does not show the infrastructure's energy"
 # The crowd used the real rater API: its ratings are in the feedback service's tables, from
 # distinct raters, each with a token of its own.
 raters="$(sql "SELECT count(DISTINCT rater_id) FROM feedback_ratings")"

@@ -3,7 +3,8 @@
 # service with authentication on (the raters get tokens of their own), and one trainer rank.
 #
 #   source tests/integration/experiment/stack.sh
-#   stack_up BUILD_DIR WORK_DIR        # sets PG_URL, ADMIN_TOKEN, E_GRPC, F_GRPC, T0_GRPC, RDV, CLI
+#   stack_up BUILD_DIR WORK_DIR        # sets PG_URL, ADMIN_TOKEN, E_GRPC, F_GRPC, T0_GRPC, RDV, CLI,
+#                                      # INFRA (--infra.pid_files: the feedback service, PostgreSQL)
 #   stack_spec SPEC OUT                # SPEC with its services: pointed at this stack
 #   stack_down                         # also run on EXIT
 #
@@ -57,6 +58,7 @@ stack_up() {
     --auth.mode=feedback --auth.feedback_endpoint="127.0.0.1:$F_GRPC" --auth.token="$ADMIN_TOKEN" ||
     stack_fail "the trainer did not start"
   _stack_started+=(trainer-0)
+  INFRA="feedback=$work/services/feedback.pid,postgres=$work/pg/data/postmaster.pid"
 }
 
 # stack_spec SPEC OUT: writes SPEC to OUT with every services address replaced by this stack's.

@@ -244,6 +244,18 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
                       d.idle_energy_joules()),
           d.source());
     }
+    for (const cli::InfraEnergy& i : m.infra()) {
+      row(fmt::format("infrastructure: {}", i.name()),
+          i.error().empty()
+              ? fmt::format("{:.1f} J active over {:.1f} s (pid {}, its process tree)",
+                            i.active_energy_joules(), i.duration_seconds(), i.pid())
+              : fmt::format("not counted: {}", i.error()),
+          i.error().empty() ? i.source() : "");
+    }
+    if (m.has_infra_to_target_joules()) {
+      row("infrastructure to target (in the share)",
+          fmt::format("{:.1f} J", m.infra_to_target_joules()), EnergySource(m));
+    }
     row("carbon", fmt::format("{:.4f} gCO2e", m.carbon_grams()),
         m.carbon_factors_source().empty() ? EnergySource(m) : m.carbon_factors_source());
     row("accuracy", fmt::format("final {:.4f}, best {:.4f}", m.final_accuracy(), m.best_accuracy()),

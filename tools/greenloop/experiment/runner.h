@@ -1,7 +1,7 @@
 // Runs an experiment: for each paired seed, each mode of a spec one after another (so energy
-// attribution is clean) through the running services — TrainerService on every rank, the node's
-// EnergyService, and the FeedbackService with a simulated crowd in the human modes — and collects
-// the figures.
+// attribution is clean; one mode's phases are ModeRun's, mode_run.h) through the running services —
+// TrainerService on every rank, the node's EnergyService, and the FeedbackService with a simulated
+// crowd in the human modes — and collects the figures.
 //
 //   ExperimentRunner runner(spec, {.token = token, .interrupted = [] { return g_sigint; }}, err);
 //   GREENLOOP_RETURN_IF_ERROR(runner.CheckServices());   // UNAVAILABLE names the service down
@@ -19,8 +19,10 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "tools/greenloop/experiment/infra.h"
 #include "tools/greenloop/experiment/oracle.h"
 #include "tools/greenloop/experiment/results.pb.h"
 #include "tools/greenloop/experiment/spec.h"
@@ -43,6 +45,8 @@ struct RunnerOptions {
   std::function<bool()> interrupted = [] { return false; };
   // Experiment id; empty: <spec name>-<UTC yyyymmdd-hhmmss>.
   std::string experiment_id;
+  // The humans' infrastructure, registered with the collector in every mode (infra.h).
+  std::vector<InfraProcess> infra;
 };
 
 class ExperimentRunner final {
@@ -63,8 +67,6 @@ class ExperimentRunner final {
  private:
   // Runs every mode of paired seed `seed` (0-based), the baseline first when it sets the target.
   void RunSeed(std::int64_t seed, cli::ExperimentResult& result);
-  // Runs one mode of one seed; `target` is what its trainer stops at (0: none).
-  cli::ModeResult RunMode(v1::Mode mode, double target, std::int64_t seed);
 
   Spec spec_;
   RunnerOptions options_;

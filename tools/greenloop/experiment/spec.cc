@@ -382,6 +382,10 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
   if (UsesHumans(mode)) {
     c.mutable_feedback()->set_endpoint(spec.services.feedback);
     c.mutable_feedback()->set_campaign_id(campaign_id);
+    c.mutable_feedback()->set_ratings_per_item(
+        static_cast<std::uint32_t>(spec.crowd.ratings_per_item));
+    c.mutable_feedback()->set_gold_share(spec.crowd.gold_share);
+    c.mutable_feedback()->set_show_model_prediction(spec.crowd.show_model_prediction);
   }
   c.set_energy_endpoint(spec.services.energy);
   c.set_experiment_id(experiment_id);

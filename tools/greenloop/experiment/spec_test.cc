@@ -112,6 +112,11 @@ TEST(SpecTest, RunConfigCarriesTheSpec) {
   EXPECT_DOUBLE_EQ(hitl.label_noise().rate(), 0.30);
   EXPECT_EQ(hitl.feedback().campaign_id(), "exp-1-hitl");
   EXPECT_EQ(hitl.feedback().endpoint(), "127.0.0.1:7102");
+  // The trainer creates the campaign from these (the crowd's k, gold share and display).
+  EXPECT_EQ(hitl.feedback().ratings_per_item(),
+            static_cast<std::uint32_t>(s->crowd.ratings_per_item));
+  EXPECT_DOUBLE_EQ(hitl.feedback().gold_share(), s->crowd.gold_share);
+  EXPECT_EQ(hitl.feedback().show_model_prediction(), s->crowd.show_model_prediction);
   EXPECT_DOUBLE_EQ(hitl.target_accuracy(), 0.8);
   EXPECT_EQ(hitl.experiment_id(), "exp-1");
   EXPECT_GT(hitl.select_every_steps(), 0u);

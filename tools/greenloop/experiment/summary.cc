@@ -18,10 +18,29 @@ const cli::ModeResult* BaselineOf(const cli::ExperimentResult& r, std::uint32_t 
 
 namespace {
 
-// The run's energy to target, or its whole energy when it never got there.
-double CollectorCost(const cli::ModeResult& m) {
+// The infrastructure's whole energy over the run, and its mean power (the processes counted).
+double InfraJoules(const cli::ModeResult& m) {
+  double j = 0;
+  for (const cli::InfraEnergy& i : m.infra()) j += i.active_energy_joules();
+  return j;
+}
+double InfraWatts(const cli::ModeResult& m) {
+  double w = 0;
+  for (const cli::InfraEnergy& i : m.infra()) {
+    if (i.duration_seconds() > 0) w += i.active_energy_joules() / i.duration_seconds();
+  }
+  return w;
+}
+// The infrastructure's energy to target, or over the whole run when it never got there.
+double InfraCost(const cli::ModeResult& m) {
+  return m.has_infra_to_target_joules() ? m.infra_to_target_joules() : InfraJoules(m);
+}
+// The trainer's energy to target, or its whole energy when it never got there.
+double TrainerCost(const cli::ModeResult& m) {
   return m.has_energy_to_target_joules() ? m.energy_to_target_joules() : m.energy_joules();
 }
+// The run's collector cost: the trainer's and the infrastructure's.
+double CollectorCost(const cli::ModeResult& m) { return TrainerCost(m) + InfraCost(m); }
 double ModelledCost(const cli::ModeResult& m) {
   return m.has_macs_to_target() ? m.macs_to_target() : m.macs();
 }
@@ -42,6 +61,7 @@ void ApplyTargetToSmoothed(cli::ModeResult& m, double target) {
   m.clear_steps_to_target();
   m.clear_seconds_to_target();
   m.clear_macs_to_target();
+  m.clear_infra_to_target_joules();
   if (target <= 0) return;
   for (const cli::CurvePoint& p : m.curve()) {
     if (p.has_smoothed_accuracy() && p.smoothed_accuracy() + 1e-12 >= target) {
@@ -49,6 +69,7 @@ void ApplyTargetToSmoothed(cli::ModeResult& m, double target) {
       m.set_steps_to_target(p.step());
       m.set_seconds_to_target(p.elapsed_seconds());
       m.set_macs_to_target(p.macs());
+      if (!m.infra().empty()) m.set_infra_to_target_joules(InfraWatts(m) * p.elapsed_seconds());
       return;
     }
   }
@@ -133,18 +154,18 @@ std::vector<cli::ModeSummary> Summarise(const cli::ExperimentResult& result) {
     s.set_mode(mode);
     std::vector<double> share, modelled;
     std::size_t included = 0;
-    double val = 0, test = 0, minutes = 0, eval_share = 0, real = 0;
+    double val = 0, test = 0, minutes = 0, eval_share = 0, real = 0, infra = 0, infra_part = 0;
     for (const cli::ModeResult* m : runs[mode]) {
       const cli::ModeResult* base = BaselineOf(result, m->seed_index());
       if (m->state() != "succeeded" || base == nullptr) continue;
-      // A run too short for the collector to have sampled has no collector share; its modelled
-      // share still counts.
+      // A run too short for the collector to have sampled its trainer has no collector share
+      // (the infrastructure alone would make any ratio); its modelled share still counts.
       // A run that never reached the target saved nothing: whatever it spent, its share is at
       // least 1 (its whole energy alone would be a lower bound, flattering a run that gave up
       // early or trained on less).
       const bool reached = m->has_energy_to_target_joules();
       const auto floor_at = [reached](double x) { return reached ? x : std::max(1.0, x); };
-      if (CollectorCost(*base) > 0) {
+      if (TrainerCost(*base) > 0) {
         share.push_back(floor_at(CollectorCost(*m) / CollectorCost(*base)));
       }
       if (ModelledCost(*base) > 0) {
@@ -160,6 +181,8 @@ std::vector<cli::ModeSummary> Summarise(const cli::ExperimentResult& result) {
       minutes += m->crowd().modelled_seconds() / 60.0;
       eval_share += m->macs() > 0 ? m->eval_macs() / m->macs() : 0.0;
       real += m->real_raters_equivalent();
+      infra += InfraCost(*m);
+      infra_part += CollectorCost(*m) > 0 ? InfraCost(*m) / CollectorCost(*m) : 0.0;
     }
     const auto n = static_cast<double>(included);
     s.set_seeds(static_cast<std::uint32_t>(included));
@@ -177,6 +200,8 @@ std::vector<cli::ModeSummary> Summarise(const cli::ExperimentResult& result) {
       s.set_rater_minutes(minutes / n);
       s.set_eval_share_modelled(eval_share / n);
       s.set_real_raters_equivalent(real / n);
+      s.set_infra_joules_mean(infra / n);
+      s.set_infra_part_mean(infra_part / n);
     }
     out.push_back(std::move(s));
   }
@@ -216,15 +241,17 @@ std::string SeedsTable(const cli::ExperimentResult& result) {
       "over {} paired seeds — share of the same seed's baseline energy to its plateau "
       "(mean [95 % bootstrap CI]); collector figure {}, MAC figure modelled\n",
       result.seeds(), EnergyKind(result));
-  out += fmt::format("{:<9} {:>18} {:>18} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}\n", "mode", "share",
-                     "modelled", "reached", "val", "test", "rater-min", "raters", "eval");
+  out += fmt::format("{:<9} {:>18} {:>18} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8}\n", "mode",
+                     "share", "modelled", "reached", "val", "test", "rater-min", "raters", "eval",
+                     "infra");
   for (const cli::ModeSummary& s : result.summaries()) {
     out += fmt::format(
-        "{:<9} {:>18} {:>18} {:>8} {:>8.4f} {:>8.4f} {:>9.1f} {:>8.1f} {:>7.1f}%{}\n", s.mode(),
-        Interval(s.share_mean(), s.share_low(), s.share_high()),
+        "{:<9} {:>18} {:>18} {:>8} {:>8.4f} {:>8.4f} {:>9.1f} {:>8.1f} {:>7.1f}% {:>7.1f}%{}\n",
+        s.mode(), Interval(s.share_mean(), s.share_low(), s.share_high()),
         Interval(s.modelled_share_mean(), s.modelled_share_low(), s.modelled_share_high()),
         fmt::format("{}/{}", s.reached(), s.seeds()), s.validation_accuracy(), s.test_accuracy(),
         s.rater_minutes(), s.real_raters_equivalent(), 100 * s.eval_share_modelled(),
+        100 * s.infra_part_mean(),
         s.degraded() > 0 ? fmt::format("  ({} degraded)", s.degraded()) : "");
   }
   return out;
@@ -238,19 +265,26 @@ std::string SeedsMarkdown(const cli::ExperimentResult& result) {
       "same target (the baseline's plateau: the best moving average of {} evaluations); a run "
       "that never reached it counts with its whole energy. Collector figures are `{}`; the "
       "MAC figure is `modelled` (counted multiply-accumulates of every pass × the J/MAC of the "
-      "seed's baseline). Test accuracy is at stop (for the baseline: at its plateau).\n\n",
+      "seed's baseline). The collector figure includes the humans' infrastructure (the feedback "
+      "service and PostgreSQL, registered in every mode: their mean power × the time to target), "
+      "shown apart as its part of the cost; the modelled figure counts the trainer's passes "
+      "only. Test accuracy is at stop (for the baseline: at its plateau).\n\n",
       std::max<std::uint32_t>(1, result.eval_smoothing()), EnergyKind(result));
   md +=
       "| mode | share (95 % CI) | modelled share (95 % CI) | reached | validation | test | "
-      "rater-min (modelled) | real raters to keep up | evaluation share (modelled) |\n";
-  md += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "rater-min (modelled) | real raters to keep up | evaluation share (modelled) | "
+      "infrastructure (J, part of cost) |\n";
+  md += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const cli::ModeSummary& s : result.summaries()) {
     md += fmt::format(
-        "| {} | {} | {} | {}/{} | {:.4f} | {:.4f} | {:.1f} | {:.1f} | {:.1f} % |\n", s.mode(),
-        Interval(s.share_mean(), s.share_low(), s.share_high()),
+        "| {} | {} | {} | {}/{} | {:.4f} | {:.4f} | {:.1f} | {:.1f} | {:.1f} % | {:.1f} J, {:.1f} "
+        "% "
+        "|\n",
+        s.mode(), Interval(s.share_mean(), s.share_low(), s.share_high()),
         Interval(s.modelled_share_mean(), s.modelled_share_low(), s.modelled_share_high()),
         s.reached(), s.seeds(), s.validation_accuracy(), s.test_accuracy(), s.rater_minutes(),
-        s.real_raters_equivalent(), 100 * s.eval_share_modelled());
+        s.real_raters_equivalent(), 100 * s.eval_share_modelled(), s.infra_joules_mean(),
+        100 * s.infra_part_mean());
   }
   return md + "\n";
 }

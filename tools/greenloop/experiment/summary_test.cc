@@ -111,5 +111,41 @@ TEST(SummaryTest, ARunThatMissesTheTargetSavedNothing) {
   EXPECT_NEAR(s[2].share_mean(), 120.0 / 90.0, 1e-12);
 }
 
+TEST(SummaryTest, TheInfrastructureIsCountedToTheTargetOnBothSidesAndShownApart) {
+  cli::ExperimentResult r;
+  r.set_target_is_baseline_best(true);
+  r.set_eval_smoothing(1);
+  // 1 s per point; the baseline reaches its plateau 0.9 at point 9 (90 J), hitl at point 5 (50 J).
+  cli::ModeResult base = MakeRun("baseline", 0, 0.05, 10);
+  cli::ModeResult hitl = MakeRun("hitl", 0, 0.10, 6);
+  for (cli::ModeResult* m : {&base, &hitl}) {
+    for (int i = 0; i < m->curve_size(); ++i) m->mutable_curve(i)->set_elapsed_seconds(i + 1);
+  }
+  // The baseline's infrastructure idles at 1 W over its 10 s; hitl's works at 6 W
+  // (feedback 4 W, PostgreSQL 2 W) over 6 s, and a third process was never counted.
+  cli::InfraEnergy* idle = base.add_infra();
+  idle->set_name("feedback");
+  idle->set_active_energy_joules(10);
+  idle->set_duration_seconds(10);
+  for (const auto& [name, watts] : {std::pair<std::string, double>{"feedback", 4.0}, {"pg", 2.0}}) {
+    cli::InfraEnergy* i = hitl.add_infra();
+    i->set_name(name);
+    i->set_active_energy_joules(watts * 6);
+    i->set_duration_seconds(6);
+  }
+  hitl.add_infra()->set_error("cannot read pid file");
+  *r.add_modes() = base;
+  *r.add_modes() = hitl;
+  ApplyTargets(r);
+  EXPECT_DOUBLE_EQ(r.modes(0).infra_to_target_joules(), 9.0);   // 1 W × 9 s
+  EXPECT_DOUBLE_EQ(r.modes(1).infra_to_target_joules(), 30.0);  // 6 W × 5 s
+  const std::vector<cli::ModeSummary> s = Summarise(r);
+  EXPECT_NEAR(s[1].share_mean(), (50.0 + 30.0) / (90.0 + 9.0), 1e-12);
+  EXPECT_NEAR(s[1].modelled_share_mean(), 500.0 / 900.0, 1e-12);  // the trainer's MACs only
+  EXPECT_DOUBLE_EQ(s[1].infra_joules_mean(), 30.0);
+  EXPECT_NEAR(s[1].infra_part_mean(), 30.0 / 80.0, 1e-12);
+  EXPECT_NEAR(s[0].infra_part_mean(), 9.0 / 99.0, 1e-12);
+}
+
 }  // namespace
 }  // namespace greenloop::experiment
