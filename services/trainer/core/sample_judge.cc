@@ -81,9 +81,11 @@ std::vector<PendingVerdict> SampleJudge::TakeAutoVerdicts() {
   return out;
 }
 
-void SampleJudge::Restore(std::vector<std::uint64_t> asked, ThresholdCalibrator calibrator) {
+void SampleJudge::Restore(std::vector<std::uint64_t> asked, double threshold,
+                          std::vector<std::pair<double, bool>> points,
+                          std::map<std::uint64_t, double> in_band) {
   asked_.insert(asked.begin(), asked.end());
-  calibrator_ = std::move(calibrator);
+  calibrator_.Restore(threshold, std::move(points), std::move(in_band));
 }
 
 // Splits the training set by its loss statistics; confidently noisy samples become automatic

@@ -26,9 +26,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "greenloop/v1/trainer.pb.h"
@@ -80,7 +82,9 @@ class SampleJudge final {
   // Checkpointed state: the samples asked about, and the calibration.
   const std::unordered_set<std::uint64_t>& asked() const { return asked_; }
   const ThresholdCalibrator& calibrator() const { return calibrator_; }
-  void Restore(std::vector<std::uint64_t> asked, ThresholdCalibrator calibrator);
+  void Restore(std::vector<std::uint64_t> asked, double threshold,
+               std::vector<std::pair<double, bool>> points,
+               std::map<std::uint64_t, double> in_band);
 
  private:
   void Review(std::uint64_t min_record_step, v1::Progress& progress);

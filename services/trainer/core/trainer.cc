@@ -704,11 +704,9 @@ class Loop final {
     for (const internal::CalibrationPoint& c : st.calibration()) {
       points.emplace_back(c.other_class_probability(), c.human_said_wrong());
     }
-    ThresholdCalibrator calibrator(st.flag_threshold());
-    calibrator.Restore(st.flag_threshold(), std::move(points),
-                       std::map<std::uint64_t, double>(st.in_band().begin(), st.in_band().end()));
     judge_.Restore(std::vector<std::uint64_t>(st.asked().begin(), st.asked().end()),
-                   std::move(calibrator));
+                   st.flag_threshold(), std::move(points),
+                   std::map<std::uint64_t, double>(st.in_band().begin(), st.in_band().end()));
   }
 
   void RestoreEpoch(const internal::CheckpointState& st) {
