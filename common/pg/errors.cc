@@ -1,6 +1,7 @@
 #include "common/pg/errors.h"
 
 #include <exception>
+#include <optional>
 #include <pqxx/except>
 #include <string>
 #include <string_view>
@@ -22,6 +23,14 @@ std::string PrimaryMessage(std::string_view what) {
     }
   }
   return OneLine(line);
+}
+
+// SQLSTATEs greenloop's stored functions raise (RAISE ... USING ERRCODE = 'GL404').
+std::optional<absl::StatusCode> GreenloopCode(std::string_view state) {
+  if (state == "GL404") return absl::StatusCode::kNotFound;
+  if (state == "GL409") return absl::StatusCode::kAlreadyExists;
+  if (state == "GL412") return absl::StatusCode::kFailedPrecondition;
+  return std::nullopt;
 }
 
 absl::StatusCode CodeFromSqlState(std::string_view state) {
@@ -91,6 +100,9 @@ absl::Status StatusFromException(const std::exception& e) {
   }
   if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
     const std::string& state = sql->sqlstate();
+    if (std::optional<absl::StatusCode> own = GreenloopCode(state)) {
+      return absl::Status(*own, PrimaryMessage(what));
+    }
     const absl::StatusCode code = CodeFromSqlState(state);
     const std::string suffix = state.empty() ? "" : absl::StrCat(" (SQLSTATE ", state, ")");
     if (code == absl::StatusCode::kInternal) {

@@ -21,6 +21,8 @@
 //   foreign key (23503), restrict (23001), exclusion (23P01) violations      FAILED_PRECONDITION
 //   not-null (23502) and check (23514) violations, data exceptions (22xxx)   INVALID_ARGUMENT
 //   too many connections, out of resources (53xxx)                           UNAVAILABLE
+//   greenloop's own, raised by its stored functions: GL404 NOT_FOUND, GL409 ALREADY_EXISTS,
+//   GL412 FAILED_PRECONDITION; the message is the contract's, shown as is (no SQLSTATE suffix)
 //   anything else (syntax errors, undefined tables, std::exception)          INTERNAL
 //
 // Messages are one line. For INTERNAL they carry the full server text (ToGrpcStatus hides it from

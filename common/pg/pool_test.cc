@@ -250,6 +250,19 @@ TEST_F(PgPoolErrorTest, ForeignKeyViolationIsFailedPrecondition) {
   EXPECT_EQ(Exec("DELETE FROM parents WHERE id = 1").code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(PgPoolErrorTest, GreenloopSqlStatesKeepTheirMessageAndMapToContractCodes) {
+  auto raise = [&](const std::string& code) {
+    return Exec("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '" + code +
+                "', MESSAGE = 'lease ''7'' does not exist'; END $$");
+  };
+  const absl::Status missing = raise("GL404");
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound) << missing;
+  EXPECT_EQ(missing.message(), "lease '7' does not exist");
+  EXPECT_EQ(raise("GL409").code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(raise("GL412").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(raise("GL999").code(), absl::StatusCode::kInternal);
+}
+
 TEST_F(PgPoolErrorTest, CheckNotNullAndDataErrorsAreInvalidArgument) {
   EXPECT_EQ(Exec("INSERT INTO items VALUES (2, 1, 0, 'zero')").code(),
             absl::StatusCode::kInvalidArgument);

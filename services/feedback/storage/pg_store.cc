@@ -8,35 +8,26 @@
 #include "common/status/status.h"
 #include "fmt/format.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "google/protobuf/util/time_util.h"
 #include "services/feedback/core/answers.h"
-#include "services/feedback/core/tokens.h"
+#include "services/feedback/core/verdicts.h"
+#include "services/feedback/storage/pg_rows.h"
 
 namespace greenloop::feedback {
 namespace {
 
-using google::protobuf::util::TimeUtil;
-
-// Lease states (feedback_leases.state).
-constexpr int kLive = 0;
-constexpr int kSubmitted = 1;
-constexpr int kSkipped = 2;
-constexpr int kReleased = 3;
-constexpr int kExpired = 4;
-
-pqxx::binarystring Bytes(const std::string& s) { return pqxx::binarystring(s); }
-std::string Bytes(const pqxx::field& f) { return pqxx::binarystring(f).str(); }
-
-// Timestamps travel as epoch seconds (numeric, microsecond precision).
-constexpr std::string_view kEpoch = "extract(epoch from {})";
-std::string Epoch(std::string_view column) { return fmt::format(fmt::runtime(kEpoch), column); }
-
-google::protobuf::Timestamp Ts(double epoch_seconds) {
-  return TimeUtil::MicrosecondsToTimestamp(std::llround(epoch_seconds * 1e6));
-}
-absl::Time Time(double epoch_seconds) {
-  return absl::FromUnixMicros(std::llround(epoch_seconds * 1e6));
-}
+using storage::Bytes;
+using storage::CampaignNotFound;
+using storage::Epoch;
+using storage::IdArray;
+using storage::kExpired;
+using storage::kLive;
+using storage::kReleased;
+using storage::kSkipped;
+using storage::kSubmitted;
+using storage::LeaseNotFound;
+using storage::ParseDoubles;
+using storage::Time;
+using storage::Ts;
 
 const std::string kCampaignColumns = fmt::format("campaign_id, spec, closed, {}, {}, seq",
                                                  Epoch("create_time"), Epoch("close_time"));
@@ -51,138 +42,64 @@ v1::Campaign CampaignFromRow(const pqxx::row& r) {
   return c;
 }
 
-const std::string kTokenColumns = fmt::format(
-    "token_id, name, role, token_prefix, {}, {}, {}, {}, token_hash", Epoch("create_time"),
-    Epoch("expire_time"), Epoch("revoke_time"), Epoch("last_use_time"));
-
-v1::TokenInfo TokenFromRow(const pqxx::row& r) {
-  v1::TokenInfo t;
-  t.set_token_id(r[0].as<std::string>());
-  t.set_name(r[1].as<std::string>());
-  t.set_role(static_cast<v1::Role>(r[2].as<int>()));
-  t.set_token_prefix(r[3].as<std::string>());
-  *t.mutable_create_time() = Ts(r[4].as<double>());
-  if (!r[5].is_null()) *t.mutable_expire_time() = Ts(r[5].as<double>());
-  if (!r[6].is_null()) *t.mutable_revoke_time() = Ts(r[6].as<double>());
-  if (!r[7].is_null()) *t.mutable_last_use_time() = Ts(r[7].as<double>());
-  return t;
+// Writes a verdict and marks its item decided, in one statement. Its seq comes when a reader
+// numbers it (feedback_sequence_verdicts), so writers of one campaign never wait for each other.
+void InsertVerdict(pqxx::work& tx, const std::string& campaign_id, std::int64_t item_id,
+                   const BuiltVerdict& built) {
+  tx.exec_params(
+      "WITH v AS (INSERT INTO feedback_verdicts (campaign_id, item_id, revision, decision, "
+      "  verdict) VALUES ($1, $2, $3, $4, $5)) "
+      "UPDATE feedback_items SET decided = true WHERE item_id = $2",
+      campaign_id, item_id, static_cast<int>(built.verdict.revision()), built.decision,
+      Bytes(built.verdict.SerializeAsString()));
 }
 
-absl::Status CampaignNotFound(const std::string& id) {
-  return absl::NotFoundError(fmt::format("campaign '{}' does not exist", id));
-}
-absl::Status LeaseNotFound(std::int64_t id) {
-  return absl::NotFoundError(fmt::format("lease '{}' does not exist", id));
-}
-
-std::string IdArray(const std::vector<std::int64_t>& ids) {
-  return fmt::format("{{{}}}", fmt::join(ids, ","));
-}
-
-std::vector<double> ParseDoubles(const std::string& text) {
-  std::vector<double> out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    std::size_t end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    out.push_back(std::stod(text.substr(start, end - start)));
-    start = end + 1;
+// A text[] / int[] / bigint[] column as strings ('{a,b}' parsed by libpqxx); empty when NULL.
+std::vector<std::string> TextArray(const pqxx::field& f) {
+  std::vector<std::string> out;
+  if (f.is_null()) return out;
+  pqxx::array_parser parser = f.as_array();
+  while (true) {
+    const auto [kind, value] = parser.get_next();
+    if (kind == pqxx::array_parser::juncture::done) break;
+    if (kind == pqxx::array_parser::juncture::string_value) out.push_back(value);
+    if (kind == pqxx::array_parser::juncture::null_value) out.emplace_back();
   }
   return out;
 }
 
-// Writes a verdict with the campaign's next seq. The campaign row lock (held to commit) orders
-// verdict seqs by commit.
-void InsertVerdict(pqxx::work& tx, const std::string& campaign_id, std::int64_t item_id,
-                   int decision, v1::Verdict verdict) {
-  const std::int64_t seq =
-      tx.exec_params1(
-            "UPDATE feedback_campaigns SET verdicts_count = verdicts_count + 1 "
-            "WHERE campaign_id = $1 RETURNING verdicts_count",
-            campaign_id)[0]
-          .as<std::int64_t>();
-  const double now = tx.exec1("SELECT " + Epoch("now()"))[0].as<double>();
-  *verdict.mutable_decide_time() = Ts(now);
-  tx.exec_params(
-      "INSERT INTO feedback_verdicts (campaign_id, seq, item_id, revision, decision, verdict) "
-      "VALUES ($1, $2, $3, $4, $5, $6)",
-      campaign_id, seq, item_id, static_cast<int>(verdict.revision()), decision,
-      Bytes(verdict.SerializeAsString()));
-  tx.exec_params("UPDATE feedback_items SET decided = true WHERE item_id = $1", item_id);
-}
-
-// The first verdict of a complete item: its ratings, weighted by the raters' models (Dawid–Skene
-// where estimated, gold accuracy otherwise).
-absl::Status DecideItem(pqxx::work& tx, const v1::CampaignSpec& spec,
-                        const std::string& campaign_id, std::int64_t item_id,
-                        const pqxx::row& item) {
-  const int k = Categories(spec);
-  std::vector<Observation> ratings;
-  std::map<std::string, RaterModel> models;
-  std::vector<std::string> unmodelled;
-  for (const auto& r :
-       tx.exec_params("SELECT r.rater_id, r.answer, array_to_string(m.confusion, ',') "
-                      "FROM feedback_ratings r LEFT JOIN feedback_rater_models m "
-                      "  ON m.campaign_id = r.campaign_id AND m.rater_id = r.rater_id "
-                      "WHERE r.item_id = $1",
-                      item_id)) {
-    const std::string rater = r[0].as<std::string>();
-    ratings.push_back({item_id, rater, r[1].as<int>()});
-    std::vector<double> confusion;
-    if (!r[2].is_null()) confusion = ParseDoubles(r[2].as<std::string>());
-    if (confusion.size() == static_cast<std::size_t>(k) * k) {
-      models[rater] = RaterModel{k, std::move(confusion)};
-    } else {
-      unmodelled.push_back(rater);
+// What feedback_submit returned about a complete item: its ratings and the raters' models.
+ItemRatings RatingsFromRow(std::int64_t item_id, const pqxx::row& r) {
+  ItemRatings out;
+  const std::vector<std::string> raters = TextArray(r["raters"]);
+  const std::vector<std::string> answers = TextArray(r["answers"]);
+  const std::vector<std::string> confusions = TextArray(r["confusions"]);
+  for (std::size_t i = 0; i < raters.size() && i < answers.size(); ++i) {
+    out.ratings.push_back({item_id, raters[i], std::stoi(answers[i])});
+    if (i < confusions.size() && !confusions[i].empty()) {
+      out.confusions[raters[i]] = ParseDoubles(confusions[i]);
     }
   }
-  if (!unmodelled.empty()) {
-    for (const auto& r : tx.exec_params(
-             "SELECT r.rater_id, count(*), count(*) FILTER (WHERE r.answer = i.gold_answer) "
-             "FROM feedback_ratings r JOIN feedback_items i ON i.item_id = r.item_id "
-             "WHERE r.campaign_id = $1 AND i.gold_answer IS NOT NULL "
-             "  AND r.rater_id = ANY($2::text[]) GROUP BY r.rater_id",
-             campaign_id, fmt::format("{{{}}}", fmt::join(unmodelled, ",")))) {
-      models[r[0].as<std::string>()] = RaterModel::OneCoin(
-          k, SmoothedGoldAccuracy(r[2].as<std::int64_t>(), r[1].as<std::int64_t>()));
-    }
+  const std::vector<std::string> gold = TextArray(r["gold_raters"]);
+  const std::vector<std::string> total = TextArray(r["gold_total"]);
+  const std::vector<std::string> right = TextArray(r["gold_right"]);
+  for (std::size_t i = 0; i < gold.size() && i < total.size() && i < right.size(); ++i) {
+    out.gold[gold[i]] = {std::stoll(right[i]), std::stoll(total[i])};
   }
-  GREENLOOP_ASSIGN_OR_RETURN(Decision d, Decide(k, ratings, models));
-  v1::Verdict v;
-  v.set_item_id(std::to_string(item_id));
-  v.mutable_sample()->set_dataset(static_cast<v1::Dataset>(item["dataset"].as<int>()));
-  v.mutable_sample()->set_index(item["sample_index"].as<std::uint64_t>());
-  if (!item["given_label"].is_null()) v.set_given_label(item["given_label"].as<std::uint32_t>());
-  SetDecision(spec, d.category, &v);
-  v.set_confidence(d.confidence);
-  v.set_ratings_count(item["ratings_count"].as<std::uint32_t>());
-  v.set_skips_count(item["skips_count"].as<std::uint32_t>());
-  v.set_revision(1);
-  InsertVerdict(tx, campaign_id, item_id, d.category, std::move(v));
-  return absl::OkStatus();
+  return out;
 }
 
-// "Too many raters skipped": as many skips as ratings wanted, before k ratings came.
-void MaybeUndecidable(pqxx::work& tx, const v1::CampaignSpec& spec, const std::string& campaign_id,
-                      std::int64_t item_id, const pqxx::row& item) {
-  if (item["decided"].as<bool>() || !item["gold_answer"].is_null()) return;
-  if (item["skips_count"].as<std::uint32_t>() < spec.ratings_per_item()) return;
-  v1::Verdict v;
-  v.set_item_id(std::to_string(item_id));
-  v.mutable_sample()->set_dataset(static_cast<v1::Dataset>(item["dataset"].as<int>()));
-  v.mutable_sample()->set_index(item["sample_index"].as<std::uint64_t>());
-  if (!item["given_label"].is_null()) v.set_given_label(item["given_label"].as<std::uint32_t>());
-  SetDecision(spec, std::nullopt, &v);
-  v.set_confidence(1);
-  v.set_ratings_count(item["ratings_count"].as<std::uint32_t>());
-  v.set_skips_count(item["skips_count"].as<std::uint32_t>());
-  v.set_revision(1);
-  InsertVerdict(tx, campaign_id, item_id, -1, std::move(v));
+ItemRecord ItemFromRow(std::int64_t item_id, const pqxx::row& r, double now_epoch) {
+  ItemRecord item;
+  item.item_id = item_id;
+  item.dataset = static_cast<v1::Dataset>(r["dataset"].as<int>());
+  item.sample_index = r["sample_index"].as<std::uint64_t>();
+  if (!r["given_label"].is_null()) item.given_label = r["given_label"].as<std::uint32_t>();
+  item.ratings_count = r["ratings_count"].as<std::uint32_t>();
+  item.skips_count = r["skips_count"].as<std::uint32_t>();
+  item.decide_time = Time(now_epoch);
+  return item;
 }
-
-constexpr std::string_view kItemReturning =
-    "RETURNING item_id, dataset, sample_index, given_label, ratings_count, skips_count, decided, "
-    "gold_answer";
 
 }  // namespace
 
@@ -328,88 +245,12 @@ absl::StatusOr<std::vector<LeaseGrant>> PgFeedbackStore::Lease(const std::string
                                                                const std::string& rater_id,
                                                                int max_items, int gold_wanted,
                                                                int max_live) {
-  return pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<std::vector<LeaseGrant>> {
-    // One Lease at a time per rater: its cap on live leases and "never the same item twice"
-    // are checked against committed state.
-    tx.exec_params("SELECT pg_advisory_xact_lock(hashtext('feedback-rater'), hashtext($1))",
-                   rater_id);
-    pqxx::result c = tx.exec_params(
-        "SELECT closed, ratings_per_item, lease_ttl_seconds, gold_share, "
-        "(SELECT count(*) FROM feedback_leases WHERE rater_id = $2 AND state = 0 "
-        " AND expire_time > now()) FROM feedback_campaigns WHERE campaign_id = $1",
-        campaign_id, rater_id);
-    if (c.empty()) return CampaignNotFound(campaign_id);
-    if (c[0][0].as<bool>()) {
-      return absl::FailedPreconditionError(
-          fmt::format("campaign '{}' is closed; nothing more is leased", campaign_id));
-    }
-    const int k = c[0][1].as<int>();
-    const int ttl = c[0][2].as<int>();
-    const bool has_gold = c[0][3].as<double>() > 0;
-    const int room = std::min(max_items, max_live - c[0][4].as<int>());
+  auto leased = pool_->Run([&](pqxx::work& tx) {
     std::vector<LeaseGrant> out;
-    if (room <= 0) return out;
-
-    // Not this rater's: items it holds, rated or skipped (released and expired leases are fine).
-    constexpr std::string_view kNotMine =
-        "NOT EXISTS (SELECT 1 FROM feedback_leases l WHERE l.item_id = i.item_id "
-        "AND l.rater_id = $2 AND l.state IN (0, 1, 2))";
-    auto take_gold = [&](int n) {
-      std::vector<std::int64_t> ids;
-      for (const auto& r : tx.exec_params(fmt::format("SELECT i.item_id FROM feedback_items i "
-                                                      "WHERE i.campaign_id = $1 AND "
-                                                      "i.gold_answer IS NOT NULL AND {} "
-                                                      "ORDER BY i.item_id LIMIT $3",
-                                                      kNotMine),
-                                          campaign_id, rater_id, n)) {
-        ids.push_back(r[0].as<std::int64_t>());
-      }
-      return ids;
-    };
-    std::vector<std::int64_t> ids;
-    std::vector<std::int64_t> gold_ids;
-    if (gold_wanted > 0) ids = gold_ids = take_gold(std::min(gold_wanted, room));
-    const int normal_wanted = room - static_cast<int>(ids.size());
-    if (normal_wanted > 0) {
-      for (const auto& r : tx.exec_params(
-               fmt::format("WITH cand AS (SELECT i.item_id FROM feedback_items i "
-                           "WHERE i.campaign_id = $1 AND NOT i.decided AND i.gold_answer IS NULL "
-                           "AND i.ratings_count + i.holds < $4 AND {} "
-                           "ORDER BY i.priority DESC, i.item_id LIMIT $3 FOR UPDATE SKIP LOCKED) "
-                           "UPDATE feedback_items i SET holds = i.holds + 1 FROM cand "
-                           "WHERE i.item_id = cand.item_id RETURNING i.item_id",
-                           kNotMine),
-               campaign_id, rater_id, normal_wanted, k)) {
-        ids.push_back(r[0].as<std::int64_t>());
-      }
-    }
-    if (static_cast<int>(ids.size()) < room && has_gold) {
-      // Not enough ordinary items: fill up with gold ones (calibration beats idling).
-      std::set<std::int64_t> chosen(ids.begin(), ids.end());
-      for (std::int64_t id : take_gold(room)) {
-        if (static_cast<int>(ids.size()) < room && chosen.insert(id).second) {
-          ids.push_back(id);
-          gold_ids.push_back(id);
-        }
-      }
-    }
-    if (ids.empty()) return out;
-    if (!gold_ids.empty()) {
-      // Gold items were not locked above (no k applies to them); count their leases too, so
-      // that every live lease is one `holds` whatever its item.
-      tx.exec_params(
-          "UPDATE feedback_items SET holds = holds + 1 WHERE item_id = ANY($1::bigint[])",
-          IdArray(gold_ids));
-    }
-    for (const auto& r : tx.exec_params(
-             "WITH l AS (INSERT INTO feedback_leases (item_id, campaign_id, rater_id, expire_time) "
-             "  SELECT unnest($1::bigint[]), $2, $3, now() + make_interval(secs => $4) "
-             "  RETURNING item_id, lease_id, expire_time) "
-             "SELECT i.item_id, l.lease_id, " +
-                 Epoch("l.expire_time") +
-                 ", i.payload, i.given_label, i.prediction FROM l JOIN feedback_items i "
-                 "ON i.item_id = l.item_id ORDER BY i.priority DESC, i.item_id",
-             IdArray(ids), campaign_id, rater_id, ttl)) {
+    for (const auto& r :
+         tx.exec_params("SELECT item_id, lease_id, expire_epoch, payload, given_label, prediction "
+                        "FROM feedback_lease($1, $2, $3, $4, $5)",
+                        campaign_id, rater_id, max_items, gold_wanted, max_live)) {
       LeaseGrant& g = out.emplace_back();
       g.item_id = r[0].as<std::int64_t>();
       g.lease_id = r[1].as<std::int64_t>();
@@ -424,74 +265,72 @@ absl::StatusOr<std::vector<LeaseGrant>> PgFeedbackStore::Lease(const std::string
     }
     return out;
   });
+  if (leased.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (lease_owners_.size() + leased->size() > kLeaseOwnersCap) lease_owners_.clear();
+    for (const LeaseGrant& g : *leased) lease_owners_[g.lease_id] = {campaign_id, rater_id};
+  }
+  return leased;
+}
+
+absl::StatusOr<std::string> PgFeedbackStore::LeaseCampaign(pqxx::work& tx,
+                                                           const std::string& rater_id,
+                                                           std::int64_t lease_id) {
+  LeaseOwner owner;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = lease_owners_.find(lease_id); it != lease_owners_.end()) owner = it->second;
+  }
+  if (owner.campaign_id.empty()) {
+    pqxx::result r = tx.exec_params(
+        "SELECT campaign_id, rater_id FROM feedback_leases WHERE lease_id = $1", lease_id);
+    if (r.empty()) return LeaseNotFound(lease_id);
+    owner = {r[0][0].as<std::string>(), r[0][1].as<std::string>()};
+  }
+  if (owner.rater_id != rater_id) return LeaseNotFound(lease_id);
+  return owner.campaign_id;
+}
+
+void PgFeedbackStore::ForgetLease(std::int64_t lease_id) {
+  absl::MutexLock lock(&mu_);
+  lease_owners_.erase(lease_id);
 }
 
 absl::StatusOr<SubmitOutcome> PgFeedbackStore::Submit(const std::string& rater_id,
                                                       std::int64_t lease_id,
                                                       const v1::Answer& answer,
                                                       double seconds_spent) {
-  return pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<SubmitOutcome> {
-    pqxx::result l = tx.exec_params(
-        "SELECT l.rater_id, l.state, l.item_id, l.campaign_id, l.expire_time > now(), "
-        "extract(epoch from now() - l.lease_time), r.rating_id, r.answer, " +
-            Epoch("l.expire_time") +
-            " FROM feedback_leases l LEFT JOIN feedback_ratings r ON r.lease_id = l.lease_id "
-            "WHERE l.lease_id = $1 FOR UPDATE OF l",
-        lease_id);
-    if (l.empty() || l[0][0].as<std::string>() != rater_id) return LeaseNotFound(lease_id);
-    const int state = l[0][1].as<int>();
-    const std::int64_t item_id = l[0][2].as<std::int64_t>();
+  auto submitted = pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<SubmitOutcome> {
     SubmitOutcome out;
-    out.campaign_id = l[0][3].as<std::string>();
+    GREENLOOP_ASSIGN_OR_RETURN(out.campaign_id, LeaseCampaign(tx, rater_id, lease_id));
     GREENLOOP_ASSIGN_OR_RETURN(v1::CampaignSpec spec, Spec(tx, out.campaign_id));
     GREENLOOP_ASSIGN_OR_RETURN(int category, AnswerCategory(spec, answer));
-    if (state == kSubmitted) {
-      if (l[0][7].as<int>() != category) {
-        return absl::AlreadyExistsError(
-            fmt::format("lease '{}' was already submitted with a different answer", lease_id));
-      }
-      out.rating_id = l[0][6].as<std::int64_t>();
-      out.duplicate = true;
-      return out;
-    }
-    if (state == kSkipped || state == kReleased) {
-      return absl::FailedPreconditionError(fmt::format("lease '{}' was {}; lease the item again",
-                                                       lease_id,
-                                                       state == kSkipped ? "skipped" : "released"));
-    }
-    if (state == kExpired || !l[0][4].as<bool>()) {
-      return absl::FailedPreconditionError(fmt::format(
-          "lease '{}' expired at {} before the answer came; lease the item again", lease_id,
-          absl::FormatTime(absl::RFC3339_sec, Time(l[0][8].as<double>()), absl::UTCTimeZone())));
-    }
-    out.server_seconds = l[0][5].as<double>();
-    out.rating_id =
-        tx.exec_params1(
-              "INSERT INTO feedback_ratings (lease_id, item_id, campaign_id, rater_id, answer, "
-              "seconds_spent, server_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-              "RETURNING rating_id",
-              lease_id, item_id, out.campaign_id, rater_id, category, seconds_spent,
-              out.server_seconds)[0]
-            .as<std::int64_t>();
-    tx.exec_params("UPDATE feedback_leases SET state = 1, end_time = now() WHERE lease_id = $1",
-                   lease_id);
-    pqxx::row item = tx.exec_params1(
-        "UPDATE feedback_items SET ratings_count = ratings_count + 1, holds = holds - 1 "
-        "WHERE item_id = $1 " +
-            std::string(kItemReturning),
-        item_id);
-    if (!item["decided"].as<bool>() && item["gold_answer"].is_null() &&
-        item["ratings_count"].as<std::uint32_t>() >= spec.ratings_per_item()) {
-      GREENLOOP_RETURN_IF_ERROR(DecideItem(tx, spec, out.campaign_id, item_id, item));
+    // The rating, the lease's end and the item's counters; the item's ratings when complete.
+    const pqxx::row r =
+        tx.exec_params1("SELECT * FROM feedback_submit($1, $2, $3, $4, $5)", rater_id, lease_id,
+                        category, seconds_spent, static_cast<int>(spec.ratings_per_item()));
+    out.rating_id = r["rating_id"].as<std::int64_t>();
+    out.duplicate = r["duplicate"].as<bool>();
+    if (out.duplicate) return out;
+    out.server_seconds = r["server_seconds"].as<double>();
+    if (r["complete"].as<bool>()) {
+      const std::int64_t item_id = r["item_id"].as<std::int64_t>();
+      GREENLOOP_ASSIGN_OR_RETURN(
+          BuiltVerdict verdict,
+          FirstVerdict(spec, ItemFromRow(item_id, r, r["now_epoch"].as<double>()),
+                       RatingsFromRow(item_id, r)));
+      InsertVerdict(tx, out.campaign_id, item_id, verdict);
       out.verdict_emitted = true;
     }
     return out;
   });
+  if (submitted.ok()) ForgetLease(lease_id);
+  return submitted;
 }
 
 absl::StatusOr<std::string> PgFeedbackStore::Skip(const std::string& rater_id,
                                                   std::int64_t lease_id, v1::SkipReason reason) {
-  return pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<std::string> {
+  auto skipped = pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<std::string> {
     pqxx::result l = tx.exec_params(
         "SELECT rater_id, state, item_id, campaign_id FROM feedback_leases WHERE lease_id = $1 "
         "FOR UPDATE",
@@ -510,14 +349,21 @@ absl::StatusOr<std::string> PgFeedbackStore::Skip(const std::string& rater_id,
         "UPDATE feedback_leases SET state = 2, end_time = now(), skip_reason = $2 "
         "WHERE lease_id = $1",
         lease_id, static_cast<int>(reason));
-    pqxx::row item = tx.exec_params1(
+    const pqxx::row item = tx.exec_params1(
         "UPDATE feedback_items SET skips_count = skips_count + 1, holds = holds - $2 "
-        "WHERE item_id = $1 " +
-            std::string(kItemReturning),
+        "WHERE item_id = $1 RETURNING dataset, sample_index, given_label, ratings_count, "
+        "skips_count, decided, gold_answer IS NOT NULL AS gold, " +
+            Epoch("now()") + " AS now_epoch",
         item_id, state == kLive ? 1 : 0);
-    MaybeUndecidable(tx, spec, campaign_id, item_id, item);
+    if (std::optional<BuiltVerdict> verdict =
+            UndecidableVerdict(spec, ItemFromRow(item_id, item, item["now_epoch"].as<double>()),
+                               item["decided"].as<bool>(), item["gold"].as<bool>())) {
+      InsertVerdict(tx, campaign_id, item_id, *verdict);
+    }
     return campaign_id;
   });
+  if (skipped.ok()) ForgetLease(lease_id);
+  return skipped;
 }
 
 absl::Status PgFeedbackStore::Release(const std::string& rater_id, std::int64_t lease_id) {
@@ -559,7 +405,7 @@ absl::StatusOr<VerdictBatch> PgFeedbackStore::ReadVerdicts(const std::string& ca
                                                            std::int64_t after_seq, int limit) {
   return pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<VerdictBatch> {
     pqxx::result c = tx.exec_params(
-        "SELECT closed, verdicts_count, EXISTS (SELECT 1 FROM feedback_leases "
+        "SELECT closed, feedback_sequence_verdicts($1), EXISTS (SELECT 1 FROM feedback_leases "
         "WHERE campaign_id = $1 AND state = 0) FROM feedback_campaigns WHERE campaign_id = $1",
         campaign_id);
     if (c.empty()) return CampaignNotFound(campaign_id);
@@ -617,267 +463,22 @@ absl::StatusOr<int> PgFeedbackStore::SaveEstimate(const std::string& campaign_id
     // Items whose decision the new estimate changes get a new revision.
     int revisions = 0;
     for (const auto& r : tx.exec_params(
-             "SELECT DISTINCT ON (item_id) item_id, decision, verdict FROM feedback_verdicts "
-             "WHERE campaign_id = $1 ORDER BY item_id, revision DESC",
+             "SELECT DISTINCT ON (item_id) item_id, decision, verdict, " + Epoch("now()") +
+                 " FROM feedback_verdicts WHERE campaign_id = $1 ORDER BY item_id, revision DESC",
              campaign_id)) {
       const std::int64_t item_id = r[0].as<std::int64_t>();
-      const int decision = r[1].as<int>();
       auto it = estimate.items.find(item_id);
-      if (decision < 0 || it == estimate.items.end() || it->second.category == decision) continue;
-      v1::Verdict v;
-      v.ParseFromString(Bytes(r[2]));
-      v.clear_decision();
-      SetDecision(spec, it->second.category, &v);
-      v.set_confidence(it->second.confidence);
-      v.set_revision(v.revision() + 1);
-      InsertVerdict(tx, campaign_id, item_id, it->second.category, std::move(v));
-      ++revisions;
+      if (it == estimate.items.end()) continue;
+      v1::Verdict latest;
+      latest.ParseFromString(Bytes(r[2]));
+      if (std::optional<BuiltVerdict> revised =
+              RevisedVerdict(spec, latest, r[1].as<int>(), it->second.category,
+                             it->second.confidence, Time(r[3].as<double>()))) {
+        InsertVerdict(tx, campaign_id, item_id, *revised);
+        ++revisions;
+      }
     }
     return revisions;
-  });
-}
-
-absl::StatusOr<std::vector<std::string>> PgFeedbackStore::CampaignsToReestimate() {
-  return pool_->Run([&](pqxx::work& tx) {
-    std::vector<std::string> out;
-    for (const auto& r :
-         tx.exec("SELECT c.campaign_id FROM feedback_campaigns c WHERE NOT c.closed AND EXISTS ("
-                 "SELECT 1 FROM feedback_ratings r WHERE r.campaign_id = c.campaign_id AND "
-                 "r.submit_time > coalesce((SELECT max(update_time) FROM feedback_rater_models m "
-                 "WHERE m.campaign_id = c.campaign_id), '-infinity'))")) {
-      out.push_back(r[0].as<std::string>());
-    }
-    return out;
-  });
-}
-
-absl::StatusOr<v1::GetCampaignStatsResponse> PgFeedbackStore::Stats(
-    const std::string& campaign_id) {
-  return pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<v1::GetCampaignStatsResponse> {
-    v1::GetCampaignStatsResponse out;
-    out.set_campaign_id(campaign_id);
-    pqxx::result c = tx.exec_params(
-        "SELECT "
-        " (SELECT count(*) FROM feedback_items WHERE campaign_id = $1),"
-        " (SELECT count(*) FROM feedback_items WHERE campaign_id = $1 AND NOT decided "
-        "   AND gold_answer IS NULL),"
-        " (SELECT count(*) FROM feedback_items WHERE campaign_id = $1 AND decided),"
-        " (SELECT count(*) FROM feedback_items WHERE campaign_id = $1 AND gold_answer IS NOT NULL),"
-        " (SELECT count(*) FROM feedback_leases WHERE campaign_id = $1 AND state = 0 "
-        "   AND expire_time > now()),"
-        " (SELECT count(*) FROM feedback_ratings WHERE campaign_id = $1),"
-        " (SELECT count(*) FROM feedback_leases WHERE campaign_id = $1 AND state = 2),"
-        " (SELECT count(*) FROM feedback_ratings WHERE campaign_id = $1 "
-        "   AND submit_time > now() - interval '1 hour') "
-        "FROM feedback_campaigns WHERE campaign_id = $1",
-        campaign_id);
-    if (c.empty()) return CampaignNotFound(campaign_id);
-    out.set_items_total(c[0][0].as<std::uint64_t>());
-    out.set_items_pending(c[0][1].as<std::uint64_t>());
-    out.set_items_decided(c[0][2].as<std::uint64_t>());
-    out.set_gold_items(c[0][3].as<std::uint64_t>());
-    out.set_leases_live(c[0][4].as<std::uint64_t>());
-    out.set_ratings_total(c[0][5].as<std::uint64_t>());
-    out.set_skips_total(c[0][6].as<std::uint64_t>());
-    out.set_ratings_per_hour(c[0][7].as<double>());
-    for (const auto& r : tx.exec_params(
-             "WITH rr AS (SELECT r.rater_id, count(*) AS rated, "
-             "  count(*) FILTER (WHERE i.gold_answer IS NOT NULL) AS gold_rated, "
-             "  count(*) FILTER (WHERE i.gold_answer IS NOT NULL AND r.answer = i.gold_answer) "
-             "    AS gold_right, "
-             "  percentile_cont(0.5) WITHIN GROUP (ORDER BY r.server_seconds) AS med, "
-             "  extract(epoch from max(r.submit_time)) AS last_submit, "
-             "  count(v.decision) AS with_verdict, "
-             "  count(*) FILTER (WHERE v.decision = r.answer) AS agree "
-             "  FROM feedback_ratings r JOIN feedback_items i ON i.item_id = r.item_id "
-             "  LEFT JOIN LATERAL (SELECT decision FROM feedback_verdicts v "
-             "    WHERE v.item_id = r.item_id AND v.decision >= 0 ORDER BY revision DESC LIMIT 1) "
-             "    v ON true "
-             "  WHERE r.campaign_id = $1 GROUP BY r.rater_id), "
-             "ll AS (SELECT rater_id, count(*) FILTER (WHERE state = 2) AS skipped, "
-             "  extract(epoch from min(lease_time)) AS first_lease FROM feedback_leases "
-             "  WHERE campaign_id = $1 GROUP BY rater_id) "
-             "SELECT ll.rater_id, coalesce(t.name, ''), coalesce(rr.rated, 0), ll.skipped, "
-             "  coalesce(rr.gold_rated, 0), coalesce(rr.gold_right, 0), coalesce(rr.med, 0), "
-             "  rr.last_submit, ll.first_lease, m.reliability, coalesce(rr.with_verdict, 0), "
-             "  coalesce(rr.agree, 0) "
-             "FROM ll LEFT JOIN rr ON rr.rater_id = ll.rater_id "
-             "LEFT JOIN feedback_rater_models m ON m.campaign_id = $1 AND m.rater_id = ll.rater_id "
-             "LEFT JOIN auth_tokens t ON t.token_id::text = ll.rater_id "
-             "WHERE coalesce(rr.rated, 0) > 0 OR ll.skipped > 0 "
-             "ORDER BY 3 DESC, 1",
-             campaign_id)) {
-      v1::RaterStats* s = out.add_raters();
-      s->set_rater_id(r[0].as<std::string>());
-      s->set_rater_name(r[1].as<std::string>());
-      s->set_items_rated(r[2].as<std::uint64_t>());
-      s->set_items_skipped(r[3].as<std::uint64_t>());
-      s->set_gold_rated(r[4].as<std::uint64_t>());
-      if (s->gold_rated() > 0) {
-        s->set_gold_accuracy(r[5].as<double>() / static_cast<double>(s->gold_rated()));
-      }
-      s->set_median_seconds_per_item(r[6].as<double>());
-      if (!r[7].is_null() && !r[8].is_null()) {
-        const double hours = (r[7].as<double>() - r[8].as<double>()) / 3600;
-        if (hours > 0) s->set_items_per_hour(static_cast<double>(s->items_rated()) / hours);
-      }
-      s->set_weight(r[9].is_null() ? kDefaultRaterAccuracy : r[9].as<double>());
-      if (r[10].as<std::int64_t>() > 0) {
-        s->set_agreement_with_verdicts(r[11].as<double>() / r[10].as<double>());
-      }
-    }
-    return out;
-  });
-}
-
-absl::StatusOr<std::vector<std::pair<std::int64_t, v1::MyRating>>> PgFeedbackStore::ListMyRatings(
-    const std::string& rater_id, const std::string& campaign_id, bool include_payloads,
-    std::optional<std::int64_t> before, int limit) {
-  return pool_->Run(
-      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<std::pair<std::int64_t, v1::MyRating>>> {
-        std::vector<std::pair<std::int64_t, v1::MyRating>> out;
-        for (const auto& r : tx.exec_params(
-                 "SELECT r.rating_id, r.campaign_id, r.item_id, r.answer, r.seconds_spent, " +
-                     Epoch("r.submit_time") +
-                     ", v.decision, CASE WHEN $3 THEN i.payload END "
-                     "FROM feedback_ratings r JOIN feedback_items i ON i.item_id = r.item_id "
-                     "LEFT JOIN LATERAL (SELECT decision FROM feedback_verdicts v "
-                     "  WHERE v.item_id = r.item_id ORDER BY revision DESC LIMIT 1) v ON true "
-                     "WHERE r.rater_id = $1 AND ($2 = '' OR r.campaign_id = $2) "
-                     "AND ($4 <= 0 OR r.rating_id < $4) ORDER BY r.rating_id DESC LIMIT $5",
-                 rater_id, campaign_id, include_payloads, before.value_or(0), limit)) {
-          const std::string campaign = r[1].as<std::string>();
-          GREENLOOP_ASSIGN_OR_RETURN(v1::CampaignSpec spec, Spec(tx, campaign));
-          v1::MyRating m;
-          m.set_rating_id(r[0].as<std::string>());
-          m.set_campaign_id(campaign);
-          m.set_item_id(r[2].as<std::string>());
-          *m.mutable_answer() = CategoryAnswer(spec, r[3].as<int>());
-          m.set_seconds_spent(r[4].as<double>());
-          *m.mutable_submit_time() = Ts(r[5].as<double>());
-          if (!r[6].is_null() && r[6].as<int>() >= 0) {
-            m.set_agrees_with_verdict(r[6].as<int>() == r[3].as<int>());
-          }
-          if (!r[7].is_null()) m.mutable_payload()->ParseFromString(Bytes(r[7]));
-          out.emplace_back(r[0].as<std::int64_t>(), std::move(m));
-        }
-        return out;
-      });
-}
-
-absl::StatusOr<v1::TokenInfo> PgFeedbackStore::CreateToken(const std::string& name, v1::Role role,
-                                                           const std::string& hash,
-                                                           const std::string& prefix,
-                                                           std::optional<absl::Time> expire_time) {
-  return pool_->Run([&](pqxx::work& tx) {
-    return TokenFromRow(tx.exec_params1(
-        "INSERT INTO auth_tokens (name, role, token_prefix, token_hash, expire_time) "
-        "VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN to_timestamp($6) END) RETURNING " +
-            kTokenColumns,
-        name, static_cast<int>(role), prefix, Bytes(hash), expire_time.has_value(),
-        expire_time.has_value() ? static_cast<double>(absl::ToUnixMicros(*expire_time)) / 1e6
-                                : 0.0));
-  });
-}
-
-absl::StatusOr<v1::TokenInfo> PgFeedbackStore::RevokeToken(std::int64_t token_id) {
-  return pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<v1::TokenInfo> {
-    // Revokes are serialized so that two admins cannot revoke each other's last tokens at once.
-    tx.exec("SELECT pg_advisory_xact_lock(hashtext('feedback-revoke'))");
-    pqxx::result t = tx.exec_params(
-        "SELECT " + kTokenColumns + " FROM auth_tokens WHERE token_id = $1 FOR UPDATE", token_id);
-    if (t.empty()) return absl::NotFoundError(fmt::format("token '{}' does not exist", token_id));
-    v1::TokenInfo info = TokenFromRow(t[0]);
-    if (info.has_revoke_time()) return info;
-    if (info.role() == v1::ROLE_ADMIN &&
-        tx.exec_params1("SELECT count(*) FROM auth_tokens WHERE role = 3 AND token_id <> $1 "
-                        "AND revoke_time IS NULL AND (expire_time IS NULL OR expire_time > now())",
-                        token_id)[0]
-                .as<std::int64_t>() == 0) {
-      return absl::FailedPreconditionError(
-          "this is the last live admin token; create another admin token before revoking it");
-    }
-    info =
-        TokenFromRow(tx.exec_params1("UPDATE auth_tokens SET revoke_time = now() "
-                                     "WHERE token_id = $1 RETURNING " +
-                                         kTokenColumns,
-                                     token_id));
-    // A revoked rater's live leases go back to the pool at once.
-    tx.exec_params(
-        "WITH released AS (UPDATE feedback_leases SET state = 3, end_time = now() "
-        "  WHERE rater_id = $1 AND state = 0 RETURNING item_id), "
-        "counts AS (SELECT item_id, count(*) AS n FROM released GROUP BY item_id) "
-        "UPDATE feedback_items i SET holds = i.holds - counts.n FROM counts "
-        "WHERE i.item_id = counts.item_id",
-        std::to_string(token_id));
-    return info;
-  });
-}
-
-absl::StatusOr<std::vector<std::pair<std::int64_t, v1::TokenInfo>>> PgFeedbackStore::ListTokens(
-    bool include_revoked, v1::Role role, std::optional<std::int64_t> after, int limit) {
-  return pool_->Run([&](pqxx::work& tx) {
-    std::vector<std::pair<std::int64_t, v1::TokenInfo>> out;
-    for (const auto& r : tx.exec_params(
-             "SELECT " + kTokenColumns +
-                 " FROM auth_tokens WHERE ($1 OR (revoke_time IS NULL AND "
-                 "(expire_time IS NULL OR expire_time > now()))) AND ($2 = 0 OR role = $2) "
-                 "AND token_id > $3 ORDER BY token_id LIMIT $4",
-             include_revoked, static_cast<int>(role), after.value_or(0), limit)) {
-      out.emplace_back(r[0].as<std::int64_t>(), TokenFromRow(r));
-    }
-    return out;
-  });
-}
-
-absl::StatusOr<std::optional<TokenRecord>> PgFeedbackStore::FindToken(const std::string& hash) {
-  return pool_->Run([&](pqxx::work& tx) {
-    tx.exec_params(
-        "UPDATE auth_tokens SET last_use_time = date_trunc('minute', now()) "
-        "WHERE token_hash = $1 AND (last_use_time IS NULL OR "
-        "last_use_time < date_trunc('minute', now()))",
-        Bytes(hash));
-    pqxx::result r = tx.exec_params(
-        "SELECT " + kTokenColumns + " FROM auth_tokens WHERE token_hash = $1", Bytes(hash));
-    std::optional<TokenRecord> out;
-    if (!r.empty()) out = TokenRecord{TokenFromRow(r[0]), Bytes(r[0][8])};
-    return out;
-  });
-}
-
-absl::StatusOr<v1::TokenInfo> PgFeedbackStore::GetToken(std::int64_t token_id) {
-  return pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<v1::TokenInfo> {
-    pqxx::result r = tx.exec_params(
-        "SELECT " + kTokenColumns + " FROM auth_tokens WHERE token_id = $1", token_id);
-    if (r.empty()) return absl::NotFoundError(fmt::format("token '{}' does not exist", token_id));
-    return TokenFromRow(r[0]);
-  });
-}
-
-absl::StatusOr<bool> PgFeedbackStore::HasLiveAdmin() {
-  return pool_->Run([&](pqxx::work& tx) {
-    return tx
-        .exec1(
-            "SELECT EXISTS (SELECT 1 FROM auth_tokens WHERE role = 3 AND revoke_time IS NULL "
-            "AND (expire_time IS NULL OR expire_time > now()))")[0]
-        .as<bool>();
-  });
-}
-
-absl::StatusOr<PgFeedbackStore::Gauges> PgFeedbackStore::ReadGauges() {
-  return pool_->Run([&](pqxx::work& tx) {
-    Gauges g;
-    for (const auto& r :
-         tx.exec("SELECT c.campaign_id, "
-                 " (SELECT count(*) FROM feedback_items i WHERE i.campaign_id = c.campaign_id "
-                 "   AND NOT i.decided AND i.gold_answer IS NULL), "
-                 " (SELECT count(*) FROM feedback_leases l WHERE l.campaign_id = c.campaign_id "
-                 "   AND l.state = 0) "
-                 "FROM feedback_campaigns c WHERE NOT c.closed")) {
-      g.depth[r[0].as<std::string>()] = r[1].as<std::int64_t>();
-      g.live_leases[r[0].as<std::string>()] = r[2].as<std::int64_t>();
-    }
-    return g;
   });
 }
 

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <string>
+#include <unordered_map>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -17,6 +18,12 @@ std::vector<pg::Migration> FeedbackMigrations();
 
 /// \brief FeedbackStore in PostgreSQL: each method is one read-committed transaction on `pool`.
 ///
+/// Lease and Submit are one stored function each (deploy/db/feedback/0002_feedback_hot_path.sql):
+/// one round trip, plans cached per connection. Submit adds a second statement when the rating
+/// completes its item: the verdict, decided by the core (core/verdicts.h) from the ratings the
+/// function returned, in the same transaction. Tokens are in pg_tokens.cc, read-side figures in
+/// pg_stats.cc.
+///
 /// How the queue keeps its promises:
 ///   - Lease picks items with `SELECT … FOR UPDATE SKIP LOCKED` and counts a lease on the item row
 ///     itself (`holds`), so the `ratings_count + holds < k` test is re-checked on the locked row
@@ -25,8 +32,10 @@ std::vector<pg::Migration> FeedbackMigrations();
 ///   - Submit locks the lease row, so a retry, a late answer and the reaper see one order; the
 ///     rating, the lease's end, the item's counters and, when the item is complete, its verdict
 ///     commit together: an acknowledged rating is durable and a verdict is written exactly once.
-///   - Verdicts take their seq from the campaign row (UPDATE … RETURNING), whose lock is held to
-///     commit, so seqs become visible in order and a cursor never skips a later-committed one.
+///   - Verdicts are written without a seq; ReadVerdicts numbers the committed ones first, under
+///     the campaign row's lock (feedback_sequence_verdicts), so seqs are dense, a verdict
+///     committed later gets a later seq, and a cursor never skips one, while writers of one
+///     campaign never wait for each other.
 ///
 /// Thread-safety: thread-safe; `pool` must outlive the store.
 class PgFeedbackStore final : public FeedbackStore {
@@ -83,9 +92,25 @@ class PgFeedbackStore final : public FeedbackStore {
   // The spec of a campaign, cached: specs never change once created.
   absl::StatusOr<v1::CampaignSpec> Spec(pqxx::work& tx, const std::string& campaign_id);
 
+  // The campaign of a lease owned by `rater_id`: from the leases this process granted, else one
+  // lookup. NOT_FOUND when there is none or another rater holds it.
+  absl::StatusOr<std::string> LeaseCampaign(pqxx::work& tx, const std::string& rater_id,
+                                            std::int64_t lease_id);
+  void ForgetLease(std::int64_t lease_id);
+
+  struct LeaseOwner {
+    std::string campaign_id;
+    std::string rater_id;
+  };
+  // Bounds lease_owners_: when full it is emptied (a miss costs one primary-key lookup).
+  static constexpr std::size_t kLeaseOwnersCap = 100'000;
+
   pg::Pool* const pool_;
   absl::Mutex mu_;
   std::map<std::string, v1::CampaignSpec> specs_ ABSL_GUARDED_BY(mu_);
+  // Leases granted here and not yet ended here: Submit validates the answer against the
+  // campaign's spec before its one round trip.
+  std::unordered_map<std::int64_t, LeaseOwner> lease_owners_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace greenloop::feedback
