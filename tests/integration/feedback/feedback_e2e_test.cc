@@ -1,5 +1,6 @@
-// greenloop-feedback as a real process: SIGKILL under load and restart, and the rater web page in
-// headless chromium. PostgreSQL is the `pg` fixture's; gRPC and HTTP go over loopback.
+// greenloop-feedback as a real process: SIGKILL under load and restart, two replicas on one
+// PostgreSQL with one killed, and the rater web page in headless chromium. PostgreSQL is the `pg`
+// fixture's; gRPC and HTTP go over loopback.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -236,6 +237,120 @@ TEST_F(FeedbackE2eTest, SigkillUnderLoadLosesNoAcknowledgedRatingAndNoVerdictRep
   EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size())
       << "the trainer saw no verdict twice across the kill";
   EXPECT_EQ(service.Kill(SIGTERM), 0) << service.log();
+}
+
+// The Kubernetes manifests run two replicas on one PostgreSQL. Raters lease on one and submit on
+// the other, a trainer follows verdicts on the second and resumes on the first with its cursor
+// when the second is killed mid-load; the queue's promises hold across both.
+TEST_F(FeedbackE2eTest, TwoReplicasOnOnePostgresKeepEveryPromiseThroughAKill) {
+  Service a(dir_ / "a", db_.url()), b(dir_ / "b", db_.url());
+  fs::create_directories(dir_ / "a");
+  fs::create_directories(dir_ / "b");
+  ASSERT_NO_FATAL_FAILURE(a.Start());
+  ASSERT_NO_FATAL_FAILURE(b.Start());
+  const std::string worker = CreateToken(a, v1::ROLE_WORKER, "trainer");
+  constexpr int kItems = 150, k = 3, kRaters = 9;
+  ASSERT_NO_FATAL_FAILURE(CreateCampaign(b, worker, "two", k, kItems, false));
+  std::vector<std::string> raters;
+  for (int r = 0; r < kRaters; ++r)
+    raters.push_back(CreateToken(r % 2 == 0 ? a : b, v1::ROLE_RATER, fmt::format("r{}", r)));
+
+  std::mutex mu;
+  std::set<std::string> acknowledged;
+  std::atomic<bool> b_alive{true};
+  // Lease on one replica, submit on the other (while both live): the submitting replica never
+  // saw the lease.
+  auto rate = [&](int r) {
+    for (int turn = r;; ++turn) {
+      const bool lease_on_b = b_alive && turn % 2 == 0;
+      v1::FeedbackService::Stub& leaser = lease_on_b ? b.stub() : a.stub();
+      v1::LeaseRequest lr;
+      lr.set_campaign_id("two");
+      lr.set_max_items(2);
+      v1::LeaseResponse leased;
+      auto ctx = rpc::NewClientContext(2s, raters[r]);
+      if (!leaser.Lease(ctx.get(), lr, &leased).ok()) continue;  // b died under this call
+      if (leased.items_size() == 0) return;
+      for (const auto& item : leased.items()) {
+        v1::FeedbackService::Stub& submitter = (lease_on_b || !b_alive) ? a.stub() : b.stub();
+        v1::SubmitRequest sr;
+        sr.set_lease_id(item.lease_id());
+        sr.mutable_answer()->set_label(static_cast<std::uint32_t>((r + item.item_id().size()) % 3));
+        v1::SubmitResponse resp;
+        auto c2 = rpc::NewClientContext(2s, raters[r]);
+        if (!submitter.Submit(c2.get(), sr, &resp).ok()) continue;
+        std::lock_guard lock(mu);
+        acknowledged.insert(resp.rating_id());
+      }
+    }
+  };
+  std::string cursor;
+  std::vector<std::string> seen;
+  auto watch = [&](Service& s) {
+    v1::WatchVerdictsRequest req;
+    req.set_campaign_id("two");
+    req.set_cursor(cursor);
+    auto ctx = rpc::NewClientContext(60s, worker);
+    auto reader = s.stub().WatchVerdicts(ctx.get(), req);
+    v1::WatchVerdictsResponse r;
+    while (static_cast<int>(seen.size()) < kItems && reader->Read(&r)) {
+      seen.push_back(r.verdict().item_id());
+      cursor = r.cursor();
+    }
+    ctx->TryCancel();
+    reader->Finish();
+  };
+  {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRaters; ++r) threads.emplace_back(rate, r);
+    std::thread watcher(watch, std::ref(b));
+    for (int i = 0; i < 1000; ++i) {
+      {
+        std::lock_guard lock(mu);
+        if (acknowledged.size() >= static_cast<std::size_t>(kItems * k / 3)) break;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    b_alive = false;
+    b.Kill(SIGKILL);
+    watcher.join();  // b's stream broke
+    for (auto& t : threads) t.join();
+  }
+  ASSERT_LT(acknowledged.size(), static_cast<std::size_t>(kItems * k)) << "killed too late";
+  // The dead replica's leases come back once their TTL passes (moved forward here).
+  Count(
+      "WITH x AS (UPDATE feedback_leases SET expire_time = now() - interval '1 second' "
+      "WHERE state = 0 RETURNING 1) SELECT count(*) FROM x");
+  for (int i = 0; i < 100 && Count("SELECT count(*) FROM feedback_leases WHERE state = 0") > 0;
+       ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRaters; ++r) threads.emplace_back(rate, r);
+    for (auto& t : threads) t.join();
+  }
+  watch(a);  // the trainer resumes on the surviving replica from the cursor b gave it
+
+  for (const std::string& id : acknowledged) {
+    EXPECT_EQ(Count("SELECT count(*) FROM feedback_ratings WHERE rating_id = " + id), 1) << id;
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_ratings"), kItems * k);
+  EXPECT_EQ(Count("SELECT count(*) FROM (SELECT item_id FROM feedback_ratings GROUP BY item_id "
+                  "HAVING count(*) > 3) x"),
+            0)
+      << "no item rated beyond k";
+  EXPECT_EQ(Count("SELECT count(*) FROM (SELECT item_id, rater_id FROM feedback_ratings "
+                  "GROUP BY 1, 2 HAVING count(*) > 1) x"),
+            0)
+      << "no rater rated an item twice";
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_verdicts"), kItems) << "one verdict per item";
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_verdicts WHERE seq IS NULL"), 0);
+  EXPECT_EQ(Count("SELECT max(seq) FROM feedback_verdicts"), kItems) << "seqs dense from 1";
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kItems));
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size())
+      << "the trainer saw no verdict twice across replicas and the kill";
+  EXPECT_EQ(a.Kill(SIGTERM), 0) << a.log();
 }
 
 TEST_F(FeedbackE2eTest, WebPageInHeadlessChromiumRatesWithTheKeyboard) {
