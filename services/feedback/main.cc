@@ -39,7 +39,8 @@ struct Config {
   std::int64_t pg_pool_size = 16;
   bool auth_disabled = false;
   std::string bootstrap_admin_token;
-  std::chrono::milliseconds auth_cache_ttl{10'000};
+  std::chrono::milliseconds auth_cache_ttl{300'000};
+  std::chrono::milliseconds auth_revocation_check{1000};
   std::string tls_cert_path;
   std::string tls_key_path;
   std::int64_t max_payload_bytes = 1 << 20;
@@ -71,8 +72,12 @@ absl::Status Run(int argc, char** argv) {
            "an admin token to create at start if no token has its hash yet (e.g. from a secret); "
            "empty: one is generated and printed once when no admin token exists",
            {.secret = true})
-      .Add("auth.cache_ttl", &cfg.auth_cache_ttl, "how long a checked token is trusted",
-           {.min = 0, .max = 60'000})
+      .Add("auth.cache_ttl", &cfg.auth_cache_ttl,
+           "how long a checked token is trusted (a revoke anywhere drops the cache sooner)",
+           {.min = 0, .max = 3'600'000})
+      .Add("auth.revocation_check", &cfg.auth_revocation_check,
+           "how often the token cache looks for revokes made through other replicas",
+           {.min = 100, .max = 60'000})
       .Add("tls.cert_path", &cfg.tls_cert_path, "PEM certificate chain for gRPC TLS (optional)")
       .Add("tls.key_path", &cfg.tls_key_path, "PEM private key for gRPC TLS")
       .Add("limits.max_payload_bytes", &cfg.max_payload_bytes, "largest item payload",
@@ -141,8 +146,8 @@ absl::Status Run(int argc, char** argv) {
         "authentication is disabled: every caller acts as 'anonymous' with every role "
         "(auth.disabled); never expose this instance beyond loopback");
   } else {
-    authenticator =
-        std::make_unique<TokenAuthenticator>(&store, absl::FromChrono(cfg.auth_cache_ttl));
+    authenticator = std::make_unique<TokenAuthenticator>(
+        &store, absl::FromChrono(cfg.auth_cache_ttl), absl::FromChrono(cfg.auth_revocation_check));
     if (!cfg.bootstrap_admin_token.empty()) {
       GREENLOOP_ASSIGN_OR_RETURN(
           bool created, queue.EnsureAdminToken(cfg.bootstrap_admin_token, "bootstrap admin"));

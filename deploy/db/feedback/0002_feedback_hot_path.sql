@@ -261,3 +261,6 @@ BEGIN
   RETURN last;
 END;
 $$;
+
+-- The newest revoke, read every second by each replica's token cache (RevocationMark).
+CREATE INDEX auth_tokens_revoked ON auth_tokens (revoke_time) WHERE revoke_time IS NOT NULL;

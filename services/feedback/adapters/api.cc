@@ -30,13 +30,28 @@ v1::Role ToProto(rpc::Role role) {
   return v1::ROLE_UNSPECIFIED;
 }
 
-TokenAuthenticator::TokenAuthenticator(FeedbackStore* store, absl::Duration cache_ttl)
-    : store_(store), cache_ttl_(cache_ttl) {}
+TokenAuthenticator::TokenAuthenticator(FeedbackStore* store, absl::Duration cache_ttl,
+                                       absl::Duration revocation_check)
+    : store_(store), cache_ttl_(cache_ttl), revocation_check_(revocation_check) {}
+
+void TokenAuthenticator::CheckRevocations(absl::Time now) const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (now < next_check_) return;
+    next_check_ = now + revocation_check_;  // the other callers go on with the cache meanwhile
+  }
+  absl::StatusOr<std::int64_t> mark = store_->RevocationMark();
+  if (!mark.ok()) return;  // the lookup that follows a miss reports the database's state
+  absl::MutexLock lock(&mu_);
+  if (revocation_mark_.has_value() && *revocation_mark_ != *mark) cache_.clear();
+  revocation_mark_ = *mark;
+}
 
 absl::StatusOr<rpc::Principal> TokenAuthenticator::Authenticate(
     std::string_view bearer_token) const {
   const std::string hash = HashTokenSecret(bearer_token);
   const absl::Time now = absl::Now();
+  CheckRevocations(now);
   {
     absl::MutexLock lock(&mu_);
     if (auto it = cache_.find(hash); it != cache_.end()) {
@@ -52,7 +67,13 @@ absl::StatusOr<rpc::Principal> TokenAuthenticator::Authenticate(
   if (info.has_revoke_time()) {
     return absl::UnauthenticatedError(fmt::format("token '{}' was revoked", info.name()));
   }
-  absl::Time until = now + cache_ttl_;
+  absl::Time until;
+  {
+    absl::MutexLock lock(&mu_);
+    jitter_state_ = jitter_state_ * 6364136223846793005u + 1442695040888963407u;  // LCG
+    const double spread = 0.9 + 0.2 * static_cast<double>(jitter_state_ >> 11) / 0x1p53;
+    until = now + cache_ttl_ * spread;
+  }
   if (info.has_expire_time()) {
     const absl::Time expire = absl::FromUnixSeconds(info.expire_time().seconds());
     if (expire <= now) {

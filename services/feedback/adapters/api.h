@@ -4,7 +4,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,17 +24,21 @@
 namespace greenloop::feedback {
 
 /// \brief The feedback service's own rpc::Authenticator: bearer tokens checked against the hashed
-/// token table (FeedbackStore::FindToken), cached for `cache_ttl`.
+/// token table (FeedbackStore::FindToken), cached for `cache_ttl` (each entry for 90–110 % of it,
+/// so that a crowd that started together does not come back in the same second).
 ///
 /// Only the SHA-256 of a presented token is looked up, and the stored hash is compared again in
 /// constant time. A revoked or expired token is UNAUTHENTICATED; a revoke made through this
 /// process takes effect at once (Invalidate()), one made through another replica within
-/// `cache_ttl`. Unknown tokens are not cached. UNAVAILABLE when the database is down.
+/// `revocation_check` (the cache is dropped when FeedbackStore::RevocationMark() moves; one
+/// cheap query per interval, by whichever call finds it due). Unknown tokens are not cached.
+/// UNAVAILABLE when the database is down.
 ///
 /// Thread-safety: thread-safe; `store` must outlive it.
 class TokenAuthenticator final : public rpc::Authenticator {
  public:
-  explicit TokenAuthenticator(FeedbackStore* store, absl::Duration cache_ttl = absl::Seconds(10));
+  explicit TokenAuthenticator(FeedbackStore* store, absl::Duration cache_ttl = absl::Minutes(5),
+                              absl::Duration revocation_check = absl::Seconds(1));
   absl::StatusOr<rpc::Principal> Authenticate(std::string_view bearer_token) const override;
   /// Forgets every cached token (after a revoke).
   void Invalidate();
@@ -42,10 +48,18 @@ class TokenAuthenticator final : public rpc::Authenticator {
     rpc::Principal principal;
     absl::Time until;
   };
+  // Drops the cache when a revoke happened anywhere since the last look (at most once per
+  // revocation_check_).
+  void CheckRevocations(absl::Time now) const;
+
   FeedbackStore* const store_;
   const absl::Duration cache_ttl_;
+  const absl::Duration revocation_check_;
   mutable absl::Mutex mu_;
   mutable std::map<std::string, Entry> cache_ ABSL_GUARDED_BY(mu_);  // by token hash
+  mutable absl::Time next_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  mutable std::optional<std::int64_t> revocation_mark_ ABSL_GUARDED_BY(mu_);
+  mutable std::uint64_t jitter_state_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15u;
 };
 
 /// v1::Role ↔ rpc::Role.

@@ -120,6 +120,7 @@ class RecordingStore final : public FeedbackStore {
     return absl::NotFoundError("no token");
   }
   absl::StatusOr<bool> HasLiveAdmin() override { return !tokens.empty(); }
+  absl::StatusOr<std::int64_t> RevocationMark() override { return 0; }
 };
 
 Caller Rater() { return {"11", "alice", v1::ROLE_RATER}; }

@@ -133,6 +133,9 @@ class FeedbackStore {
   virtual absl::StatusOr<v1::TokenInfo> GetToken(std::int64_t token_id) = 0;
   /// Whether a live (not revoked, not expired) admin token exists.
   virtual absl::StatusOr<bool> HasLiveAdmin() = 0;
+  /// A mark that changes whenever any token is revoked (by any replica): the newest revoke time
+  /// in microseconds, 0 when none. Cheap: token caches ask it every second.
+  virtual absl::StatusOr<std::int64_t> RevocationMark() = 0;
 };
 
 }  // namespace greenloop::feedback

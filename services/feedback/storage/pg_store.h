@@ -80,6 +80,7 @@ class PgFeedbackStore final : public FeedbackStore {
   absl::StatusOr<std::optional<TokenRecord>> FindToken(const std::string& hash) override;
   absl::StatusOr<v1::TokenInfo> GetToken(std::int64_t token_id) override;
   absl::StatusOr<bool> HasLiveAdmin() override;
+  absl::StatusOr<std::int64_t> RevocationMark() override;
 
   /// Queue depth (items still needing ratings) and live leases per open campaign, for metrics.
   struct Gauges {

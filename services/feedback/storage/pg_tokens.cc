@@ -109,4 +109,14 @@ absl::StatusOr<bool> PgFeedbackStore::HasLiveAdmin() {
   });
 }
 
+absl::StatusOr<std::int64_t> PgFeedbackStore::RevocationMark() {
+  return pool_->Run([&](pqxx::work& tx) {
+    return tx
+        .exec1(
+            "SELECT coalesce(max(extract(epoch from revoke_time) * 1e6), 0)::bigint "
+            "FROM auth_tokens WHERE revoke_time IS NOT NULL")[0]
+        .as<std::int64_t>();
+  });
+}
+
 }  // namespace greenloop::feedback

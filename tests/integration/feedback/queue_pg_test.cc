@@ -374,6 +374,30 @@ TEST(FeedbackQueuePg, AuthMatrixEveryRoleTimesEveryRpc) {
             grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+TEST(FeedbackQueuePg, ARevokeThroughAnotherReplicaEndsThisOnesCachedTokenWithinTheCheck) {
+  FeedbackEnv env;
+  const std::string secret = env.Token(v1::ROLE_RATER, "phone");
+  // A second replica: its own store and token cache (5 min) on the same database.
+  PgFeedbackStore replica_store(&env.pool());
+  TokenAuthenticator replica(&replica_store, absl::Minutes(5), absl::Milliseconds(200));
+  absl::StatusOr<rpc::Principal> principal = replica.Authenticate(secret);
+  ASSERT_TRUE(principal.ok()) << principal.status();
+  // Revoked through the first replica; nobody tells the second one's cache.
+  v1::RevokeTokenRequest revoke;
+  revoke.set_token_id(principal->id);
+  ASSERT_TRUE(env.queue().RevokeToken(Caller::Anonymous(), revoke).ok());
+  const absl::Time revoked = absl::Now();
+  absl::Status status;
+  while (absl::Now() - revoked < absl::Seconds(5)) {
+    status = replica.Authenticate(secret).status();
+    if (!status.ok()) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated) << status;
+  EXPECT_THAT(status.message(), HasSubstr("revoked"));
+  EXPECT_LT(absl::Now() - revoked, absl::Seconds(2)) << "the revocation check, not the 5 min TTL";
+}
+
 TEST(FeedbackQueuePg, HttpJsonApiRejectsBadInputWithTheRightCodeAndStoresNothing) {
   FeedbackEnv env({.limits = {.max_payload_bytes = 2048}, .rater_requests_per_second = 0});
   env.Campaign("http", 1);
