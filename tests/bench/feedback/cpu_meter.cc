@@ -41,6 +41,11 @@ Stat ReadStat(pid_t pid) {
 }  // namespace
 
 CpuMeter CpuMeter::PostgresOf(pid_t backend_pid) {
+  // A server on another machine has its pids there: only a local postgres process counts.
+  std::ifstream comm("/proc/" + std::to_string(backend_pid) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  if (!name.starts_with("postgres")) return CpuMeter(0);
   return CpuMeter(ReadStat(backend_pid).ppid, /*with_live_children=*/true);
 }
 

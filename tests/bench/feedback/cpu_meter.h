@@ -21,7 +21,8 @@ class CpuMeter final {
   /// The process `pid` (and its reaped children).
   explicit CpuMeter(pid_t pid, bool with_live_children = false)
       : pid_(pid), with_live_children_(with_live_children) {}
-  /// The PostgreSQL server that runs the backend `backend_pid` (pg_backend_pid()).
+  /// The PostgreSQL server that runs the backend `backend_pid` (pg_backend_pid(), read while
+  /// that connection is open); a meter that reads 0 when the server is not on this machine.
   static CpuMeter PostgresOf(pid_t backend_pid);
 
   /// CPU seconds used so far; 0 when the process is gone.

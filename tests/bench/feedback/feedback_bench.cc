@@ -45,13 +45,14 @@ struct Options {
   std::vector<std::string> open_rates = {"1"};
 };
 
-// The backend pid of a fresh connection: the way to the server's processes.
-pid_t BackendPid(const std::string& db_url) {
+// The PostgreSQL server's meter, found through a backend's parent while that backend lives.
+CpuMeter PostgresMeter(const std::string& db_url) {
   auto pool = pg::Pool::Create({.url = db_url, .max_size = 1});
-  if (!pool.ok()) return 0;
-  auto pid =
-      (*pool)->Run([](pqxx::work& tx) { return tx.exec1("SELECT pg_backend_pid()")[0].as<int>(); });
-  return pid.ok() ? *pid : 0;
+  if (!pool.ok()) return CpuMeter(0);
+  auto meter = (*pool)->Run([](pqxx::work& tx) {
+    return CpuMeter::PostgresOf(tx.exec1("SELECT pg_backend_pid()")[0].as<int>());
+  });
+  return meter.ok() ? *meter : CpuMeter(0);
 }
 
 // CPU used by the service and by PostgreSQL during one run.
@@ -78,7 +79,7 @@ std::string Row(const std::string& name, const LoadResult& r, double ceiling,
       "{:<40} {:>9.0f} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f} {:>7.0f}% {:>7.2f} {:>7.2f}{}\n", name,
       r.cycles_per_s(), r.lease_p50_ms, r.lease_p99_ms, r.submit_p50_ms, r.submit_p99_ms,
       ceiling > 0 ? 100 * r.cycles_per_s() / ceiling : 0, cpu.first, cpu.second,
-      r.errors > 0 ? fmt::format("  ({} errors)", r.errors) : "");
+      r.errors > 0 ? fmt::format("  ({} errors; first: {})", r.errors, TakeFirstError()) : "");
 }
 
 int Items(double cycles_per_s, std::int64_t seconds, std::int64_t k) {
@@ -90,7 +91,7 @@ int Run(const Options& o) {
   greenloop::testing::ScratchDatabase db(o.pg_url);
   ServiceUnderTest service(db.url());
   const CpuMeter service_cpu(service.pid(), /*with_live_children=*/false);
-  const CpuMeter pg_cpu = CpuMeter::PostgresOf(BackendPid(db.url()));
+  const CpuMeter pg_cpu = PostgresMeter(db.url());
   const double ceiling =
       PgbenchCeiling(db.url(), 16, static_cast<int>(o.seconds), static_cast<int>(o.k));
   double load[1] = {0};
@@ -115,6 +116,7 @@ int Run(const Options& o) {
     Analyze(db.url());
     const std::vector<std::string> tokens = service.RaterTokens(count);
     CpuWindow cpu(service_cpu, pg_cpu);
+    TakeFirstError();  // from setup or an earlier run
     const LoadResult r = ClosedLoop(service, campaign, tokens, static_cast<int>(o.seconds));
     std::cout << Row(fmt::format("closed loop, {} raters", count), r, ceiling,
                      cpu.PerCycle(r.cycles));
@@ -134,6 +136,7 @@ int Run(const Options& o) {
                          static_cast<int>(o.k));
     Analyze(db.url());
     CpuWindow cpu(service_cpu, pg_cpu);
+    TakeFirstError();
     const LoadResult r =
         OpenLoop(service, campaign, crowd, o.think_seconds / factor, static_cast<int>(o.seconds));
     const auto [svc_ms, pg_ms] = cpu.PerCycle(r.cycles);
@@ -141,7 +144,7 @@ int Run(const Options& o) {
         "{:<40} {:>9.0f} {:>9.0f} {:>9.1f} {:>9.1f}   CPU/cycle svc {:.2f} ms, pg {:.2f} ms{}\n",
         fmt::format("{} raters, think {:.2f} s", o.open_raters, o.think_seconds / factor),
         r.offered_per_s, r.cycles_per_s(), r.cycle_p50_ms, r.cycle_p99_ms, svc_ms, pg_ms,
-        r.errors > 0 ? fmt::format("  ({} errors)", r.errors) : "");
+        r.errors > 0 ? fmt::format("  ({} errors; first: {})", r.errors, TakeFirstError()) : "");
     if (factor == 1.0 || open_p99 == 0) open_p99 = r.cycle_p99_ms;
     service.CloseCampaign(campaign);
   }

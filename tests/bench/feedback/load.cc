@@ -8,8 +8,10 @@
 #include <queue>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "common/grpc/channel.h"
+#include "fmt/format.h"
 
 namespace greenloop::feedback::bench {
 namespace {
@@ -20,6 +22,17 @@ using Clock = std::chrono::steady_clock;
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 // Leases one item for `token`; the lease id, or empty when none came.
+// The first failure's text, for the report.
+std::mutex first_error_mu;
+std::string first_error;
+
+void NoteError(std::string_view rpc, const grpc::Status& s) {
+  std::lock_guard lock(first_error_mu);
+  if (first_error.empty())
+    first_error =
+        fmt::format("{}: {} ({})", rpc, s.error_message(), static_cast<int>(s.error_code()));
+}
+
 std::string LeaseOne(v1::FeedbackService::Stub& stub, const std::string& campaign_id,
                      const std::string& token) {
   v1::LeaseRequest req;
@@ -27,7 +40,14 @@ std::string LeaseOne(v1::FeedbackService::Stub& stub, const std::string& campaig
   req.set_max_items(1);
   v1::LeaseResponse resp;
   auto ctx = rpc::NewClientContext(10s, token);
-  if (!stub.Lease(ctx.get(), req, &resp).ok() || resp.items_size() == 0) return "";
+  if (grpc::Status s = stub.Lease(ctx.get(), req, &resp); !s.ok()) {
+    NoteError("Lease", s);
+    return "";
+  }
+  if (resp.items_size() == 0) {
+    NoteError("Lease", grpc::Status(grpc::StatusCode::NOT_FOUND, "no item leased"));
+    return "";
+  }
   return resp.items(0).lease_id();
 }
 
@@ -39,7 +59,9 @@ bool SubmitOne(v1::FeedbackService::Stub& stub, const std::string& lease_id,
   req.set_seconds_spent(1);
   v1::SubmitResponse resp;
   auto ctx = rpc::NewClientContext(10s, token);
-  return stub.Submit(ctx.get(), req, &resp).ok();
+  grpc::Status s = stub.Submit(ctx.get(), req, &resp);
+  if (!s.ok()) NoteError("Submit", s);
+  return s.ok();
 }
 
 // Latencies gathered by many threads.
@@ -64,6 +86,11 @@ struct Samples {
 };
 
 }  // namespace
+
+std::string TakeFirstError() {
+  std::lock_guard lock(first_error_mu);
+  return std::exchange(first_error, std::string());
+}
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;

@@ -39,6 +39,9 @@ LoadResult OpenLoop(const ServiceUnderTest& service, const std::string& campaign
                     const std::vector<std::string>& raters, double think_seconds, int seconds,
                     int workers = 64);
 
+/// The text of the first failed call since the last TakeFirstError(), empty when none.
+std::string TakeFirstError();
+
 /// The `p` quantile (0..1) of `values`; 0 when empty.
 double Percentile(std::vector<double> values, double p);
 
