@@ -120,6 +120,25 @@ void CreateCampaign(Service& s, const std::string& token, const std::string& id,
   ASSERT_TRUE(st.ok()) << st.error_message();
 }
 
+// Follows a campaign's verdicts from `cursor` until `until` are in `seen` or the stream ends,
+// keeping the cursor, as a trainer does.
+void FollowVerdicts(v1::FeedbackService::Stub& stub, const std::string& token,
+                    const std::string& campaign, int until, std::string& cursor,
+                    std::vector<std::string>& seen) {
+  v1::WatchVerdictsRequest req;
+  req.set_campaign_id(campaign);
+  req.set_cursor(cursor);
+  auto ctx = rpc::NewClientContext(60s, token);
+  auto reader = stub.WatchVerdicts(ctx.get(), req);
+  v1::WatchVerdictsResponse r;
+  while (static_cast<int>(seen.size()) < until && reader->Read(&r)) {
+    seen.push_back(r.verdict().item_id());
+    cursor = r.cursor();
+  }
+  ctx->TryCancel();
+  reader->Finish();
+}
+
 class FeedbackE2eTest : public ::testing::Test {
  protected:
   void SetUp() override { fs::create_directories(dir_); }
@@ -171,18 +190,7 @@ TEST_F(FeedbackE2eTest, SigkillUnderLoadLosesNoAcknowledgedRatingAndNoVerdictRep
   std::string cursor;
   std::vector<std::string> seen;
   auto watch = [&](v1::FeedbackService::Stub& stub, int until) {
-    v1::WatchVerdictsRequest req;
-    req.set_campaign_id("kill");
-    req.set_cursor(cursor);
-    auto ctx = rpc::NewClientContext(60s, worker);
-    auto reader = stub.WatchVerdicts(ctx.get(), req);
-    v1::WatchVerdictsResponse r;
-    while (static_cast<int>(seen.size()) < until && reader->Read(&r)) {
-      seen.push_back(r.verdict().item_id());
-      cursor = r.cursor();
-    }
-    ctx->TryCancel();
-    reader->Finish();
+    FollowVerdicts(stub, worker, "kill", until, cursor, seen);
   };
   {
     std::vector<std::thread> threads;
@@ -286,20 +294,7 @@ TEST_F(FeedbackE2eTest, TwoReplicasOnOnePostgresKeepEveryPromiseThroughAKill) {
   };
   std::string cursor;
   std::vector<std::string> seen;
-  auto watch = [&](Service& s) {
-    v1::WatchVerdictsRequest req;
-    req.set_campaign_id("two");
-    req.set_cursor(cursor);
-    auto ctx = rpc::NewClientContext(60s, worker);
-    auto reader = s.stub().WatchVerdicts(ctx.get(), req);
-    v1::WatchVerdictsResponse r;
-    while (static_cast<int>(seen.size()) < kItems && reader->Read(&r)) {
-      seen.push_back(r.verdict().item_id());
-      cursor = r.cursor();
-    }
-    ctx->TryCancel();
-    reader->Finish();
-  };
+  auto watch = [&](Service& s) { FollowVerdicts(s.stub(), worker, "two", kItems, cursor, seen); };
   {
     std::vector<std::thread> threads;
     for (int r = 0; r < kRaters; ++r) threads.emplace_back(rate, r);
