@@ -48,6 +48,8 @@ struct Config {
   double rate_limit_rps = 50;
   double rate_limit_burst = 100;
   std::chrono::milliseconds reap_interval{1000};
+  std::int64_t head_size = 1024;
+  std::chrono::milliseconds head_max_age{1000};
   std::chrono::milliseconds reestimate_interval{30'000};
   std::chrono::milliseconds stream_poll_interval{1000};
   std::chrono::milliseconds gauge_interval{15'000};
@@ -89,6 +91,13 @@ absl::Status Run(int argc, char** argv) {
       .Add("rate_limit.burst", &cfg.rate_limit_burst, "burst above the rate", {.min = 1})
       .Add("leases.reap_interval", &cfg.reap_interval, "how often expired leases are ended",
            {.min = 50})
+      .Add("leases.head_size", &cfg.head_size,
+           "queue-head items kept in memory per campaign for Lease to take (0: every Lease "
+           "walks the head in PostgreSQL)",
+           {.min = 0, .max = 100'000})
+      .Add("leases.head_max_age", &cfg.head_max_age,
+           "oldest in-memory queue head served; a higher-priority item waits at most this long",
+           {.min = 10, .max = 60'000})
       .Add("consensus.reestimate_interval", &cfg.reestimate_interval,
            "how often Dawid-Skene is re-run over campaigns with new ratings", {.min = 100})
       .Add("streams.poll_interval", &cfg.stream_poll_interval,
@@ -136,7 +145,9 @@ absl::Status Run(int argc, char** argv) {
                       {.limits = {.max_payload_bytes = cfg.max_payload_bytes,
                                   .max_live_leases = static_cast<int>(cfg.max_live_leases)},
                        .rater_requests_per_second = cfg.rate_limit_rps,
-                       .rater_burst = cfg.rate_limit_burst},
+                       .rater_burst = cfg.rate_limit_burst,
+                       .head_size = static_cast<int>(cfg.head_size),
+                       .head_max_age = absl::FromChrono(cfg.head_max_age)},
                       &metrics);
 
   // Tokens: the first admin token comes from config, or is made here and shown once.

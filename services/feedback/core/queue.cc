@@ -48,7 +48,10 @@ std::string RoleList(std::initializer_list<v1::Role> roles) {
 }  // namespace
 
 FeedbackQueue::FeedbackQueue(FeedbackStore* store, QueueOptions options, QueueObserver* observer)
-    : store_(store), options_(std::move(options)), observer_(observer) {
+    : store_(store),
+      options_(std::move(options)),
+      observer_(observer),
+      head_(options_.head_max_age) {
   absl::MutexLock lock(&mu_);
   rng_.seed(options_.seed != 0 ? options_.seed : std::random_device{}());
 }
@@ -88,6 +91,23 @@ int FeedbackQueue::DrawGold(double share, int n) {
   int gold = 0;
   for (int i = 0; i < n; ++i) gold += u(rng_) < share ? 1 : 0;
   return gold;
+}
+
+std::vector<std::int64_t> FeedbackQueue::Candidates(const v1::Campaign& campaign,
+                                                    const std::string& rater, int n) {
+  if (options_.head_size <= 0 || n <= 0) return {};
+  const std::string& id = campaign.campaign_id();
+  // Spares: when another Lease holds a candidate's row, the store takes a spare, not a walk.
+  constexpr int kSpares = 8;
+  bool refill = false;
+  std::vector<std::int64_t> out = head_.Take(id, rater, n, options_.clock(), &refill, kSpares);
+  if (!refill) return out;
+  absl::StatusOr<std::vector<HeadItem>> items = store_->QueueHead(
+      id, static_cast<int>(campaign.spec().ratings_per_item()), options_.head_size);
+  // A failed read leaves an empty view: Lease walks the head itself until the next refill.
+  head_.Refill(id, items.ok() ? *std::move(items) : std::vector<HeadItem>(), options_.clock());
+  if (out.empty()) out = head_.Take(id, rater, n, options_.clock(), nullptr, kSpares);
+  return out;
 }
 
 void FeedbackQueue::NotifyVerdicts(const std::string& campaign_id) const {
@@ -168,6 +188,7 @@ absl::StatusOr<v1::CloseCampaignResponse> FeedbackQueue::CloseCampaign(
   GREENLOOP_RETURN_IF_ERROR(Allow(caller, {v1::ROLE_WORKER, v1::ROLE_ADMIN}));
   GREENLOOP_RETURN_IF_ERROR(ValidateClientId(req.campaign_id()));
   GREENLOOP_ASSIGN_OR_RETURN(v1::Campaign campaign, store_->CloseCampaign(req.campaign_id()));
+  head_.Forget(req.campaign_id());
   NotifyVerdicts(req.campaign_id());  // streams may now be able to end
   v1::CloseCampaignResponse out;
   *out.mutable_campaign() = std::move(campaign);
@@ -237,7 +258,8 @@ absl::StatusOr<v1::LeaseResponse> FeedbackQueue::Lease(const Caller& caller,
     const int gold = DrawGold(campaign.spec().gold_share(), wanted);
     GREENLOOP_ASSIGN_OR_RETURN(std::vector<LeaseGrant> grants,
                                store_->Lease(campaign.campaign_id(), caller.id, wanted, gold,
-                                             options_.limits.max_live_leases));
+                                             options_.limits.max_live_leases,
+                                             Candidates(campaign, caller.id, wanted - gold)));
     for (LeaseGrant& g : grants) {
       v1::LeasedItem* item = out.add_items();
       item->set_lease_id(std::to_string(g.lease_id));

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "greenloop/v1/feedback.pb.h"
 #include "services/feedback/core/answers.h"
+#include "services/feedback/core/dispatcher.h"
 #include "services/feedback/core/store.h"
 
 namespace greenloop::feedback {
@@ -54,6 +55,10 @@ struct QueueOptions {
   double rater_requests_per_second = 50;  // per-rater token bucket; 0 disables the limit
   double rater_burst = 100;
   std::uint64_t seed = 0;  // for the gold draws; 0 takes one from std::random_device
+  // The in-memory queue head Lease takes candidates from (core/dispatcher.h): items read per
+  // refill (0: none, every Lease walks the head in the store) and the oldest view served.
+  int head_size = 1024;
+  absl::Duration head_max_age = absl::Seconds(1);
   std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
 
@@ -131,12 +136,16 @@ class FeedbackQueue final {
   absl::Status Allow(const Caller& caller, std::initializer_list<v1::Role> roles) const;
   absl::Status RateLimit(const Caller& caller);
   int DrawGold(double share, int n);
+  // Up to `n` candidate items for the rater from the in-memory head, refilled here when due.
+  std::vector<std::int64_t> Candidates(const v1::Campaign& campaign, const std::string& rater,
+                                       int n);
   void NotifyVerdicts(const std::string& campaign_id) const;
 
   FeedbackStore* const store_;
   const QueueOptions options_;
   QueueObserver* const observer_;
   std::function<void(const std::string&)> on_verdicts_;
+  HeadDispatcher head_;
 
   struct Bucket {
     double tokens = 0;

@@ -51,10 +51,15 @@ class RecordingStore final : public FeedbackStore {
     return std::vector<v1::EnqueueResult>(items.size());
   }
   absl::StatusOr<std::vector<LeaseGrant>> Lease(const std::string&, const std::string& rater, int,
-                                                int gold, int) override {
+                                                int gold, int,
+                                                const std::vector<std::int64_t>&) override {
     ++calls;
     leases.emplace_back(rater, gold);
     return std::vector<LeaseGrant>();
+  }
+  absl::StatusOr<std::vector<HeadItem>> QueueHead(const std::string&, int, int) override {
+    ++calls;
+    return std::vector<HeadItem>();
   }
   absl::StatusOr<SubmitOutcome> Submit(const std::string&, std::int64_t, const v1::Answer&,
                                        double) override {

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "greenloop/v1/feedback.pb.h"
 #include "services/feedback/core/consensus.h"
+#include "services/feedback/core/dispatcher.h"
 
 namespace greenloop::feedback {
 
@@ -84,10 +85,16 @@ class FeedbackStore {
       const google::protobuf::RepeatedPtrField<v1::ItemInput>& items) = 0;
 
   /// Leases up to `max_items` to `rater_id`, of which up to `gold_wanted` gold items, never more
-  /// than the rater's `max_live` live leases in all. FAILED_PRECONDITION when closed.
-  virtual absl::StatusOr<std::vector<LeaseGrant>> Lease(const std::string& campaign_id,
-                                                        const std::string& rater_id, int max_items,
-                                                        int gold_wanted, int max_live) = 0;
+  /// than the rater's `max_live` live leases in all. FAILED_PRECONDITION when closed. Ordinary
+  /// items come from `candidates` (ids, best first; hints that may be stale) where they still
+  /// qualify, then from the queue head.
+  virtual absl::StatusOr<std::vector<LeaseGrant>> Lease(
+      const std::string& campaign_id, const std::string& rater_id, int max_items, int gold_wanted,
+      int max_live, const std::vector<std::int64_t>& candidates) = 0;
+  /// The best `limit` items of the campaign that still need ratings (k = `ratings_per_item`),
+  /// best first, with their free slots; a plain read, nothing locked.
+  virtual absl::StatusOr<std::vector<HeadItem>> QueueHead(const std::string& campaign_id,
+                                                          int ratings_per_item, int limit) = 0;
   /// Records an answer (validated against the campaign here, in the transaction) and, when it
   /// completes the item, its verdict. See Submit in the contract for the codes.
   virtual absl::StatusOr<SubmitOutcome> Submit(const std::string& rater_id, std::int64_t lease_id,

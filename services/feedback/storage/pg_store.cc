@@ -241,36 +241,58 @@ absl::StatusOr<std::vector<v1::EnqueueResult>> PgFeedbackStore::Enqueue(
   });
 }
 
-absl::StatusOr<std::vector<LeaseGrant>> PgFeedbackStore::Lease(const std::string& campaign_id,
-                                                               const std::string& rater_id,
-                                                               int max_items, int gold_wanted,
-                                                               int max_live) {
-  auto leased = pool_->Run([&](pqxx::work& tx) {
-    std::vector<LeaseGrant> out;
-    for (const auto& r :
-         tx.exec_params("SELECT item_id, lease_id, expire_epoch, payload, given_label, prediction "
-                        "FROM feedback_lease($1, $2, $3, $4, $5)",
-                        campaign_id, rater_id, max_items, gold_wanted, max_live)) {
-      LeaseGrant& g = out.emplace_back();
-      g.item_id = r[0].as<std::int64_t>();
-      g.lease_id = r[1].as<std::int64_t>();
-      g.expire_time = Time(r[2].as<double>());
-      g.campaign_id = campaign_id;
-      g.payload.ParseFromString(Bytes(r[3]));
-      if (!r[4].is_null()) g.given_label = r[4].as<std::uint32_t>();
-      if (!r[5].is_null()) {
-        g.prediction.emplace();
-        g.prediction->ParseFromString(Bytes(r[5]));
+absl::StatusOr<std::vector<LeaseGrant>> PgFeedbackStore::Lease(
+    const std::string& campaign_id, const std::string& rater_id, int max_items, int gold_wanted,
+    int max_live, const std::vector<std::int64_t>& candidates) {
+  auto attempt = [&] {
+    return pool_->Run([&](pqxx::work& tx) {
+      std::vector<LeaseGrant> out;
+      for (const auto& r : tx.exec_params(
+               "SELECT item_id, lease_id, expire_epoch, payload, given_label, prediction "
+               "FROM feedback_lease($1, $2, $3, $4, $5, $6::bigint[])",
+               campaign_id, rater_id, max_items, gold_wanted, max_live, IdArray(candidates))) {
+        LeaseGrant& g = out.emplace_back();
+        g.item_id = r[0].as<std::int64_t>();
+        g.lease_id = r[1].as<std::int64_t>();
+        g.expire_time = Time(r[2].as<double>());
+        g.campaign_id = campaign_id;
+        g.payload.ParseFromString(Bytes(r[3]));
+        if (!r[4].is_null()) g.given_label = r[4].as<std::uint32_t>();
+        if (!r[5].is_null()) {
+          g.prediction.emplace();
+          g.prediction->ParseFromString(Bytes(r[5]));
+        }
       }
-    }
-    return out;
-  });
+      return out;
+    });
+  };
+  // SKIP LOCKED still waits on a row version that was updated meanwhile, so two Leases can
+  // deadlock on the queue head; PostgreSQL rolls one back (ABORTED), and running it again is safe.
+  absl::StatusOr<std::vector<LeaseGrant>> leased = attempt();
+  for (int retry = 0; retry < 3 && leased.status().code() == absl::StatusCode::kAborted; ++retry) {
+    leased = attempt();
+  }
   if (leased.ok()) {
     absl::MutexLock lock(&mu_);
     if (lease_owners_.size() + leased->size() > kLeaseOwnersCap) lease_owners_.clear();
     for (const LeaseGrant& g : *leased) lease_owners_[g.lease_id] = {campaign_id, rater_id};
   }
   return leased;
+}
+
+absl::StatusOr<std::vector<HeadItem>> PgFeedbackStore::QueueHead(const std::string& campaign_id,
+                                                                 int ratings_per_item, int limit) {
+  return pool_->Run([&](pqxx::work& tx) {
+    std::vector<HeadItem> out;
+    for (const auto& r :
+         tx.exec_params("SELECT item_id, $2 - ratings_count - holds FROM feedback_items "
+                        "WHERE campaign_id = $1 AND NOT decided AND gold_answer IS NULL "
+                        "AND ratings_count + holds < $2 ORDER BY priority DESC, item_id LIMIT $3",
+                        campaign_id, ratings_per_item, limit)) {
+      out.push_back({r[0].as<std::int64_t>(), r[1].as<int>()});
+    }
+    return out;
+  });
 }
 
 absl::StatusOr<std::string> PgFeedbackStore::LeaseCampaign(pqxx::work& tx,
