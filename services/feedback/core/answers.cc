@@ -306,4 +306,14 @@ int PageSize(const v1::Page& page) {
   return static_cast<int>(std::min<std::uint32_t>(page.page_size(), 500));
 }
 
+std::optional<std::int64_t> ParseId(std::string_view text) {
+  if (text.empty() || text.size() > 18) return std::nullopt;
+  std::int64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
 }  // namespace greenloop::feedback

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -79,5 +80,9 @@ absl::StatusOr<std::optional<std::int64_t>> DecodePageToken(std::string_view sco
                                                             std::string_view token);
 /// The contract's page size: 0 → 50, capped at 500.
 int PageSize(const v1::Page& page);
+
+/// A database id sent as decimal text ("42"); nullopt for anything else (empty, signs, over 18
+/// digits).
+std::optional<std::int64_t> ParseId(std::string_view text);
 
 }  // namespace greenloop::feedback

@@ -143,5 +143,14 @@ TEST(PageToken, IsBoundToItsScope) {
   EXPECT_EQ(PageSize(page), 500);
 }
 
+TEST(ParseId, OnlyPlainDecimalDigitsUpTo18) {
+  EXPECT_EQ(ParseId("42"), 42);
+  EXPECT_EQ(ParseId("999999999999999999"), 999999999999999999);
+  EXPECT_FALSE(ParseId("").has_value());
+  EXPECT_FALSE(ParseId("-1").has_value());
+  EXPECT_FALSE(ParseId("1e3").has_value());
+  EXPECT_FALSE(ParseId("1000000000000000000").has_value()) << "19 digits";
+}
+
 }  // namespace
 }  // namespace greenloop::feedback

@@ -69,6 +69,22 @@ void HeadDispatcher::Refill(const std::string& campaign, std::vector<HeadItem> i
   view.refilling = false;
 }
 
+void HeadDispatcher::Leased(const std::string& campaign, const std::string& rater,
+                            const std::vector<std::int64_t>& items) {
+  absl::MutexLock lock(&mu_);
+  auto view = views_.find(campaign);
+  if (view == views_.end()) return;
+  std::deque<Slot>& head = view->second.head;
+  for (std::int64_t id : items) {
+    auto slot =
+        std::find_if(head.begin(), head.end(), [id](const Slot& s) { return s.item_id == id; });
+    if (slot == head.end()) continue;
+    if (std::find(slot->given.begin(), slot->given.end(), rater) != slot->given.end()) continue;
+    slot->given.push_back(rater);
+    if (--slot->free <= 0) head.erase(slot);
+  }
+}
+
 void HeadDispatcher::Forget(const std::string& campaign) {
   absl::MutexLock lock(&mu_);
   views_.erase(campaign);

@@ -54,6 +54,11 @@ class HeadDispatcher final {
   /// Replaces the campaign's view with `items` (best first), read at `now`. An empty list after a
   /// failed read is fine: Lease walks the head itself until the next refill.
   void Refill(const std::string& campaign, std::vector<HeadItem> items, absl::Time now);
+  /// What a Lease actually got: items it was not counted for (a spare, or the store's own walk of
+  /// the head) lose a slot here too and are never handed to `rater` again, so the view stays
+  /// close to the database's and later candidates do not fail on slots already gone.
+  void Leased(const std::string& campaign, const std::string& rater,
+              const std::vector<std::int64_t>& items);
   /// Drops the campaign's view (e.g. after a closed campaign).
   void Forget(const std::string& campaign);
 

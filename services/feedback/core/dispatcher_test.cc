@@ -78,6 +78,19 @@ TEST(HeadDispatcher, SparesFollowTheCountedCandidatesWithoutTakingTheirSlots) {
   EXPECT_THAT(head.Take("c", "c", 1, kT0, &refill, 2), IsEmpty());
 }
 
+TEST(HeadDispatcher, ALeaseOutsideTheCountedCandidatesTakesItsSlotInTheView) {
+  HeadDispatcher head;
+  head.Refill("c", {{1, 1}, {2, 2}, {3, 1}}, kT0);
+  bool refill = false;
+  EXPECT_THAT(head.Take("c", "a", 1, kT0, &refill, 2), ElementsAre(1, 2, 3));
+  // The store found 1 held and gave a the spare 2; then b walked the head into 3.
+  head.Leased("c", "a", {2});
+  head.Leased("c", "b", {3});
+  head.Leased("c", "a", {2});  // told twice: counted once
+  EXPECT_THAT(head.Take("c", "b", 3, kT0, &refill), ElementsAre(2)) << "3 is gone, 2 has 1 slot";
+  EXPECT_THAT(head.Take("c", "a", 3, kT0, &refill), IsEmpty());
+}
+
 TEST(HeadDispatcher, AShortViewIsReadAgainButNotOnEveryLease) {
   HeadDispatcher head(absl::Seconds(1));
   head.Refill("c", {}, kT0);

@@ -17,16 +17,6 @@ google::protobuf::Timestamp ToTimestamp(absl::Time t) {
   return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
-std::optional<std::int64_t> ParseId(std::string_view text) {
-  if (text.empty() || text.size() > 18) return std::nullopt;
-  std::int64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + (c - '0');
-  }
-  return v;
-}
-
 absl::StatusOr<std::int64_t> LeaseId(std::string_view lease_id) {
   if (lease_id.empty()) return absl::InvalidArgumentError("lease_id is required");
   std::optional<std::int64_t> id = ParseId(lease_id);
@@ -108,6 +98,36 @@ std::vector<std::int64_t> FeedbackQueue::Candidates(const v1::Campaign& campaign
   head_.Refill(id, items.ok() ? *std::move(items) : std::vector<HeadItem>(), options_.clock());
   if (out.empty()) out = head_.Take(id, rater, n, options_.clock(), nullptr, kSpares);
   return out;
+}
+
+absl::StatusOr<std::vector<LeaseGrant>> FeedbackQueue::LeaseFrom(const v1::Campaign& campaign,
+                                                                 const std::string& rater,
+                                                                 int wanted, int gold) {
+  const std::string& id = campaign.campaign_id();
+  auto lease = [&](int n, int g, const std::vector<std::int64_t>& candidates,
+                   bool walk) -> absl::StatusOr<std::vector<LeaseGrant>> {
+    GREENLOOP_ASSIGN_OR_RETURN(
+        std::vector<LeaseGrant> grants,
+        store_->Lease(id, rater, n, g, options_.limits.max_live_leases, candidates, walk));
+    if (options_.head_size > 0 && !grants.empty()) {
+      std::vector<std::int64_t> leased;
+      for (const LeaseGrant& grant : grants) leased.push_back(grant.item_id);
+      head_.Leased(id, rater, leased);
+    }
+    return grants;
+  };
+  // Candidates alone first: walking a busy head costs tens of times more than rows by key.
+  const std::vector<std::int64_t> candidates = Candidates(campaign, rater, wanted - gold);
+  GREENLOOP_ASSIGN_OR_RETURN(std::vector<LeaseGrant> grants,
+                             lease(wanted, gold, candidates, candidates.empty()));
+  const int missing = wanted - static_cast<int>(grants.size());
+  if (!candidates.empty() && missing > 0) {
+    // Some candidates were gone: fresh ones, then the walk for whatever they do not give.
+    GREENLOOP_ASSIGN_OR_RETURN(std::vector<LeaseGrant> more,
+                               lease(missing, 0, Candidates(campaign, rater, missing), true));
+    for (LeaseGrant& g : more) grants.push_back(std::move(g));
+  }
+  return grants;
 }
 
 void FeedbackQueue::NotifyVerdicts(const std::string& campaign_id) const {
@@ -257,9 +277,7 @@ absl::StatusOr<v1::LeaseResponse> FeedbackQueue::Lease(const Caller& caller,
   for (const v1::Campaign& campaign : campaigns) {
     const int gold = DrawGold(campaign.spec().gold_share(), wanted);
     GREENLOOP_ASSIGN_OR_RETURN(std::vector<LeaseGrant> grants,
-                               store_->Lease(campaign.campaign_id(), caller.id, wanted, gold,
-                                             options_.limits.max_live_leases,
-                                             Candidates(campaign, caller.id, wanted - gold)));
+                               LeaseFrom(campaign, caller.id, wanted, gold));
     for (LeaseGrant& g : grants) {
       v1::LeasedItem* item = out.add_items();
       item->set_lease_id(std::to_string(g.lease_id));
@@ -372,83 +390,6 @@ absl::StatusOr<v1::ListMyRatingsResponse> FeedbackQueue::ListMyRatings(
   return out;
 }
 
-absl::StatusOr<v1::CreateTokenResponse> FeedbackQueue::CreateToken(
-    const Caller& caller, const v1::CreateTokenRequest& req) {
-  GREENLOOP_RETURN_IF_ERROR(Allow(caller, {v1::ROLE_ADMIN}));
-  if (req.role() == v1::ROLE_UNSPECIFIED || !v1::Role_IsValid(req.role())) {
-    return absl::InvalidArgumentError("role is required: ROLE_RATER, ROLE_WORKER or ROLE_ADMIN");
-  }
-  if (req.name().empty() || req.name().size() > 64) {
-    return absl::InvalidArgumentError("name must be 1 to 64 characters");
-  }
-  std::optional<absl::Time> expire;
-  if (req.has_expire_time()) {
-    expire = absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(req.expire_time()));
-    if (*expire <= options_.clock()) {
-      return absl::InvalidArgumentError("expire_time is in the past");
-    }
-  }
-  GREENLOOP_ASSIGN_OR_RETURN(std::string secret, GenerateTokenSecret());
-  GREENLOOP_ASSIGN_OR_RETURN(v1::TokenInfo info,
-                             store_->CreateToken(req.name(), req.role(), HashTokenSecret(secret),
-                                                 TokenPrefix(secret), expire));
-  v1::CreateTokenResponse out;
-  out.set_token(secret);
-  *out.mutable_info() = std::move(info);
-  return out;
-}
-
-absl::StatusOr<v1::RevokeTokenResponse> FeedbackQueue::RevokeToken(
-    const Caller& caller, const v1::RevokeTokenRequest& req) {
-  GREENLOOP_RETURN_IF_ERROR(Allow(caller, {v1::ROLE_ADMIN}));
-  if (req.token_id().empty()) return absl::InvalidArgumentError("token_id is required");
-  std::optional<std::int64_t> id = ParseId(req.token_id());
-  if (!id.has_value()) {
-    return absl::NotFoundError(
-        fmt::format("token '{}' does not exist", std::string_view(req.token_id()).substr(0, 80)));
-  }
-  GREENLOOP_ASSIGN_OR_RETURN(v1::TokenInfo info, store_->RevokeToken(*id));
-  v1::RevokeTokenResponse out;
-  *out.mutable_info() = std::move(info);
-  return out;
-}
-
-absl::StatusOr<v1::ListTokensResponse> FeedbackQueue::ListTokens(const Caller& caller,
-                                                                 const v1::ListTokensRequest& req) {
-  GREENLOOP_RETURN_IF_ERROR(Allow(caller, {v1::ROLE_ADMIN}));
-  if (!v1::Role_IsValid(req.role())) return absl::InvalidArgumentError("role is not a Role");
-  const std::string scope =
-      fmt::format("tokens/{}/{}", req.include_revoked(), static_cast<int>(req.role()));
-  GREENLOOP_ASSIGN_OR_RETURN(std::optional<std::int64_t> after,
-                             DecodePageToken(scope, req.page().page_token()));
-  const int size = PageSize(req.page());
-  GREENLOOP_ASSIGN_OR_RETURN(
-      auto rows, store_->ListTokens(req.include_revoked(), req.role(), after, size + 1));
-  v1::ListTokensResponse out;
-  for (int i = 0; i < static_cast<int>(rows.size()) && i < size; ++i) {
-    *out.add_tokens() = std::move(rows[i].second);
-  }
-  if (static_cast<int>(rows.size()) > size) {
-    out.set_next_page_token(EncodePageToken(scope, rows[size - 1].first));
-  }
-  return out;
-}
-
-absl::StatusOr<v1::WhoAmIResponse> FeedbackQueue::WhoAmI(const Caller& caller,
-                                                         const v1::WhoAmIRequest&) {
-  v1::WhoAmIResponse out;
-  if (caller.anonymous) {
-    out.mutable_info()->set_name(caller.name);
-    out.mutable_info()->set_role(caller.role);
-    return out;
-  }
-  std::optional<std::int64_t> id = ParseId(caller.id);
-  if (!id.has_value()) return absl::UnauthenticatedError("unknown bearer token");
-  GREENLOOP_ASSIGN_OR_RETURN(v1::TokenInfo info, store_->GetToken(*id));
-  *out.mutable_info() = std::move(info);
-  return out;
-}
-
 absl::StatusOr<std::int64_t> FeedbackQueue::StartWatch(const Caller& caller,
                                                        const v1::WatchVerdictsRequest& req) {
   GREENLOOP_RETURN_IF_ERROR(Allow(caller, {v1::ROLE_WORKER, v1::ROLE_ADMIN}));
@@ -502,26 +443,6 @@ absl::Status FeedbackQueue::ReestimateAll() {
   }
   return first;
 }
-
-absl::StatusOr<bool> FeedbackQueue::EnsureAdminToken(const std::string& secret,
-                                                     const std::string& name) {
-  const std::string hash = HashTokenSecret(secret);
-  GREENLOOP_ASSIGN_OR_RETURN(std::optional<TokenRecord> found, store_->FindToken(hash));
-  if (found.has_value()) return false;
-  GREENLOOP_RETURN_IF_ERROR(
-      store_->CreateToken(name, v1::ROLE_ADMIN, hash, TokenPrefix(secret), std::nullopt).status());
-  return true;
-}
-
-MaintenanceLoop::MaintenanceLoop(FeedbackQueue* queue, absl::Duration reap_interval,
-                                 absl::Duration reestimate_interval,
-                                 std::function<void(const absl::Status&)> on_error)
-    : queue_(queue),
-      reap_interval_(reap_interval),
-      reestimate_interval_(reestimate_interval),
-      on_error_(std::move(on_error)) {}
-
-MaintenanceLoop::~MaintenanceLoop() { Stop(); }
 
 void MaintenanceLoop::Start() { thread_ = std::thread(&MaintenanceLoop::Loop, this); }
 

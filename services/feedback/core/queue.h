@@ -136,6 +136,10 @@ class FeedbackQueue final {
   absl::Status Allow(const Caller& caller, std::initializer_list<v1::Role> roles) const;
   absl::Status RateLimit(const Caller& caller);
   int DrawGold(double share, int n);
+  // Leases from one campaign: candidates first, then fresh candidates and the store's walk of
+  // the head for whatever is still missing.
+  absl::StatusOr<std::vector<LeaseGrant>> LeaseFrom(const v1::Campaign& campaign,
+                                                    const std::string& rater, int wanted, int gold);
   // Up to `n` candidate items for the rater from the in-memory head, refilled here when due.
   std::vector<std::int64_t> Candidates(const v1::Campaign& campaign, const std::string& rater,
                                        int n);

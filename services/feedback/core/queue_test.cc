@@ -51,8 +51,8 @@ class RecordingStore final : public FeedbackStore {
     return std::vector<v1::EnqueueResult>(items.size());
   }
   absl::StatusOr<std::vector<LeaseGrant>> Lease(const std::string&, const std::string& rater, int,
-                                                int gold, int,
-                                                const std::vector<std::int64_t>&) override {
+                                                int gold, int, const std::vector<std::int64_t>&,
+                                                bool) override {
     ++calls;
     leases.emplace_back(rater, gold);
     return std::vector<LeaseGrant>();

@@ -87,10 +87,12 @@ class FeedbackStore {
   /// Leases up to `max_items` to `rater_id`, of which up to `gold_wanted` gold items, never more
   /// than the rater's `max_live` live leases in all. FAILED_PRECONDITION when closed. Ordinary
   /// items come from `candidates` (ids, best first; hints that may be stale) where they still
-  /// qualify, then from the queue head.
-  virtual absl::StatusOr<std::vector<LeaseGrant>> Lease(
-      const std::string& campaign_id, const std::string& rater_id, int max_items, int gold_wanted,
-      int max_live, const std::vector<std::int64_t>& candidates) = 0;
+  /// qualify, then, when `walk_head`, from the queue head (and gold items to fill up).
+  virtual absl::StatusOr<std::vector<LeaseGrant>> Lease(const std::string& campaign_id,
+                                                        const std::string& rater_id, int max_items,
+                                                        int gold_wanted, int max_live,
+                                                        const std::vector<std::int64_t>& candidates,
+                                                        bool walk_head) = 0;
   /// The best `limit` items of the campaign that still need ratings (k = `ratings_per_item`),
   /// best first, with their free slots; a plain read, nothing locked.
   virtual absl::StatusOr<std::vector<HeadItem>> QueueHead(const std::string& campaign_id,

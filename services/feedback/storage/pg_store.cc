@@ -243,14 +243,15 @@ absl::StatusOr<std::vector<v1::EnqueueResult>> PgFeedbackStore::Enqueue(
 
 absl::StatusOr<std::vector<LeaseGrant>> PgFeedbackStore::Lease(
     const std::string& campaign_id, const std::string& rater_id, int max_items, int gold_wanted,
-    int max_live, const std::vector<std::int64_t>& candidates) {
+    int max_live, const std::vector<std::int64_t>& candidates, bool walk_head) {
   auto attempt = [&] {
     return pool_->Run([&](pqxx::work& tx) {
       std::vector<LeaseGrant> out;
       for (const auto& r : tx.exec_params(
                "SELECT item_id, lease_id, expire_epoch, payload, given_label, prediction "
-               "FROM feedback_lease($1, $2, $3, $4, $5, $6::bigint[])",
-               campaign_id, rater_id, max_items, gold_wanted, max_live, IdArray(candidates))) {
+               "FROM feedback_lease($1, $2, $3, $4, $5, $6::bigint[], $7)",
+               campaign_id, rater_id, max_items, gold_wanted, max_live, IdArray(candidates),
+               walk_head)) {
         LeaseGrant& g = out.emplace_back();
         g.item_id = r[0].as<std::int64_t>();
         g.lease_id = r[1].as<std::int64_t>();
