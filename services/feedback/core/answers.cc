@@ -33,16 +33,6 @@ std::optional<std::string> Unbase64(std::string_view text) {
   return out;
 }
 
-std::optional<std::int64_t> ParseInt(std::string_view text) {
-  if (text.empty() || text.size() > 18) return std::nullopt;
-  std::int64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + (c - '0');
-  }
-  return v;
-}
-
 }  // namespace
 
 absl::Status ValidateClientId(std::string_view id, std::string_view field) {
@@ -278,7 +268,7 @@ absl::StatusOr<std::int64_t> DecodeCursor(std::string_view campaign_id, std::str
   if (slash == std::string::npos || std::string_view(*text).substr(0, slash) != campaign_id) {
     return bad;
   }
-  std::optional<std::int64_t> seq = ParseInt(std::string_view(*text).substr(slash + 1));
+  std::optional<std::int64_t> seq = ParseId(std::string_view(*text).substr(slash + 1));
   if (!seq.has_value()) return bad;
   return *seq;
 }
@@ -296,7 +286,7 @@ absl::StatusOr<std::optional<std::int64_t>> DecodePageToken(std::string_view sco
   if (!text.has_value()) return bad;
   const std::string prefix = fmt::format("p1|{}|", scope);
   if (!std::string_view(*text).starts_with(prefix)) return bad;
-  std::optional<std::int64_t> after = ParseInt(std::string_view(*text).substr(prefix.size()));
+  std::optional<std::int64_t> after = ParseId(std::string_view(*text).substr(prefix.size()));
   if (!after.has_value()) return bad;
   return std::optional<std::int64_t>(*after);
 }

@@ -109,7 +109,7 @@ absl::StatusOr<std::vector<LeaseGrant>> FeedbackQueue::LeaseFrom(const v1::Campa
     GREENLOOP_ASSIGN_OR_RETURN(
         std::vector<LeaseGrant> grants,
         store_->Lease(id, rater, n, g, options_.limits.max_live_leases, candidates, walk));
-    if (options_.head_size > 0 && !grants.empty()) {
+    if (!grants.empty()) {  // a no-op without a view (head_size 0)
       std::vector<std::int64_t> leased;
       for (const LeaseGrant& grant : grants) leased.push_back(grant.item_id);
       head_.Leased(id, rater, leased);
@@ -443,6 +443,16 @@ absl::Status FeedbackQueue::ReestimateAll() {
   }
   return first;
 }
+
+MaintenanceLoop::MaintenanceLoop(FeedbackQueue* queue, absl::Duration reap_interval,
+                                 absl::Duration reestimate_interval,
+                                 std::function<void(const absl::Status&)> on_error)
+    : queue_(queue),
+      reap_interval_(reap_interval),
+      reestimate_interval_(reestimate_interval),
+      on_error_(std::move(on_error)) {}
+
+MaintenanceLoop::~MaintenanceLoop() { Stop(); }
 
 void MaintenanceLoop::Start() { thread_ = std::thread(&MaintenanceLoop::Loop, this); }
 

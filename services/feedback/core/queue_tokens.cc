@@ -98,14 +98,4 @@ absl::StatusOr<bool> FeedbackQueue::EnsureAdminToken(const std::string& secret,
   return true;
 }
 
-MaintenanceLoop::MaintenanceLoop(FeedbackQueue* queue, absl::Duration reap_interval,
-                                 absl::Duration reestimate_interval,
-                                 std::function<void(const absl::Status&)> on_error)
-    : queue_(queue),
-      reap_interval_(reap_interval),
-      reestimate_interval_(reestimate_interval),
-      on_error_(std::move(on_error)) {}
-
-MaintenanceLoop::~MaintenanceLoop() { Stop(); }
-
 }  // namespace greenloop::feedback

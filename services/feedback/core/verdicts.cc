@@ -7,6 +7,10 @@
 namespace greenloop::feedback {
 namespace {
 
+google::protobuf::Timestamp Timestamp(absl::Time t) {
+  return google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
+}
+
 v1::Verdict Base(const ItemRecord& item) {
   v1::Verdict v;
   v.set_item_id(std::to_string(item.item_id));
@@ -16,8 +20,7 @@ v1::Verdict Base(const ItemRecord& item) {
   v.set_ratings_count(item.ratings_count);
   v.set_skips_count(item.skips_count);
   v.set_revision(1);
-  *v.mutable_decide_time() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
-      absl::ToUnixMicros(item.decide_time));
+  *v.mutable_decide_time() = Timestamp(item.decide_time);
   return v;
 }
 
@@ -61,8 +64,7 @@ std::optional<BuiltVerdict> RevisedVerdict(const v1::CampaignSpec& spec, const v
   SetDecision(spec, category, &out.verdict);
   out.verdict.set_confidence(confidence);
   out.verdict.set_revision(latest.revision() + 1);
-  *out.verdict.mutable_decide_time() =
-      google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(decide_time));
+  *out.verdict.mutable_decide_time() = Timestamp(decide_time);
   return out;
 }
 

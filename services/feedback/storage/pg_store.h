@@ -52,9 +52,11 @@ class PgFeedbackStore final : public FeedbackStore {
   absl::StatusOr<std::vector<v1::EnqueueResult>> Enqueue(
       const std::string& campaign_id, const v1::CampaignSpec& spec,
       const google::protobuf::RepeatedPtrField<v1::ItemInput>& items) override;
-  absl::StatusOr<std::vector<LeaseGrant>> Lease(
-      const std::string& campaign_id, const std::string& rater_id, int max_items, int gold_wanted,
-      int max_live, const std::vector<std::int64_t>& candidates, bool walk_head) override;
+  absl::StatusOr<std::vector<LeaseGrant>> Lease(const std::string& campaign_id,
+                                                const std::string& rater_id, int max_items,
+                                                int gold_wanted, int max_live,
+                                                const std::vector<std::int64_t>& candidates,
+                                                bool walk_head) override;
   absl::StatusOr<std::vector<HeadItem>> QueueHead(const std::string& campaign_id,
                                                   int ratings_per_item, int limit) override;
   absl::StatusOr<SubmitOutcome> Submit(const std::string& rater_id, std::int64_t lease_id,
