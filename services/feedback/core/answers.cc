@@ -88,6 +88,12 @@ absl::StatusOr<v1::CampaignSpec> NormalizeSpec(const v1::CampaignSpec& in) {
     return absl::InvalidArgumentError(fmt::format("spec.ratings_per_item {} is above {}",
                                                   spec.ratings_per_item(), kMaxRatingsPerItem));
   }
+  if (spec.agreeing_ratings() != 0 &&
+      (spec.agreeing_ratings() < 2 || spec.agreeing_ratings() >= spec.ratings_per_item())) {
+    return absl::InvalidArgumentError(
+        fmt::format("spec.agreeing_ratings {} must be 0 or in [2, ratings_per_item {})",
+                    spec.agreeing_ratings(), spec.ratings_per_item()));
+  }
   if (spec.lease_ttl_seconds() == 0) spec.set_lease_ttl_seconds(kDefaultLeaseTtlSeconds);
   if (spec.lease_ttl_seconds() < 10 || spec.lease_ttl_seconds() > 3600) {
     return absl::InvalidArgumentError(

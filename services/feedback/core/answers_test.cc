@@ -44,6 +44,14 @@ TEST(NormalizeSpec, RejectsWhatTheContractRejects) {
   spec = ChoiceSpec(2);
   spec.set_ratings_per_item(16);
   EXPECT_THAT(NormalizeSpec(spec).status().message(), HasSubstr("ratings_per_item"));
+  for (std::uint32_t agreeing : {1u, 3u, 4u}) {
+    spec = ChoiceSpec(2);
+    spec.set_agreeing_ratings(agreeing);  // k is 3
+    EXPECT_THAT(NormalizeSpec(spec).status().message(), HasSubstr("agreeing_ratings")) << agreeing;
+  }
+  spec = ChoiceSpec(2);
+  spec.set_agreeing_ratings(2);
+  EXPECT_TRUE(NormalizeSpec(spec).ok());
   spec = ChoiceSpec(2);
   spec.set_lease_ttl_seconds(5);
   EXPECT_THAT(NormalizeSpec(spec).status().message(), HasSubstr("lease_ttl_seconds"));

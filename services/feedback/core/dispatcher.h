@@ -7,7 +7,7 @@
 //
 //   bool refill = false;
 //   std::vector<std::int64_t> ids = head.Take(campaign, rater, n, now, &refill);
-//   if (refill) head.Refill(campaign, store->QueueHead(campaign, k, head_size), now);
+//   if (refill) head.Refill(campaign, store->QueueHead(campaign, k, a, head_size), now);
 //
 // Candidates are hints: the store re-checks k, "not twice" and closed on the locked rows (the
 // fence), and walks the head itself for whatever they did not give. So a stale view (other

@@ -92,8 +92,9 @@ std::vector<std::int64_t> FeedbackQueue::Candidates(const v1::Campaign& campaign
   bool refill = false;
   std::vector<std::int64_t> out = head_.Take(id, rater, n, options_.clock(), &refill, kSpares);
   if (!refill) return out;
-  absl::StatusOr<std::vector<HeadItem>> items = store_->QueueHead(
-      id, static_cast<int>(campaign.spec().ratings_per_item()), options_.head_size);
+  absl::StatusOr<std::vector<HeadItem>> items =
+      store_->QueueHead(id, static_cast<int>(campaign.spec().ratings_per_item()),
+                        static_cast<int>(campaign.spec().agreeing_ratings()), options_.head_size);
   // A failed read leaves an empty view: Lease walks the head itself until the next refill.
   head_.Refill(id, items.ok() ? *std::move(items) : std::vector<HeadItem>(), options_.clock());
   if (out.empty()) out = head_.Take(id, rater, n, options_.clock(), nullptr, kSpares);

@@ -57,7 +57,7 @@ class RecordingStore final : public FeedbackStore {
     leases.emplace_back(rater, gold);
     return std::vector<LeaseGrant>();
   }
-  absl::StatusOr<std::vector<HeadItem>> QueueHead(const std::string&, int, int) override {
+  absl::StatusOr<std::vector<HeadItem>> QueueHead(const std::string&, int, int, int) override {
     ++calls;
     return std::vector<HeadItem>();
   }

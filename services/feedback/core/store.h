@@ -93,10 +93,12 @@ class FeedbackStore {
                                                         int gold_wanted, int max_live,
                                                         const std::vector<std::int64_t>& candidates,
                                                         bool walk_head) = 0;
-  /// The best `limit` items of the campaign that still need ratings (k = `ratings_per_item`),
-  /// best first, with their free slots; a plain read, nothing locked.
+  /// The best `limit` items of the campaign that still need ratings (k = `ratings_per_item`,
+  /// capped at `agreeing_ratings` raters until that many ratings are in; CampaignSpec), best
+  /// first, with their free slots; a plain read, nothing locked.
   virtual absl::StatusOr<std::vector<HeadItem>> QueueHead(const std::string& campaign_id,
-                                                          int ratings_per_item, int limit) = 0;
+                                                          int ratings_per_item,
+                                                          int agreeing_ratings, int limit) = 0;
   /// Records an answer (validated against the campaign here, in the transaction) and, when it
   /// completes the item, its verdict. See Submit in the contract for the codes.
   virtual absl::StatusOr<SubmitOutcome> Submit(const std::string& rater_id, std::int64_t lease_id,

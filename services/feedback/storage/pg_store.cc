@@ -126,12 +126,12 @@ absl::StatusOr<std::pair<v1::Campaign, bool>> PgFeedbackStore::CreateCampaign(
   return pool_->Run([&](pqxx::work& tx) -> absl::StatusOr<std::pair<v1::Campaign, bool>> {
     pqxx::result r = tx.exec_params(
         "INSERT INTO feedback_campaigns (campaign_id, run_id, spec, ratings_per_item, "
-        "lease_ttl_seconds, gold_share) VALUES ($1, $2, $3, $4, $5, $6) "
+        "lease_ttl_seconds, gold_share, agreeing_ratings) VALUES ($1, $2, $3, $4, $5, $6, $7) "
         "ON CONFLICT (campaign_id) DO NOTHING RETURNING " +
             kCampaignColumns,
         campaign_id, spec.run_id(), Bytes(spec.SerializeAsString()),
         static_cast<int>(spec.ratings_per_item()), static_cast<int>(spec.lease_ttl_seconds()),
-        spec.gold_share());
+        spec.gold_share(), static_cast<int>(spec.agreeing_ratings()));
     if (!r.empty()) return std::make_pair(CampaignFromRow(r[0]), true);
     r = tx.exec_params(
         "SELECT " + kCampaignColumns + " FROM feedback_campaigns WHERE campaign_id = $1",
@@ -282,14 +282,16 @@ absl::StatusOr<std::vector<LeaseGrant>> PgFeedbackStore::Lease(
 }
 
 absl::StatusOr<std::vector<HeadItem>> PgFeedbackStore::QueueHead(const std::string& campaign_id,
-                                                                 int ratings_per_item, int limit) {
+                                                                 int ratings_per_item,
+                                                                 int agreeing_ratings, int limit) {
   return pool_->Run([&](pqxx::work& tx) {
     std::vector<HeadItem> out;
-    for (const auto& r :
-         tx.exec_params("SELECT item_id, $2 - ratings_count - holds FROM feedback_items "
-                        "WHERE campaign_id = $1 AND NOT decided AND gold_answer IS NULL "
-                        "AND ratings_count + holds < $2 ORDER BY priority DESC, item_id LIMIT $3",
-                        campaign_id, ratings_per_item, limit)) {
+    for (const auto& r : tx.exec_params(
+             "SELECT item_id, c.cap - ratings_count - holds FROM feedback_items, "
+             "LATERAL (SELECT feedback_item_cap(ratings_count, $2, $3) AS cap) c "
+             "WHERE campaign_id = $1 AND NOT decided AND gold_answer IS NULL "
+             "AND ratings_count + holds < c.cap ORDER BY priority DESC, item_id LIMIT $4",
+             campaign_id, ratings_per_item, agreeing_ratings, limit)) {
       out.push_back({r[0].as<std::int64_t>(), r[1].as<int>()});
     }
     return out;
@@ -330,8 +332,9 @@ absl::StatusOr<SubmitOutcome> PgFeedbackStore::Submit(const std::string& rater_i
     GREENLOOP_ASSIGN_OR_RETURN(int category, AnswerCategory(spec, answer));
     // The rating, the lease's end and the item's counters; the item's ratings when complete.
     const pqxx::row r =
-        tx.exec_params1("SELECT * FROM feedback_submit($1, $2, $3, $4, $5)", rater_id, lease_id,
-                        category, seconds_spent, static_cast<int>(spec.ratings_per_item()));
+        tx.exec_params1("SELECT * FROM feedback_submit($1, $2, $3, $4, $5, $6)", rater_id, lease_id,
+                        category, seconds_spent, static_cast<int>(spec.ratings_per_item()),
+                        static_cast<int>(spec.agreeing_ratings()));
     out.rating_id = r["rating_id"].as<std::int64_t>();
     out.duplicate = r["duplicate"].as<bool>();
     if (out.duplicate) return out;

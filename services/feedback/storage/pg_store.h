@@ -58,7 +58,8 @@ class PgFeedbackStore final : public FeedbackStore {
                                                 const std::vector<std::int64_t>& candidates,
                                                 bool walk_head) override;
   absl::StatusOr<std::vector<HeadItem>> QueueHead(const std::string& campaign_id,
-                                                  int ratings_per_item, int limit) override;
+                                                  int ratings_per_item, int agreeing_ratings,
+                                                  int limit) override;
   absl::StatusOr<SubmitOutcome> Submit(const std::string& rater_id, std::int64_t lease_id,
                                        const v1::Answer& answer, double seconds_spent) override;
   absl::StatusOr<std::string> Skip(const std::string& rater_id, std::int64_t lease_id,

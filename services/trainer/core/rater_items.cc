@@ -32,6 +32,7 @@ v1::CampaignSpec LabelCampaignFor(const LoadedDataset& dataset, const std::strin
   spec.set_run_id(run_id);
   spec.set_question_kind(v1::QUESTION_KIND_LABEL_CHOICE);
   spec.set_ratings_per_item(target.ratings_per_item());
+  spec.set_agreeing_ratings(target.agreeing_ratings());
   spec.set_gold_share(target.gold_share());
   spec.set_show_model_prediction(target.show_model_prediction());
   for (int i = 0; i < dataset.num_classes(); ++i) {

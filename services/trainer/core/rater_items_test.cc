@@ -45,8 +45,10 @@ TEST(LabelCampaignFor, NamesTheRunAndOffersEveryClass) {
   target.set_ratings_per_item(5);
   target.set_gold_share(0.1);
   target.set_show_model_prediction(true);
+  target.set_agreeing_ratings(2);
   const v1::CampaignSpec spec = LabelCampaignFor(ds, "exp-1-hitl", target);
   EXPECT_EQ(spec.ratings_per_item(), 5u);
+  EXPECT_EQ(spec.agreeing_ratings(), 2u);
   EXPECT_DOUBLE_EQ(spec.gold_share(), 0.1);
   EXPECT_TRUE(spec.show_model_prediction());
   EXPECT_EQ(spec.run_id(), "exp-1-hitl");

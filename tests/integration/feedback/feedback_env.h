@@ -70,7 +70,7 @@ class FeedbackEnv {
   /// Creates campaign `id` asking `kind` over 3 labels.
   v1::Campaign Campaign(const std::string& id, std::uint32_t k = 3,
                         v1::QuestionKind kind = v1::QUESTION_KIND_LABEL_CHOICE,
-                        double gold_share = 0) {
+                        double gold_share = 0, std::uint32_t agreeing_ratings = 0) {
     v1::CreateCampaignRequest req;
     req.set_campaign_id(id);
     v1::CampaignSpec* spec = req.mutable_spec();
@@ -78,6 +78,7 @@ class FeedbackEnv {
     for (const char* l : {"cat", "dog", "bird"}) spec->add_labels()->set_name(l);
     spec->set_ratings_per_item(k);
     spec->set_gold_share(gold_share);
+    spec->set_agreeing_ratings(agreeing_ratings);
     v1::CreateCampaignResponse resp;
     auto ctx = rpc::NewClientContext(5s, worker_);
     grpc::Status s = stub_->CreateCampaign(ctx.get(), req, &resp);

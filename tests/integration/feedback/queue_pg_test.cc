@@ -65,6 +65,56 @@ TEST(FeedbackQueuePg, ConcurrentRatersNeverOverLeaseAnItemBeyondK) {
   EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_items WHERE holds <> 0"), 0);
 }
 
+TEST(FeedbackQueuePg, EarlyAgreementDecidesOnTwoAgreeingRatingsAndOpensTheThirdOnlyOnDissent) {
+  FeedbackEnv env;
+  env.Campaign("agree", 3, v1::QUESTION_KIND_LABEL_CHOICE, 0, /*agreeing_ratings=*/2);
+  env.Enqueue("agree", 0, 2);
+  std::vector<std::string> raters;
+  for (const char* name : {"ann", "ben", "cid"}) raters.push_back(env.Token(v1::ROLE_RATER, name));
+  // Three raters, two items, at most two raters per item until two ratings are in: one item is
+  // held twice, the other once.
+  std::map<std::string, std::vector<std::pair<int, std::string>>> held;  // item → (rater, lease)
+  for (int r = 0; r < 3; ++r) {
+    v1::LeaseResponse leased;
+    ASSERT_TRUE(env.Lease(raters[r], "agree", 1, &leased).ok());
+    ASSERT_EQ(leased.items_size(), 1) << r;
+    held[leased.items(0).item_id()].emplace_back(r, leased.items(0).lease_id());
+  }
+  ASSERT_EQ(held.size(), 2u);
+  auto pair = held.begin(), single = std::next(pair);
+  if (pair->second.size() != 2) std::swap(pair, single);
+  ASSERT_EQ(pair->second.size(), 2u);
+  const auto [p1, p1_lease] = pair->second[0];
+  const auto [p2, p2_lease] = pair->second[1];
+  const auto [s1, s1_lease] = single->second[0];
+  // The pair agrees: decided on two ratings.
+  ASSERT_TRUE(env.Submit(raters[p1], p1_lease, 1).ok());
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_verdicts"), 0);
+  ASSERT_TRUE(env.Submit(raters[p2], p2_lease, 1).ok());
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_verdicts"), 1);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_items WHERE decided AND ratings_count = 2"),
+            1);
+  // The other item takes a second rater, not a third while neither has rated.
+  v1::LeaseResponse second, none, third;
+  ASSERT_TRUE(env.Lease(raters[p1], "agree", 1, &second).ok());
+  ASSERT_EQ(second.items_size(), 1);
+  EXPECT_EQ(second.items(0).item_id(), single->first);
+  ASSERT_TRUE(env.Lease(raters[p2], "agree", 1, &none).ok());
+  EXPECT_EQ(none.items_size(), 0) << "two raters hold it and none has rated";
+  // They disagree: not decided, and it opens to the third rater, whose rating decides.
+  ASSERT_TRUE(env.Submit(raters[s1], s1_lease, 0).ok());
+  ASSERT_TRUE(env.Submit(raters[p1], second.items(0).lease_id(), 2).ok());
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_verdicts"), 1) << "dissent: not decided";
+  ASSERT_TRUE(env.Lease(raters[p2], "agree", 1, &third).ok());
+  ASSERT_EQ(third.items_size(), 1);
+  EXPECT_EQ(third.items(0).item_id(), single->first);
+  ASSERT_TRUE(env.Submit(raters[p2], third.items(0).lease_id(), 2).ok());
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_verdicts"), 2);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_ratings"), 5);
+  // agreeing_ratings outside [2, k) is refused.
+  EXPECT_THROW(env.Campaign("bad", 3, v1::QUESTION_KIND_LABEL_CHOICE, 0, 3), std::runtime_error);
+}
+
 TEST(FeedbackQueuePg, ExpiredLeaseIsRedeliveredAndALateAnswerIsRefused) {
   FeedbackEnv env;
   env.Campaign("expiry", 1);
