@@ -14,6 +14,7 @@
 
 #include "common/logging/logging.h"
 #include "services/trainer/core/run_config.h"
+#include "services/trainer/core/run_recorder.h"
 #include "services/trainer/core/trainer.h"
 
 namespace greenloop::trainer {
@@ -218,7 +219,9 @@ struct RunManager::Metrics {
 class RunManager::Listener final : public TrainingListener {
  public:
   Listener(RunManager& manager, std::shared_ptr<Record> record)
-      : manager_(manager), record_(std::move(record)) {}
+      : manager_(manager),
+        record_(std::move(record)),
+        recorder_(manager_.store_, record_->run.run_id(), record_->run.rank()) {}
 
   void OnEvent(v1::ProgressEventKind kind, const v1::Progress& progress,
                const std::string& message) override {
@@ -260,23 +263,13 @@ class RunManager::Listener final : public TrainingListener {
     *record_->run.mutable_model() = info;
   }
 
-  void OnEvaluation(const EvaluationPoint& point) override {
-    if (manager_.store_ == nullptr) return;
-    if (absl::Status s =
-            manager_.store_->AddEvaluation(record_->run.run_id(), record_->run.rank(), point);
-        !s.ok()) {
-      logging::Warn("cannot store an evaluation",
-                    {{"run", record_->run.run_id()}, {"error", s.ToString()}});
-    }
-  }
+  // The curve and the change log are written off the training thread (RunRecorder); the
+  // listener's end (with the run's) waits for them, so a run reported ended has them stored.
+  void OnEvaluation(const EvaluationPoint& point) override { recorder_.AddEvaluation(point); }
 
   void OnChanges(const std::vector<SampleChange>& changes) override {
     // Every rank applies the same changes; rank 0 records them.
-    if (manager_.store_ == nullptr || record_->run.rank() != 0) return;
-    if (absl::Status s = manager_.store_->AddChanges(record_->run.run_id(), 0, changes); !s.ok()) {
-      logging::Warn("cannot store verdict changes",
-                    {{"run", record_->run.run_id()}, {"error", s.ToString()}});
-    }
+    if (record_->run.rank() == 0) recorder_.AddChanges(changes);
   }
 
   void OnQueueLag(double seconds) override {
@@ -286,6 +279,7 @@ class RunManager::Listener final : public TrainingListener {
  private:
   RunManager& manager_;
   std::shared_ptr<Record> record_;
+  RunRecorder recorder_;
 };
 
 // --- RunManager ------------------------------------------------------------------------------

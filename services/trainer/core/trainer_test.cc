@@ -390,8 +390,11 @@ TEST_F(NoisyLabels, NoiseReviewFixesLabelsAfterTheWarmUpAndPruningShortensEpochs
   ASSERT_TRUE(o.test_accuracy.has_value());
   ASSERT_TRUE(o.best_test_accuracy.has_value());
   ASSERT_TRUE(o.best_smoothed_eval_accuracy.has_value());
-  // The baseline's accuracy (within a point) for fewer steps.
-  EXPECT_GT(*o.test_accuracy, Baseline() - 0.01);
+  // About the baseline's accuracy for fewer steps. One seed, so the margin is what CPU numerics
+  // move it by: within a point on the machine this was written on, 1.8 points below (0.7392 vs
+  // 0.7575) on an AMD EPYC one. A review that relabelled wrongly would cost far more (the labels
+  // are 40 % wrong).
+  EXPECT_GT(*o.test_accuracy, Baseline() - 0.025);
   // Modelled work: training passes, plus evaluations of 1000 validation images each.
   const double forward = static_cast<double>(o.model.macs_per_sample());
   EXPECT_DOUBLE_EQ(o.progress.eval_macs(),

@@ -4,7 +4,9 @@
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <array>
 #include <pqxx/pqxx>
+#include <string_view>
 
 #include "absl/time/time.h"
 #include "common/pg/migrations.h"
@@ -25,6 +27,45 @@ std::string Time(const google::protobuf::Timestamp& t, bool set) {
 std::string OptionalNumber(bool set, double value) {
   return set ? fmt::format("{}", value) : std::string();
 }
+
+// A text element of a PostgreSQL array literal: quoted, with backslashes and quotes escaped.
+std::string Quoted(std::string_view text) {
+  std::string out = "\"";
+  for (char ch : text) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + '"';
+}
+
+// The change log's columns as PostgreSQL array literals, for one INSERT ... unnest.
+class ChangeColumns final {
+ public:
+  void Add(const SampleChange& c) {
+    Push(0, fmt::format("{}", c.step));
+    Push(1, fmt::format("{}", c.sample_index));
+    Push(2, Quoted(ChangeActionName(c.action)));
+    Push(3, fmt::format("{}", c.old_label));
+    Push(4, fmt::format("{}", c.new_label));
+    Push(5, fmt::format("{}", c.old_weight));
+    Push(6, fmt::format("{}", c.new_weight));
+    Push(7, Quoted(ChangeSourceName(c.source)));
+    Push(8, Quoted(c.item_id));
+    Push(9, fmt::format("{}", c.revision));
+    Push(10, fmt::format("{}", c.confidence));
+    Push(11, fmt::format("{}", c.clean_label));
+    Push(12, c.correct ? "t" : "f");
+  }
+  std::string Array(std::size_t column) const { return "{" + columns_[column] + "}"; }
+
+ private:
+  void Push(std::size_t column, std::string_view value) {
+    std::string& text = columns_[column];
+    if (!text.empty()) text += ',';
+    text += value;
+  }
+  std::array<std::string, 13> columns_;
+};
 
 }  // namespace
 
@@ -108,21 +149,28 @@ ON CONFLICT (run_id, rank, step) DO UPDATE SET
 absl::Status PgRunStore::AddChanges(const std::string& run_id, std::uint32_t rank,
                                     const std::vector<SampleChange>& changes) {
   if (changes.empty()) return absl::OkStatus();
+  // One statement for the whole batch: a column array per field, unnested in order.
+  ChangeColumns columns;
+  for (const SampleChange& c : changes) columns.Add(c);
   return pool_->Run([&](pqxx::work& tx) {
-    for (const SampleChange& c : changes) {
-      tx.exec_params(
-          R"sql(
+    tx.exec_params(
+        R"sql(
 INSERT INTO run_changes (run_id, rank, step, sample_index, action, old_label, new_label,
                          old_weight, new_weight, source, item_id, revision, confidence,
                          clean_label, correct)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+SELECT $1, $2, c.step, c.sample_index, c.action, c.old_label, c.new_label, c.old_weight,
+       c.new_weight, c.source, c.item_id, c.revision, c.confidence, c.clean_label, c.correct
+FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::int[], $7::int[],
+            $8::float8[], $9::float8[], $10::text[], $11::text[], $12::int[], $13::float8[],
+            $14::int[], $15::bool[]) WITH ORDINALITY
+  AS c(step, sample_index, action, old_label, new_label, old_weight, new_weight, source,
+       item_id, revision, confidence, clean_label, correct, ord)
+ORDER BY c.ord
 )sql",
-          run_id, static_cast<int>(rank), static_cast<long long>(c.step),
-          static_cast<long long>(c.sample_index), std::string(ChangeActionName(c.action)),
-          static_cast<int>(c.old_label), static_cast<int>(c.new_label), c.old_weight, c.new_weight,
-          std::string(ChangeSourceName(c.source)), c.item_id, static_cast<int>(c.revision),
-          c.confidence, static_cast<int>(c.clean_label), c.correct);
-    }
+        run_id, static_cast<int>(rank), columns.Array(0), columns.Array(1), columns.Array(2),
+        columns.Array(3), columns.Array(4), columns.Array(5), columns.Array(6), columns.Array(7),
+        columns.Array(8), columns.Array(9), columns.Array(10), columns.Array(11),
+        columns.Array(12));
   });
 }
 
