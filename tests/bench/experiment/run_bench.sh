@@ -71,7 +71,9 @@ for spec in "${SPECS[@]}"; do
   # What each side did, from what PostgreSQL stored.
   psql "$PG_URL" -XqAt -v ON_ERROR_STOP=1 \
     -c "SELECT result FROM experiments WHERE experiment_id = 'bench-$name'" | jq -r '
-    .modes[] | "  \(.mode)/s\(.seedIndex // 0): \(.state), \(.steps // 0) steps, \(.samplesProcessed // 0) samples, \(.samplesPruned // 0) pruned, \(.verdictsApplied // 0) verdicts (\(.verdictsCorrect // 0) right), \(.energyToTargetJoules // "—") J to target of \(.energyJoules // 0 | . * 10 | round / 10) J, \(.energySource)"'
+    .modes[] | ((.infra // []) | map(.activeEnergyJoules // 0) | add // 0) as $infra |
+    (.crowd.submitted // 0 | tonumber) as $rated |
+    "  \(.mode)/s\(.seedIndex // 0): \(.state), \(.steps // 0) steps, \(.samplesProcessed // 0) samples, \(.samplesPruned // 0) pruned, \(.verdictsApplied // 0) verdicts (\(.verdictsCorrect // 0) right), \(.energyToTargetJoules // "—") J to target of \(.energyJoules // 0 | . * 10 | round / 10) J, \(.energySource); infrastructure \($infra * 10 | round / 10) J over the run for \($rated) ratings\(if $rated > 0 then " (\($infra * 1000 / $rated * 10 | round / 10) mJ each)" else "" end)"'
   headlines+="spec: $name"$'\n'"$(grep '^headline:' "$WORK/$name.out")"$'\n'
 done
 echo

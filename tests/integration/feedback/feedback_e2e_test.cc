@@ -353,7 +353,7 @@ TEST_F(FeedbackE2eTest, WebPageInHeadlessChromiumRatesWithTheKeyboard) {
   ASSERT_NO_FATAL_FAILURE(service.Start());
   const std::string worker = CreateToken(service, v1::ROLE_WORKER, "trainer");
   const std::string rater = CreateToken(service, v1::ROLE_RATER, "browser-rater");
-  ASSERT_NO_FATAL_FAILURE(CreateCampaign(service, worker, "web", 1, 3, true));
+  ASSERT_NO_FATAL_FAILURE(CreateCampaign(service, worker, "web", 1, 5, true));
   const std::string command = fmt::format("node {} http://127.0.0.1:{}/ {} 2>&1",
                                           GREENLOOP_WEB_TEST_JS, service.http_port(), rater);
   std::string output;
@@ -367,6 +367,9 @@ TEST_F(FeedbackE2eTest, WebPageInHeadlessChromiumRatesWithTheKeyboard) {
   EXPECT_THAT(output, HasSubstr(R"("count":"2")"));
   EXPECT_THAT(output, HasSubstr(R"("fits_phone":true)"));
   EXPECT_THAT(output, HasSubstr("Which label is right?"));
+  // One Lease brought the first three items (the page prefetches), a second the last two.
+  EXPECT_THAT(output, HasSubstr(R"("lease_calls":1)"));
+  EXPECT_THAT(output, HasSubstr(R"("lease_calls_at_logout":2)"));
   // What the keyboard did landed in PostgreSQL: "2" on the image, "s" on item 1, "3" on item 2.
   EXPECT_EQ(Count("SELECT count(*) FROM feedback_ratings r JOIN feedback_items i USING (item_id) "
                   "WHERE (i.sample_index = 0 AND r.answer = 1) OR (i.sample_index = 2 AND "
@@ -376,6 +379,10 @@ TEST_F(FeedbackE2eTest, WebPageInHeadlessChromiumRatesWithTheKeyboard) {
                   "WHERE l.state = 2 AND i.sample_index = 1"),
             1);
   EXPECT_EQ(Count("SELECT count(*) FROM feedback_ratings"), 2);
+  // Signing out released the item on screen and the one prefetched with it.
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_leases l JOIN feedback_items i USING (item_id) "
+                  "WHERE l.state = 3 AND i.sample_index IN (3, 4)"),
+            2);
 }
 
 }  // namespace

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <string_view>
 
 #include "common/grpc/channel.h"
-#include "greenloop/v1/feedback.grpc.pb.h"
 
 namespace greenloop::experiment {
 
@@ -107,127 +107,149 @@ bool SimulatedCrowd::Wait(double seconds) {
   return !cv_.wait_for(lock, std::chrono::duration<double>(seconds), [this] { return stop_; });
 }
 
+// What a rater decided about one item.
+struct SimulatedCrowd::Judgement {
+  bool skip = false;
+  v1::SkipReason reason = v1::SKIP_REASON_UNSURE;
+  bool known = false;  // the oracle recognised the item
+  bool right = false;  // a submitted answer equal to the truth
+  v1::Answer answer;
+};
+
+SimulatedCrowd::Judgement SimulatedCrowd::Judge(Rater& rater, const v1::LeasedItem& item) const {
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  Judgement j;
+  // A plain pair rather than std::optional: GCC 12 warns (falsely) about its value.
+  std::uint32_t truth = 0;
+  if (oracle_ != nullptr) {
+    if (std::optional<std::uint32_t> t = oracle_->TrueLabel(item.payload())) {
+      truth = *t;
+      j.known = true;
+    }
+  }
+  const v1::Question& q = item.question();
+  const auto labels = static_cast<std::uint32_t>(std::max(q.labels_size(), 2));
+  std::uint32_t label = 0;
+  if (rater.profile.spammer) {
+    label = static_cast<std::uint32_t>(rater.rng() % labels);
+  } else if (!j.known) {
+    j.skip = true;
+    j.reason = v1::SKIP_REASON_UNREADABLE;
+  } else if (unit(rater.rng) < spec_.skip_share) {
+    j.skip = true;
+  } else if (unit(rater.rng) < rater.profile.accuracy) {
+    label = truth;
+  } else {
+    label = (truth + 1 + static_cast<std::uint32_t>(rater.rng() % (labels - 1))) % labels;
+  }
+  if (q.kind() == v1::QUESTION_KIND_RELEVANCE) j.skip = true;
+  if (j.skip) return j;
+  if (q.kind() == v1::QUESTION_KIND_LABEL_CHECK) {
+    // "Is the given label right?" — the honest answer, flipped when the rater errs.
+    const bool correct = j.known && q.has_given_label() && q.given_label() == truth;
+    const bool says =
+        rater.profile.spammer ? (rater.rng() & 1) != 0 : (label == truth ? correct : !correct);
+    j.answer.set_label_correct(says);
+    j.right = says == correct;
+  } else {
+    j.answer.set_label(label);
+    j.right = j.known && label == truth;
+  }
+  return j;
+}
+
+void SimulatedCrowd::Error(Rater& rater, std::string_view what, const ::grpc::Status& s) {
+  {
+    std::lock_guard lock(rater.mu);
+    ++rater.totals.rpc_errors;
+  }
+  std::lock_guard lock(mu_);
+  last_error_ = fmt::format("{}: {}: {}", rater.profile.name, what, s.error_message());
+}
+
+SimulatedCrowd::Leased SimulatedCrowd::LeaseBatch(Rater& rater, v1::FeedbackService::Stub& stub,
+                                                  v1::LeaseResponse& lease) {
+  v1::LeaseRequest request;
+  request.set_campaign_id(campaign_id_);
+  request.set_max_items(static_cast<std::uint32_t>(spec_.lease_batch));
+  auto ctx = rpc::NewClientContext(std::chrono::seconds(10), rater.token);
+  const ::grpc::Status s = stub.Lease(ctx.get(), request, &lease);
+  if (s.error_code() == ::grpc::StatusCode::FAILED_PRECONDITION) return Leased::kClosed;
+  if (!s.ok()) {
+    if (s.error_code() != ::grpc::StatusCode::NOT_FOUND) Error(rater, "Lease", s);
+    return Wait(0.2) ? Leased::kRetry : Leased::kClosed;
+  }
+  if (lease.items().empty()) {
+    const double retry_ms = std::clamp<double>(lease.retry_after_ms(), 20.0, 500.0);
+    return Wait(retry_ms / 1000.0) ? Leased::kRetry : Leased::kClosed;
+  }
+  return Leased::kItems;
+}
+
+void SimulatedCrowd::Release(Rater& rater, v1::FeedbackService::Stub& stub,
+                             const v1::LeaseResponse& lease, int from) {
+  for (int i = from; i < lease.items_size(); ++i) {
+    v1::ReleaseRequest request;
+    request.set_lease_id(lease.items(i).lease_id());
+    v1::ReleaseResponse response;
+    auto ctx = rpc::NewClientContext(std::chrono::seconds(2), rater.token);
+    stub.Release(ctx.get(), request, &response);
+  }
+}
+
+void SimulatedCrowd::Answer(Rater& rater, v1::FeedbackService::Stub& stub,
+                            const v1::LeasedItem& item, double modelled) {
+  const Judgement j = Judge(rater, item);
+  auto ctx = rpc::NewClientContext(std::chrono::seconds(10), rater.token);
+  if (j.skip) {
+    v1::SkipRequest request;
+    request.set_lease_id(item.lease_id());
+    request.set_reason(j.reason);
+    v1::SkipResponse response;
+    const ::grpc::Status s = stub.Skip(ctx.get(), request, &response);
+    if (!s.ok()) return Error(rater, "Skip", s);
+    std::lock_guard lock(rater.mu);
+    ++rater.totals.skipped;
+    if (!j.known) ++rater.totals.unknown;
+    rater.totals.modelled_seconds += modelled;
+    return;
+  }
+  v1::SubmitRequest request;
+  request.set_lease_id(item.lease_id());
+  request.set_seconds_spent(std::min(modelled, 86400.0));
+  *request.mutable_answer() = j.answer;
+  v1::SubmitResponse response;
+  const ::grpc::Status s = stub.Submit(ctx.get(), request, &response);
+  if (!s.ok()) return Error(rater, "Submit", s);
+  std::lock_guard lock(rater.mu);
+  ++rater.totals.submitted;
+  if (j.right) ++rater.totals.right;
+  rater.totals.modelled_seconds += modelled;
+}
+
 void SimulatedCrowd::Loop(Rater& rater) {
   auto stub = v1::FeedbackService::NewStub(channel_);
   std::lognormal_distribution<double> seconds(std::log(spec_.seconds_median), spec_.seconds_sigma);
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
-  const auto error = [&](const std::string& what, const ::grpc::Status& s) {
-    {
-      std::lock_guard lock(rater.mu);
-      ++rater.totals.rpc_errors;
-    }
-    std::lock_guard lock(mu_);
-    last_error_ = fmt::format("{}: {}: {}", rater.profile.name, what, s.error_message());
-  };
   while (true) {
     {
       std::lock_guard lock(mu_);
       if (stop_) return;
     }
-    v1::LeaseRequest lease_request;
-    lease_request.set_campaign_id(campaign_id_);
-    lease_request.set_max_items(1);
     v1::LeaseResponse lease;
-    auto ctx = rpc::NewClientContext(std::chrono::seconds(10), rater.token);
-    const ::grpc::Status ls = stub->Lease(ctx.get(), lease_request, &lease);
-    if (ls.error_code() == ::grpc::StatusCode::FAILED_PRECONDITION) return;  // campaign closed
-    if (!ls.ok()) {
-      if (ls.error_code() != ::grpc::StatusCode::NOT_FOUND) error("Lease", ls);
-      if (!Wait(0.2)) return;
-      continue;
+    const Leased leased = LeaseBatch(rater, *stub, lease);
+    if (leased == Leased::kClosed) return;
+    if (leased == Leased::kRetry) continue;
+    {
+      std::lock_guard lock(rater.mu);
+      rater.totals.leased += static_cast<std::uint64_t>(lease.items_size());
     }
-    if (lease.items().empty()) {
-      const double retry_ms = std::clamp<double>(lease.retry_after_ms(), 20.0, 500.0);
-      if (!Wait(retry_ms / 1000.0)) return;
-      continue;
-    }
-    for (const v1::LeasedItem& item : lease.items()) {
-      {
-        std::lock_guard lock(rater.mu);
-        ++rater.totals.leased;
-      }
+    for (int i = 0; i < lease.items_size(); ++i) {
       const double modelled = seconds(rater.rng);
-      const bool stopped = !Wait(modelled / spec_.time_compression);
-      if (stopped) {
-        v1::ReleaseRequest rr;
-        rr.set_lease_id(item.lease_id());
-        v1::ReleaseResponse rresp;
-        auto rctx = rpc::NewClientContext(std::chrono::seconds(2), rater.token);
-        stub->Release(rctx.get(), rr, &rresp);
+      if (!Wait(modelled / spec_.time_compression)) {
+        Release(rater, *stub, lease, i);  // the one in hand and the ones prefetched
         return;
       }
-      // A plain pair rather than std::optional: GCC 12 warns (falsely) about its value.
-      std::uint32_t truth_label = 0;
-      bool known = false;
-      if (oracle_ != nullptr) {
-        if (std::optional<std::uint32_t> t = oracle_->TrueLabel(item.payload())) {
-          truth_label = *t;
-          known = true;
-        }
-      }
-      const v1::Question& q = item.question();
-      const auto labels = static_cast<std::uint32_t>(std::max(q.labels_size(), 2));
-      bool skip = false;
-      v1::SkipReason reason = v1::SKIP_REASON_UNSURE;
-      std::uint32_t answer_label = 0;
-      if (rater.profile.spammer) {
-        answer_label = static_cast<std::uint32_t>(rater.rng() % labels);
-      } else if (!known) {
-        skip = true;
-        reason = v1::SKIP_REASON_UNREADABLE;
-      } else if (unit(rater.rng) < spec_.skip_share) {
-        skip = true;
-      } else if (unit(rater.rng) < rater.profile.accuracy) {
-        answer_label = truth_label;
-      } else {
-        // Another label, uniformly.
-        answer_label =
-            static_cast<std::uint32_t>((truth_label + 1 + rater.rng() % (labels - 1)) % labels);
-      }
-      if (q.kind() == v1::QUESTION_KIND_RELEVANCE) skip = true;
-      if (skip) {
-        v1::SkipRequest sr;
-        sr.set_lease_id(item.lease_id());
-        sr.set_reason(reason);
-        v1::SkipResponse sresp;
-        auto sctx = rpc::NewClientContext(std::chrono::seconds(10), rater.token);
-        const ::grpc::Status s = stub->Skip(sctx.get(), sr, &sresp);
-        std::lock_guard lock(rater.mu);
-        if (s.ok()) {
-          ++rater.totals.skipped;
-          if (!known) ++rater.totals.unknown;
-          rater.totals.modelled_seconds += modelled;
-        }
-        if (!s.ok()) ++rater.totals.rpc_errors;
-        continue;
-      }
-      v1::SubmitRequest sub;
-      sub.set_lease_id(item.lease_id());
-      sub.set_seconds_spent(std::min(modelled, 86400.0));
-      bool right = false;
-      if (q.kind() == v1::QUESTION_KIND_LABEL_CHECK) {
-        // "Is the given label right?" — the honest answer, flipped when the rater errs.
-        const bool correct = known && q.has_given_label() && q.given_label() == truth_label;
-        const bool says = rater.profile.spammer
-                              ? (rater.rng() & 1) != 0
-                              : (answer_label == truth_label ? correct : !correct);
-        sub.mutable_answer()->set_label_correct(says);
-        right = says == correct;
-      } else {
-        sub.mutable_answer()->set_label(answer_label);
-        right = known && answer_label == truth_label;
-      }
-      v1::SubmitResponse sresp;
-      auto sctx = rpc::NewClientContext(std::chrono::seconds(10), rater.token);
-      const ::grpc::Status s = stub->Submit(sctx.get(), sub, &sresp);
-      if (!s.ok()) {
-        error("Submit", s);
-        continue;
-      }
-      std::lock_guard lock(rater.mu);
-      ++rater.totals.submitted;
-      if (right) ++rater.totals.right;
-      rater.totals.modelled_seconds += modelled;
+      Answer(rater, *stub, lease.items(i), modelled);
     }
   }
 }

@@ -28,10 +28,12 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "greenloop/v1/feedback.grpc.pb.h"
 #include "tools/greenloop/experiment/oracle.h"
 #include "tools/greenloop/experiment/spec.h"
 
@@ -88,14 +90,29 @@ class SimulatedCrowd final {
   // Starts one thread per rater. Raters retry while the campaign does not exist yet and stop on
   // their own once it is closed.
   void Start();
-  // Stops every rater (in-flight waits are cut short; a held lease is released) and joins them.
+  // Stops every rater (in-flight waits are cut short; held leases, the one in hand and the ones
+  // prefetched, are released) and joins them.
   // Idempotent.
   void Stop();
   CrowdStats Stats() const;
 
  private:
   struct Rater;
+  struct Judgement;
+  enum class Leased { kItems, kRetry, kClosed };
   void Loop(Rater& rater);
+  // Leases up to spec.lease_batch items into `lease`; kRetry after waiting when none came (or on
+  // an error other than a closed campaign), kClosed when the campaign is closed or on Stop.
+  Leased LeaseBatch(Rater& rater, v1::FeedbackService::Stub& stub, v1::LeaseResponse& lease);
+  // What `rater` answers to `item` (or that it skips it).
+  Judgement Judge(Rater& rater, const v1::LeasedItem& item) const;
+  // Submits or skips `item` after `modelled` seconds of (simulated) human work.
+  void Answer(Rater& rater, v1::FeedbackService::Stub& stub, const v1::LeasedItem& item,
+              double modelled);
+  // Releases lease.items(from) onwards.
+  void Release(Rater& rater, v1::FeedbackService::Stub& stub, const v1::LeaseResponse& lease,
+               int from);
+  void Error(Rater& rater, std::string_view what, const ::grpc::Status& s);
   // Waits up to `seconds` of wall time; false when stopped meanwhile.
   bool Wait(double seconds);
 

@@ -104,12 +104,14 @@ absl::StatusOr<cli::ExperimentResult> ExperimentRunner::Run() {
   result.set_start_time(UtcRfc3339(std::time(nullptr)));
   const CrowdSpec& c = spec_.crowd;
   result.set_crowd_description(fmt::format(
-      "{} simulated raters, k = {}, accuracy ~ N({:.3f}, {:.3f}) clamped to [{:.2f}, 1], "
+      "{} simulated raters, k = {}{}, accuracy ~ N({:.3f}, {:.3f}) clamped to [{:.2f}, 1], "
       "{:.0f} % spammers, {:.0f} % skips, seconds per item log-normal (median {:.1f} s, sigma "
-      "{:.2f}), time compression {:.0f}x",
-      c.raters, c.ratings_per_item, c.accuracy_mean, c.accuracy_sd, c.accuracy_min,
-      100 * c.spammer_share, 100 * c.skip_share, c.seconds_median, c.seconds_sigma,
-      c.time_compression));
+      "{:.2f}), time compression {:.0f}x, {} items leased at once",
+      c.raters, c.ratings_per_item,
+      c.agreeing_ratings > 0 ? fmt::format(" (decided early when {} agree)", c.agreeing_ratings)
+                             : std::string(),
+      c.accuracy_mean, c.accuracy_sd, c.accuracy_min, 100 * c.spammer_share, 100 * c.skip_share,
+      c.seconds_median, c.seconds_sigma, c.time_compression, c.lease_batch));
 
   if (std::any_of(spec_.modes.begin(), spec_.modes.end(), UsesHumans) && oracle_ == nullptr) {
     if (spec_.dataset == v1::DATASET_FASHION_MNIST) {

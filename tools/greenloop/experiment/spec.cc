@@ -163,6 +163,9 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
       .Add("crowd.raters", &c.raters, "simulated raters", {.min = 0, .max = 200})
       .Add("crowd.ratings_per_item", &c.ratings_per_item, "ratings per item (k)",
            {.min = 1, .max = 15})
+      .Add("crowd.agreeing_ratings", &c.agreeing_ratings,
+           "decide an item as soon as its first N ratings agree (0 = always k; else 2 to k - 1)",
+           {.min = 0, .max = 14})
       .Add("crowd.accuracy_mean", &c.accuracy_mean, "mean rater accuracy", {.min = 0.0, .max = 1.0})
       .Add("crowd.accuracy_sd", &c.accuracy_sd, "spread of rater accuracy",
            {.min = 0.0, .max = 0.5})
@@ -177,6 +180,9 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
            {.min = 0.0, .max = 3.0})
       .Add("crowd.time_compression", &c.time_compression, "modelled seconds per wall-clock second",
            {.min = 1.0, .max = 1e6})
+      .Add("crowd.lease_batch", &c.lease_batch,
+           "items a rater leases at once (the rater page prefetches the same way)",
+           {.min = 1, .max = 20})
       .Add("crowd.seed", &c.seed, "seed of the crowd", {.min = 0})
       .Add("crowd.gold_share", &c.gold_share, "share of gold items served",
            {.min = 0.0, .max = 0.5})
@@ -274,6 +280,12 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
     return Invalid(p,
                    "crowd.raters is 0 but hitl/hybrid need raters (simulated or people on the "
                    "web page: set crowd.raters >= 1)");
+  }
+  if (const std::int64_t a = spec.crowd.agreeing_ratings;
+      a != 0 && (a < 2 || a >= spec.crowd.ratings_per_item)) {
+    return Invalid(p, fmt::format("crowd.agreeing_ratings ({}) must be 0 or from 2 to "
+                                  "crowd.ratings_per_item - 1 ({})",
+                                  a, spec.crowd.ratings_per_item - 1));
   }
   if (humans && spec.crowd.raters < spec.crowd.ratings_per_item) {
     return Invalid(p, fmt::format("crowd.raters ({}) is below crowd.ratings_per_item ({}): no item "
@@ -385,6 +397,8 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
     c.mutable_feedback()->set_ratings_per_item(
         static_cast<std::uint32_t>(spec.crowd.ratings_per_item));
     c.mutable_feedback()->set_gold_share(spec.crowd.gold_share);
+    c.mutable_feedback()->set_agreeing_ratings(
+        static_cast<std::uint32_t>(spec.crowd.agreeing_ratings));
     c.mutable_feedback()->set_show_model_prediction(spec.crowd.show_model_prediction);
   }
   c.set_energy_endpoint(spec.services.energy);

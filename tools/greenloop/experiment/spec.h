@@ -28,7 +28,10 @@ namespace greenloop::experiment {
 struct CrowdSpec {
   std::int64_t raters = 5;
   std::int64_t ratings_per_item = 3;  // k of the campaign
-  double accuracy_mean = 0.825;       // per-rater accuracy ~ Normal(mean, sd), clamped
+  // Early agreement: an item is decided as soon as its first this-many ratings agree (the
+  // campaign's agreeing_ratings; 0 = every item waits for k).
+  std::int64_t agreeing_ratings = 0;
+  double accuracy_mean = 0.825;  // per-rater accuracy ~ Normal(mean, sd), clamped
   double accuracy_sd = 0.08;
   double accuracy_min = 0.3;
   double spammer_share = 0.0;   // raters answering uniformly at random
@@ -36,6 +39,9 @@ struct CrowdSpec {
   double seconds_median = 4.2;  // log-normal seconds per item: median, and sigma of ln
   double seconds_sigma = 0.7;
   double time_compression = 60.0;  // modelled seconds per wall second
+  // Items a rater leases at once, as the rater page prefetches them (one round trip per batch;
+  // the next item is on screen as the last answer is sent).
+  std::int64_t lease_batch = 4;
   std::int64_t seed = 11;
   double gold_share = 0.0;
   bool show_model_prediction = false;

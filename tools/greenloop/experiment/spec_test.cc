@@ -84,6 +84,10 @@ TEST(SpecTest, ImpossibleValuesAreRejected) {
       {"max_train_samples: 59000\nvalidation_samples: 2000\n", "validation_samples"},
       {"noise_review: {auto_threshold: 0.6, human_threshold: 0.7}\n",
        "noise_review.human_threshold"},
+      {"crowd: {agreeing_ratings: 3}\n", "crowd.agreeing_ratings"},
+      {"crowd: {agreeing_ratings: 1}\n", "crowd.agreeing_ratings"},
+      {"crowd: {lease_batch: 0}\n", "crowd.lease_batch"},
+      {"crowd: {lease_batch: 21}\n", "crowd.lease_batch"},
   };
   for (const auto& [extra, expected] : cases) {
     absl::StatusOr<Spec> s = LoadSpec(Write(std::string(kMinimal) + extra));
@@ -117,6 +121,8 @@ TEST(SpecTest, RunConfigCarriesTheSpec) {
             static_cast<std::uint32_t>(s->crowd.ratings_per_item));
   EXPECT_DOUBLE_EQ(hitl.feedback().gold_share(), s->crowd.gold_share);
   EXPECT_EQ(hitl.feedback().show_model_prediction(), s->crowd.show_model_prediction);
+  EXPECT_EQ(hitl.feedback().agreeing_ratings(),
+            static_cast<std::uint32_t>(s->crowd.agreeing_ratings));
   EXPECT_DOUBLE_EQ(hitl.target_accuracy(), 0.8);
   EXPECT_EQ(hitl.experiment_id(), "exp-1");
   EXPECT_GT(hitl.select_every_steps(), 0u);

@@ -1,9 +1,9 @@
 // An in-process fake of the FeedbackService rater API for the crowd's tests (and for running an
 // experiment before the real queue is deployed): campaigns, tokens (CreateToken, one identity per
-// bearer token), EnqueueItems, Lease / Submit / Skip / Release with the contract's rules — an item
-// is leased to at most k raters counting ratings and live leases, never twice to the same rater,
-// never again to a rater who skipped it — and a majority verdict per item after k ratings,
-// streamed by WatchVerdicts. Register on an rpc::Server bound to 127.0.0.1:0.
+// bearer token), EnqueueItems, Lease (up to max_items) / Submit / Skip / Release with the
+// contract's rules — an item is leased to at most k raters counting ratings and live leases, never
+// twice to the same rater, never again to a rater who skipped it — and a majority verdict per item
+// after k ratings, streamed by WatchVerdicts. Register on an rpc::Server bound to 127.0.0.1:0.
 //
 // Thread-safety: thread-safe.
 #pragma once
@@ -91,7 +91,10 @@ class FakeFeedbackService final : public v1::FeedbackService::Service {
     Campaign& c = it->second;
     if (c.closed) return Err(::grpc::StatusCode::FAILED_PRECONDITION, "closed");
     const std::size_t k = c.spec.ratings_per_item() == 0 ? 3 : c.spec.ratings_per_item();
+    if (request->max_items() > 20) return Err(::grpc::StatusCode::INVALID_ARGUMENT, "max_items");
+    const int wanted = request->max_items() == 0 ? 1 : static_cast<int>(request->max_items());
     for (const std::string& id : c.order) {
+      if (response->items_size() == wanted) break;
       Item& item = c.items.at(id);
       const bool rated = std::any_of(item.ratings.begin(), item.ratings.end(),
                                      [&](const Rating& r) { return r.rater == rater; });
@@ -112,9 +115,12 @@ class FakeFeedbackService final : public v1::FeedbackService::Service {
       if (item.input.has_given_label()) {
         out->mutable_question()->set_given_label(item.input.given_label());
       }
-      return ::grpc::Status::OK;
     }
-    response->set_retry_after_ms(50);
+    if (response->items_size() == 0) {
+      response->set_retry_after_ms(50);
+    } else {
+      lease_batches_.push_back(response->items_size());
+    }
     return ::grpc::Status::OK;
   }
   ::grpc::Status Submit(::grpc::ServerContext* ctx, const v1::SubmitRequest* request,
@@ -214,6 +220,11 @@ class FakeFeedbackService final : public v1::FeedbackService::Service {
     std::lock_guard lock(mu_);
     return verdicts_.size();
   }
+  // The number of items of every Lease that returned some.
+  std::vector<int> lease_batches() const {
+    std::lock_guard lock(mu_);
+    return lease_batches_;
+  }
 
  private:
   struct Campaign {
@@ -246,6 +257,7 @@ class FakeFeedbackService final : public v1::FeedbackService::Service {
   std::map<std::string, std::string> campaign_of_;
   std::map<std::string, std::string> names_;
   std::vector<v1::Verdict> verdicts_;
+  std::vector<int> lease_batches_;
   int tokens_ = 0;
   int leases_ = 0;
   int submits_ = 0;
