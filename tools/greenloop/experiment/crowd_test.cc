@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <memory>
 #include <random>
 #include <set>
 #include <thread>
@@ -102,13 +103,21 @@ class CrowdTest : public ::testing::Test {
     ASSERT_TRUE(stub->EnqueueItems(&c2, eq, &eqr).ok());
   }
 
-  CrowdStats RunCrowd(const CrowdSpec& spec, const std::string& campaign, std::size_t verdicts,
-                      int skips = 0) {
-    std::vector<RaterProfile> profiles = DrawProfiles(spec, "sim");
+  // A crowd of `spec.raters` raters (named `prefix`-N) with tokens of their own, not started.
+  std::unique_ptr<SimulatedCrowd> MakeCrowd(const CrowdSpec& spec, const std::string& campaign,
+                                            const std::string& prefix) {
+    std::vector<RaterProfile> profiles = DrawProfiles(spec, prefix);
     absl::StatusOr<std::vector<std::string>> tokens =
         CreateRaterTokens(channel_, address_, "admin", profiles);
     EXPECT_TRUE(tokens.ok());
-    SimulatedCrowd crowd(spec, channel_, campaign, oracle_.get(), profiles, *tokens);
+    return std::make_unique<SimulatedCrowd>(spec, channel_, campaign, oracle_.get(), profiles,
+                                            tokens.ok() ? *tokens : std::vector<std::string>());
+  }
+
+  CrowdStats RunCrowd(const CrowdSpec& spec, const std::string& campaign, std::size_t verdicts,
+                      int skips = 0) {
+    std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, campaign, "sim");
+    SimulatedCrowd& crowd = *owned;
     crowd.Start();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while ((fake_.verdicts() < verdicts || fake_.skips() < skips) &&
@@ -245,9 +254,8 @@ TEST_F(CrowdTest, StopCutsLongWaitsShort) {
   CrowdSpec spec;
   spec.raters = 3;
   spec.time_compression = 1;  // 4.2 s per item in wall time
-  std::vector<RaterProfile> profiles = DrawProfiles(spec, "slow");
-  SimulatedCrowd crowd(spec, channel_, "slow", oracle_.get(), profiles,
-                       *CreateRaterTokens(channel_, address_, "admin", profiles));
+  std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, "slow", "slow");
+  SimulatedCrowd& crowd = *owned;
   crowd.Start();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const auto t0 = std::chrono::steady_clock::now();
@@ -263,9 +271,8 @@ TEST_F(CrowdTest, RatersLeaseInBatchesAndReleaseThePrefetchedItemsOnStop) {
   spec.raters = 1;
   spec.lease_batch = 4;
   spec.time_compression = 1;  // 4.2 s per item in wall time: the rater holds its batch
-  std::vector<RaterProfile> profiles = DrawProfiles(spec, "batch");
-  SimulatedCrowd crowd(spec, channel_, "batch", oracle_.get(), profiles,
-                       *CreateRaterTokens(channel_, address_, "admin", profiles));
+  std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, "batch", "batch");
+  SimulatedCrowd& crowd = *owned;
   crowd.Start();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (fake_.lease_batches().empty() && std::chrono::steady_clock::now() < deadline) {
