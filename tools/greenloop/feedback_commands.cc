@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,43 @@ namespace greenloop::cli {
 namespace {
 
 using namespace std::chrono_literals;
+
+// The feature grid as a table of cell numbers, for a rater in a terminal. A rule's picture has the
+// class's mean image on its left half: the numbers are that half's cells.
+std::string CellTable(std::uint32_t rows, std::uint32_t cols, bool rule) {
+  std::string out =
+      rule ? "cells of the left picture (the class's mean image):\n" : "cells of the picture:\n";
+  for (std::uint32_t r = 0; r < rows; ++r) {
+    out += " ";
+    for (std::uint32_t c = 0; c < cols; ++c) out += fmt::format(" {:>3}", r * cols + c);
+    out += "\n";
+  }
+  return out + "  type the cells the model should ignore (e.g. 0 6 42), '-' for none\n";
+}
+
+// A line of cell numbers ("0 6 42", "0,6") or "-" (none) as a feature-mask answer; nullopt for
+// anything else. The server checks the cells against the grid.
+std::optional<v1::Answer> CellsAnswer(const std::string& line) {
+  v1::Answer a;
+  a.mutable_feature_mask();
+  if (line == "-") return a;
+  std::uint64_t value = 0;
+  bool digits = false;
+  for (char ch : line + " ") {
+    if (ch >= '0' && ch <= '9') {
+      value = std::min<std::uint64_t>(value * 10 + static_cast<std::uint64_t>(ch - '0'), 1u << 20);
+      digits = true;
+    } else if (ch == ' ' || ch == ',') {
+      if (digits) a.mutable_feature_mask()->add_irrelevant_cells(static_cast<std::uint32_t>(value));
+      value = 0;
+      digits = false;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (a.feature_mask().irrelevant_cells().empty()) return std::nullopt;
+  return a;
+}
 
 struct Connection {
   std::string server = "127.0.0.1:7102";
@@ -206,7 +244,13 @@ int Rate(const std::vector<std::string_view>& args, const config::Environment& e
     }
     out << q.prompt() << "\n";
     std::vector<std::pair<std::string, v1::Answer>> keys;
-    if (q.kind() == v1::QUESTION_KIND_LABEL_CHOICE) {
+    const bool features =
+        q.kind() == v1::QUESTION_KIND_FEATURE_MASK || q.kind() == v1::QUESTION_KIND_FEATURE_RULE;
+    v1::Answer cells_answer;
+    if (features) {
+      out << CellTable(q.feature_grid().rows(), q.feature_grid().cols(),
+                       q.kind() == v1::QUESTION_KIND_FEATURE_RULE);
+    } else if (q.kind() == v1::QUESTION_KIND_LABEL_CHOICE) {
       for (int i = 0; i < q.labels_size(); ++i) {
         v1::Answer a;
         a.set_label(static_cast<std::uint32_t>(i));
@@ -240,6 +284,12 @@ int Rate(const std::vector<std::string_view>& args, const config::Environment& e
       }
       for (const auto& [key, a] : keys) {
         if (key == line) answer = &a;
+      }
+      if (features) {
+        if (std::optional<v1::Answer> a = CellsAnswer(line)) {
+          cells_answer = *a;
+          answer = &cells_answer;
+        }
       }
       if (answer != nullptr) break;
       out << "unknown key '" << line << "'\n";

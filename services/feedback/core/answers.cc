@@ -5,6 +5,7 @@
 
 #include "absl/strings/escaping.h"
 #include "fmt/format.h"
+#include "services/feedback/core/feature_masks.h"
 
 namespace greenloop::feedback {
 namespace {
@@ -13,8 +14,10 @@ constexpr std::uint32_t kDefaultRatingsPerItem = 3;
 constexpr std::uint32_t kMaxRatingsPerItem = 15;
 constexpr std::uint32_t kDefaultLeaseTtlSeconds = 120;
 
+// Questions that need the label set: the label questions, and rules (which name a class).
 bool IsLabelQuestion(v1::QuestionKind kind) {
-  return kind == v1::QUESTION_KIND_LABEL_CHECK || kind == v1::QUESTION_KIND_LABEL_CHOICE;
+  return kind == v1::QUESTION_KIND_LABEL_CHECK || kind == v1::QUESTION_KIND_LABEL_CHOICE ||
+         kind == v1::QUESTION_KIND_FEATURE_RULE;
 }
 
 absl::Status CheckLabel(const v1::CampaignSpec& spec, std::uint32_t label, std::string_view what) {
@@ -53,16 +56,17 @@ absl::StatusOr<v1::CampaignSpec> NormalizeSpec(const v1::CampaignSpec& in) {
   if (spec.question_kind() == v1::QUESTION_KIND_UNSPECIFIED ||
       !v1::QuestionKind_IsValid(spec.question_kind())) {
     return absl::InvalidArgumentError(
-        "spec.question_kind is required: QUESTION_KIND_LABEL_CHECK, QUESTION_KIND_LABEL_CHOICE or "
-        "QUESTION_KIND_RELEVANCE");
+        "spec.question_kind is required: QUESTION_KIND_LABEL_CHECK, QUESTION_KIND_LABEL_CHOICE, "
+        "QUESTION_KIND_RELEVANCE, QUESTION_KIND_FEATURE_MASK or QUESTION_KIND_FEATURE_RULE");
   }
   if (!spec.run_id().empty()) {
     if (absl::Status s = ValidateClientId(spec.run_id(), "spec.run_id"); !s.ok()) return s;
   }
   if (IsLabelQuestion(spec.question_kind()) &&
       (spec.labels_size() < 2 || spec.labels_size() > 100)) {
-    return absl::InvalidArgumentError(fmt::format(
-        "spec.labels has {} labels; a label question needs 2 to 100", spec.labels_size()));
+    return absl::InvalidArgumentError(
+        fmt::format("spec.labels has {} labels; a label question or a rule needs 2 to 100",
+                    spec.labels_size()));
   }
   if (spec.labels_size() > 100) {
     return absl::InvalidArgumentError("spec.labels has more than 100 labels");
@@ -80,6 +84,7 @@ absl::StatusOr<v1::CampaignSpec> NormalizeSpec(const v1::CampaignSpec& in) {
     if (label->display_name().empty()) label->set_display_name(label->name());
     if (label->shortcut().empty() && i < 10) label->set_shortcut(std::to_string((i + 1) % 10));
   }
+  if (absl::Status s = ValidateFeatureGrid(spec); !s.ok()) return s;
   if (spec.instructions().size() > 4096) {
     return absl::InvalidArgumentError("spec.instructions is longer than 4096 characters");
   }
@@ -107,6 +112,7 @@ absl::StatusOr<v1::CampaignSpec> NormalizeSpec(const v1::CampaignSpec& in) {
 }
 
 int Categories(const v1::CampaignSpec& spec) {
+  if (IsFeatureQuestion(spec.question_kind())) return 0;
   return spec.question_kind() == v1::QUESTION_KIND_LABEL_CHOICE ? spec.labels_size() : 2;
 }
 
@@ -137,8 +143,10 @@ absl::Status ValidateItem(const v1::CampaignSpec& spec, const v1::ItemInput& ite
     if (absl::Status s = CheckLabel(spec, item.given_label(), "given_label"); !s.ok()) {
       return fail(std::string(s.message()));
     }
-  } else if (spec.question_kind() == v1::QUESTION_KIND_LABEL_CHECK) {
-    return fail("given_label is required for QUESTION_KIND_LABEL_CHECK");
+  } else if (spec.question_kind() == v1::QUESTION_KIND_LABEL_CHECK ||
+             spec.question_kind() == v1::QUESTION_KIND_FEATURE_RULE) {
+    return fail(
+        fmt::format("given_label is required for {}", v1::QuestionKind_Name(spec.question_kind())));
   }
   if (item.has_model_prediction()) {
     if (spec.labels_size() > 0) {
@@ -173,11 +181,20 @@ absl::StatusOr<int> AnswerCategory(const v1::CampaignSpec& spec, const v1::Answe
       if (answer.value_case() != v1::Answer::kLabel) break;
       if (absl::Status s = CheckLabel(spec, answer.label(), "answer label"); !s.ok()) return s;
       return static_cast<int>(answer.label());
+    case v1::QUESTION_KIND_FEATURE_MASK:
+    case v1::QUESTION_KIND_FEATURE_RULE: {
+      if (answer.value_case() != v1::Answer::kFeatureMask) break;
+      absl::StatusOr<v1::FeatureMask> mask =
+          CanonicalMask(spec, answer.feature_mask(), "answer.feature_mask");
+      if (!mask.ok()) return mask.status();
+      return MaskCategory(*mask);
+    }
     default:
       break;
   }
   const char* wanted = spec.question_kind() == v1::QUESTION_KIND_LABEL_CHECK ? "label_correct"
                        : spec.question_kind() == v1::QUESTION_KIND_RELEVANCE ? "relevant"
+                       : IsFeatureQuestion(spec.question_kind())             ? "feature_mask"
                                                                              : "label";
   return absl::InvalidArgumentError(fmt::format("answer must set {} for a {} question", wanted,
                                                 v1::QuestionKind_Name(spec.question_kind())));
@@ -191,6 +208,10 @@ v1::Answer CategoryAnswer(const v1::CampaignSpec& spec, int category) {
       break;
     case v1::QUESTION_KIND_RELEVANCE:
       a.set_relevant(category == 1);
+      break;
+    case v1::QUESTION_KIND_FEATURE_MASK:
+    case v1::QUESTION_KIND_FEATURE_RULE:
+      a.mutable_feature_mask();  // the cells are stored apart (feature_masks.h)
       break;
     default:
       a.set_label(static_cast<std::uint32_t>(category));
@@ -206,6 +227,7 @@ v1::Question MakeQuestion(const v1::CampaignSpec& spec, std::optional<std::uint3
   q.set_instructions(spec.instructions());
   *q.mutable_labels() = spec.labels();
   if (given_label.has_value()) q.set_given_label(*given_label);
+  if (spec.has_feature_grid()) *q.mutable_feature_grid() = spec.feature_grid();
   if (spec.show_model_prediction() && prediction != nullptr) {
     *q.mutable_model_prediction() = *prediction;
   }
@@ -220,6 +242,15 @@ v1::Question MakeQuestion(const v1::CampaignSpec& spec, std::optional<std::uint3
       break;
     case v1::QUESTION_KIND_LABEL_CHOICE:
       q.set_prompt("Which label is right?");
+      break;
+    case v1::QUESTION_KIND_FEATURE_MASK:
+      q.set_prompt("Which parts of this image should the model ignore?");
+      break;
+    case v1::QUESTION_KIND_FEATURE_RULE:
+      q.set_prompt(given_label.has_value()
+                       ? fmt::format("Which parts should the model ignore in every {}?",
+                                     label_name(*given_label))
+                       : "Which parts should the model ignore in every item?");
       break;
     default:
       q.set_prompt("Is this sample worth learning from?");
@@ -245,6 +276,11 @@ void SetDecision(const v1::CampaignSpec& spec, std::optional<int> category, v1::
       verdict->set_relevant(*category == 1);
       verdict->set_suggested_action(*category == 1 ? v1::VERDICT_ACTION_KEEP
                                                    : v1::VERDICT_ACTION_DROP);
+      break;
+    case v1::QUESTION_KIND_FEATURE_MASK:
+    case v1::QUESTION_KIND_FEATURE_RULE:
+      verdict->mutable_feature_mask();  // the consensus cells come from DecideMask
+      verdict->set_suggested_action(v1::VERDICT_ACTION_KEEP);
       break;
     default:
       verdict->set_consensus_label(static_cast<std::uint32_t>(*category));

@@ -7,7 +7,8 @@
 //
 // Categories: every answer is stored and reconciled as a category 0..K-1. LABEL_CHECK and
 // RELEVANCE have K = 2 (0 = no, 1 = yes); LABEL_CHOICE has K = the number of labels (the label
-// index).
+// index). Feature questions (FEATURE_MASK, FEATURE_RULE) have K = 0: their category is a hash of
+// the mask, and their consensus is per cell (feature_masks.h).
 //
 // Thread-safety: every function is pure and thread-safe.
 #pragma once
@@ -40,7 +41,8 @@ absl::Status ValidateClientId(std::string_view id, std::string_view field = "cam
 /// CreateCampaign's contract. INVALID_ARGUMENT naming the field.
 absl::StatusOr<v1::CampaignSpec> NormalizeSpec(const v1::CampaignSpec& spec);
 
-/// Number of categories answers to `spec` have (2, or the label count for LABEL_CHOICE).
+/// Number of categories answers to `spec` have (2, or the label count for LABEL_CHOICE; 0 for
+/// feature questions, which statistics and re-estimates skip).
 int Categories(const v1::CampaignSpec& spec);
 
 /// Validates one item for `spec` (payload present and at most limits.max_payload_bytes, labels in
@@ -53,7 +55,8 @@ absl::Status ValidateItem(const v1::CampaignSpec& spec, const v1::ItemInput& ite
 /// the wrong kind, or a label outside the set.
 absl::StatusOr<int> AnswerCategory(const v1::CampaignSpec& spec, const v1::Answer& answer);
 
-/// The answer a category stands for (inverse of AnswerCategory).
+/// The answer a category stands for (inverse of AnswerCategory); for feature questions an empty
+/// mask, whose cells the caller fills from storage.
 v1::Answer CategoryAnswer(const v1::CampaignSpec& spec, int category);
 
 /// The question shown with an item: kind, prompt ("Is this a Sneaker?"), instructions, labels,

@@ -360,6 +360,11 @@ absl::StatusOr<v1::GetCampaignStatsResponse> FeedbackQueue::GetCampaignStats(
     if (!ratings.gold.contains(o.item)) ordinary.push_back(o);
   }
   const int k = Categories(ratings.spec);
+  // Feature questions have no categories to agree on (k = 0): no κ or α.
+  if (k < 2) {
+    *out.mutable_compute_time() = ToTimestamp(options_.clock());
+    return out;
+  }
   if (auto kappa = FleissKappa(k, static_cast<int>(ratings.spec.ratings_per_item()), ordinary)) {
     out.set_fleiss_kappa(*kappa);
   }
@@ -425,6 +430,8 @@ absl::StatusOr<std::int64_t> FeedbackQueue::ExpireLeases() {
 
 absl::StatusOr<int> FeedbackQueue::Reestimate(const std::string& campaign_id) {
   GREENLOOP_ASSIGN_OR_RETURN(CampaignRatings ratings, store_->LoadRatings(campaign_id));
+  // Feature masks are decided per cell when an item completes; nothing to re-estimate.
+  if (Categories(ratings.spec) < 2) return 0;
   GREENLOOP_ASSIGN_OR_RETURN(
       DawidSkeneResult estimate,
       EstimateDawidSkene(Categories(ratings.spec), ratings.observations, ratings.gold));

@@ -3,6 +3,7 @@
 #include "common/status/status.h"
 #include "google/protobuf/util/time_util.h"
 #include "services/feedback/core/answers.h"
+#include "services/feedback/core/feature_masks.h"
 
 namespace greenloop::feedback {
 namespace {
@@ -24,10 +25,35 @@ v1::Verdict Base(const ItemRecord& item) {
   return v;
 }
 
+// A feature question's verdict: the weighted consensus of the raters' masks.
+BuiltVerdict MaskVerdict(const v1::CampaignSpec& spec, const ItemRecord& item,
+                         const ItemRatings& ratings) {
+  std::vector<WeightedMask> masks;
+  for (const Observation& o : ratings.ratings) {
+    WeightedMask m;
+    if (auto c = ratings.masks.find(o.rater); c != ratings.masks.end()) m.cells = c->second;
+    m.weight = kDefaultRaterAccuracy;
+    if (auto g = ratings.gold.find(o.rater); g != ratings.gold.end()) {
+      m.weight = SmoothedGoldAccuracy(g->second.first, g->second.second);
+    }
+    masks.push_back(std::move(m));
+  }
+  const MaskConsensus consensus = DecideMask(masks);
+  BuiltVerdict out{MaskCategory(consensus.mask), Base(item)};
+  SetDecision(spec, out.decision, &out.verdict);
+  *out.verdict.mutable_feature_mask() = consensus.mask;
+  out.verdict.set_confidence(consensus.confidence);
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<BuiltVerdict> FirstVerdict(const v1::CampaignSpec& spec, const ItemRecord& item,
                                           const ItemRatings& ratings) {
+  if (IsFeatureQuestion(spec.question_kind())) {
+    if (ratings.ratings.empty()) return absl::InvalidArgumentError("no ratings to decide on");
+    return MaskVerdict(spec, item, ratings);
+  }
   const int k = Categories(spec);
   std::map<std::string, RaterModel> models;
   for (const Observation& o : ratings.ratings) {
@@ -58,7 +84,10 @@ std::optional<BuiltVerdict> UndecidableVerdict(const v1::CampaignSpec& spec, con
 std::optional<BuiltVerdict> RevisedVerdict(const v1::CampaignSpec& spec, const v1::Verdict& latest,
                                            int latest_decision, int category, double confidence,
                                            absl::Time decide_time) {
-  if (latest_decision < 0 || category == latest_decision) return std::nullopt;
+  if (latest_decision < 0 || category == latest_decision ||
+      IsFeatureQuestion(spec.question_kind())) {
+    return std::nullopt;
+  }
   BuiltVerdict out{category, latest};
   out.verdict.clear_decision();
   SetDecision(spec, category, &out.verdict);

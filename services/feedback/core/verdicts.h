@@ -33,6 +33,7 @@ struct ItemRatings {
   std::vector<Observation> ratings;
   std::map<std::string, std::vector<double>> confusions;  // Dawid–Skene, row-major K×K
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> gold;  // (right, answered)
+  std::map<std::string, std::vector<std::uint32_t>> masks;  // feature questions: cells per rater
 };
 
 /// A verdict and the category it decides (-1: undecidable), as stored.
@@ -43,7 +44,8 @@ struct BuiltVerdict {
 
 /// Revision 1 of a complete item's verdict: each rater weighted by its Dawid–Skene confusion
 /// when it has one of the campaign's size, else by its smoothed gold accuracy, else by
-/// kDefaultRaterAccuracy.
+/// kDefaultRaterAccuracy. Feature questions: the consensus mask of ratings.masks (DecideMask),
+/// each rater weighted by its smoothed gold accuracy or kDefaultRaterAccuracy.
 absl::StatusOr<BuiltVerdict> FirstVerdict(const v1::CampaignSpec& spec, const ItemRecord& item,
                                           const ItemRatings& ratings);
 

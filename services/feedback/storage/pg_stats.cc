@@ -4,6 +4,7 @@
 #include "fmt/format.h"
 #include "services/feedback/core/answers.h"
 #include "services/feedback/core/consensus.h"
+#include "services/feedback/core/feature_masks.h"
 #include "services/feedback/storage/pg_rows.h"
 #include "services/feedback/storage/pg_store.h"
 
@@ -116,8 +117,9 @@ absl::StatusOr<std::vector<std::pair<std::int64_t, v1::MyRating>>> PgFeedbackSto
         for (const auto& r : tx.exec_params(
                  "SELECT r.rating_id, r.campaign_id, r.item_id, r.answer, r.seconds_spent, " +
                      Epoch("r.submit_time") +
-                     ", v.decision, CASE WHEN $3 THEN i.payload END "
+                     ", v.decision, CASE WHEN $3 THEN i.payload END, fm.cells::text "
                      "FROM feedback_ratings r JOIN feedback_items i ON i.item_id = r.item_id "
+                     "LEFT JOIN feedback_rating_masks fm ON fm.rating_id = r.rating_id "
                      "LEFT JOIN LATERAL (SELECT decision FROM feedback_verdicts v "
                      "  WHERE v.item_id = r.item_id ORDER BY revision DESC LIMIT 1) v ON true "
                      "WHERE r.rater_id = $1 AND ($2 = '' OR r.campaign_id = $2) "
@@ -130,6 +132,11 @@ absl::StatusOr<std::vector<std::pair<std::int64_t, v1::MyRating>>> PgFeedbackSto
           m.set_campaign_id(campaign);
           m.set_item_id(r[2].as<std::string>());
           *m.mutable_answer() = CategoryAnswer(spec, r[3].as<int>());
+          if (!r[8].is_null()) {
+            for (std::uint32_t cell : ParseCells(r[8].as<std::string>())) {
+              m.mutable_answer()->mutable_feature_mask()->add_irrelevant_cells(cell);
+            }
+          }
           m.set_seconds_spent(r[4].as<double>());
           *m.mutable_submit_time() = Ts(r[5].as<double>());
           if (!r[6].is_null() && r[6].as<int>() >= 0) {

@@ -9,6 +9,7 @@
 #include "fmt/format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "services/feedback/core/answers.h"
+#include "services/feedback/core/feature_masks.h"
 #include "services/feedback/core/verdicts.h"
 #include "services/feedback/storage/pg_rows.h"
 
@@ -85,6 +86,27 @@ ItemRatings RatingsFromRow(std::int64_t item_id, const pqxx::row& r) {
   const std::vector<std::string> right = TextArray(r["gold_right"]);
   for (std::size_t i = 0; i < gold.size() && i < total.size() && i < right.size(); ++i) {
     out.gold[gold[i]] = {std::stoll(right[i]), std::stoll(total[i])};
+  }
+  return out;
+}
+
+// Stores the cells of a feature answer (already validated by AnswerCategory) with its rating.
+void InsertMask(pqxx::work& tx, std::int64_t rating_id, const v1::CampaignSpec& spec,
+                const v1::Answer& answer) {
+  const absl::StatusOr<v1::FeatureMask> mask =
+      CanonicalMask(spec, answer.feature_mask(), "answer.feature_mask");
+  tx.exec_params("INSERT INTO feedback_rating_masks (rating_id, cells) VALUES ($1, $2::smallint[])",
+                 rating_id, CellsText(mask.ok() ? *mask : v1::FeatureMask()));
+}
+
+// The cells each rater of an item marked (feature questions).
+std::map<std::string, std::vector<std::uint32_t>> ItemMasks(pqxx::work& tx, std::int64_t item_id) {
+  std::map<std::string, std::vector<std::uint32_t>> out;
+  for (const auto& row : tx.exec_params(
+           "SELECT r.rater_id, m.cells::text FROM feedback_ratings r "
+           "JOIN feedback_rating_masks m ON m.rating_id = r.rating_id WHERE r.item_id = $1",
+           item_id)) {
+    out[row[0].as<std::string>()] = ParseCells(row[1].as<std::string>());
   }
   return out;
 }
@@ -339,12 +361,15 @@ absl::StatusOr<SubmitOutcome> PgFeedbackStore::Submit(const std::string& rater_i
     out.duplicate = r["duplicate"].as<bool>();
     if (out.duplicate) return out;
     out.server_seconds = r["server_seconds"].as<double>();
+    const bool features = IsFeatureQuestion(spec.question_kind());
+    if (features) InsertMask(tx, out.rating_id, spec, answer);
     if (r["complete"].as<bool>()) {
       const std::int64_t item_id = r["item_id"].as<std::int64_t>();
+      ItemRatings ratings = RatingsFromRow(item_id, r);
+      if (features) ratings.masks = ItemMasks(tx, item_id);
       GREENLOOP_ASSIGN_OR_RETURN(
           BuiltVerdict verdict,
-          FirstVerdict(spec, ItemFromRow(item_id, r, r["now_epoch"].as<double>()),
-                       RatingsFromRow(item_id, r)));
+          FirstVerdict(spec, ItemFromRow(item_id, r, r["now_epoch"].as<double>()), ratings));
       InsertVerdict(tx, out.campaign_id, item_id, verdict);
       out.verdict_emitted = true;
     }

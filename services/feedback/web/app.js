@@ -99,11 +99,13 @@ function show(item) {
   $("instructions").textContent = q.instructions || "";
   const payload = $("payload");
   payload.innerHTML = "";
+  let grid = null;
   if (item.payload && item.payload.png) {
     const img = document.createElement("img");
     img.alt = "item to rate";
     img.src = "data:image/png;base64," + item.payload.png;
     payload.appendChild(img);
+    if (isFeatureQuestion(q)) grid = featureGrid(q, payload, img);
   } else {
     const pre = document.createElement("pre");
     pre.textContent = (item.payload && item.payload.text) || "";
@@ -118,7 +120,7 @@ function show(item) {
   $("prompt").textContent = q.prompt || "";
   const answers = $("answers");
   answers.innerHTML = "";
-  state.choices = answerChoices(q);
+  state.choices = grid ? featureChoices(q, grid) : answerChoices(q);
   for (const c of state.choices) {
     const b = document.createElement("button");
     b.type = "button";
@@ -164,11 +166,13 @@ async function next() {
 
 async function answer(choice) {
   if (!state.lease || state.busy) return;
+  const given = typeof choice.answer === "function" ? choice.answer() : choice.answer;
+  if (!given) return;
   state.busy = true;
   const lease = state.lease;
   const seconds = (performance.now() - state.shownAt) / 1000;
   try {
-    await call("Submit", { leaseId: lease.leaseId, answer: choice.answer, secondsSpent: seconds });
+    await call("Submit", { leaseId: lease.leaseId, answer: given, secondsSpent: seconds });
     say("Saved.", true);
     await refreshStats();
   } catch (e) {

@@ -1,0 +1,61 @@
+// Feature questions on the rater page (QUESTION_KIND_FEATURE_MASK, QUESTION_KIND_FEATURE_RULE):
+// a grid of toggle buttons over the image, one per cell of the campaign's feature grid. Tap (or
+// focus and press Space) to mark a cell the model should ignore; "c" confirms. A rule's picture is
+// two panels wide (the class's mean image, then where the model looks): the grid covers the left
+// one. Loaded before app.js, which calls featureGrid() from show().
+
+const FEATURE_KINDS = ["QUESTION_KIND_FEATURE_MASK", "QUESTION_KIND_FEATURE_RULE"];
+
+function isFeatureQuestion(q) {
+  return FEATURE_KINDS.includes(q.kind);
+}
+
+// Lays the grid of `q` over `img` (inside `payload`) and returns { cells() } → the marked cells.
+function featureGrid(q, payload, img) {
+  const rows = (q.featureGrid && q.featureGrid.rows) || 1;
+  const cols = (q.featureGrid && q.featureGrid.cols) || 1;
+  const frame = document.createElement("div");
+  frame.className = "cells-frame";
+  payload.replaceChildren(frame);
+  frame.appendChild(img);
+  const grid = document.createElement("div");
+  grid.className = "cells";
+  grid.setAttribute("role", "group");
+  grid.setAttribute("aria-label", "cells to ignore");
+  grid.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
+  grid.style.gridTemplateRows = `repeat(${rows}, 1fr)`;
+  grid.style.width = q.kind === "QUESTION_KIND_FEATURE_RULE" ? "50%" : "100%";
+  const marked = new Set();
+  for (let cell = 0; cell < rows * cols; ++cell) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "cell";
+    b.dataset.cell = String(cell);
+    b.setAttribute("aria-pressed", "false");
+    b.setAttribute("aria-label", `row ${Math.floor(cell / cols) + 1}, column ${(cell % cols) + 1}`);
+    b.addEventListener("click", () => {
+      if (marked.has(cell)) marked.delete(cell);
+      else marked.add(cell);
+      b.setAttribute("aria-pressed", String(marked.has(cell)));
+    });
+    grid.appendChild(b);
+  }
+  frame.appendChild(grid);
+  return { cells: () => [...marked].sort((a, b) => a - b) };
+}
+
+// The one answer a feature question has: confirm the marked cells. A rule needs one cell at least.
+function featureChoices(q, grid) {
+  return [{
+    key: "c",
+    text: "Confirm",
+    answer: () => {
+      const cells = grid.cells();
+      if (!cells.length && q.kind === "QUESTION_KIND_FEATURE_RULE") {
+        say("Tap at least one cell the model should ignore, or skip.");
+        return null;
+      }
+      return { featureMask: { irrelevantCells: cells } };
+    },
+  }];
+}
