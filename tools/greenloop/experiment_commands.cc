@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "tools/greenloop/commands.h"
+#include "tools/greenloop/experiment/feature_summary.h"
 #include "tools/greenloop/experiment/prediction.h"
 #include "tools/greenloop/experiment/report.h"
 #include "tools/greenloop/experiment/runner.h"
@@ -126,6 +127,7 @@ int Finish(const experiment::Spec* spec, const cli::ExperimentResult& result, co
   if (!result.summaries().empty()) {
     out << experiment::SeedsTable(result) << "\n" << experiment::HeadlineLines(result) << "\n";
   }
+  if (experiment::HasDecoy(result)) out << experiment::FeatureLines(result) << "\n";
   out << "report: " << files->markdown << "\n        " << files->html << "\n";
   if (!a.pg_url.empty()) {
     auto store = experiment::ExperimentStore::Open(a.pg_url);

@@ -13,6 +13,8 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "services/trainer/core/decoy.h"
+
 namespace greenloop::trainer {
 namespace {
 
@@ -672,11 +674,9 @@ absl::StatusOr<std::shared_ptr<const std::vector<RawMail>>> DatasetCache::SpamAs
   return state_->spam;
 }
 
-absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(DatasetCache& cache,
-                                                                 v1::Dataset dataset,
-                                                                 std::uint64_t max_train_samples,
-                                                                 const v1::LabelNoise& noise,
-                                                                 std::uint64_t validation_samples) {
+absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(
+    DatasetCache& cache, v1::Dataset dataset, std::uint64_t max_train_samples,
+    const v1::LabelNoise& noise, std::uint64_t validation_samples, const v1::Decoy& decoy) {
   std::shared_ptr<LoadedDataset> out;
   switch (dataset) {
     case v1::DATASET_FASHION_MNIST: {
@@ -708,6 +708,7 @@ absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(DatasetCache& c
   if (!noisy.ok()) return noisy.status();
   out->train.labels = std::move(noisy->labels);
   out->noisy_samples = noisy->corrupted;
+  if (absl::Status s = PlantDecoy(decoy, *out); !s.ok()) return s;
   return std::shared_ptr<const LoadedDataset>(std::move(out));
 }
 

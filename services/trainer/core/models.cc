@@ -5,9 +5,6 @@
 namespace greenloop::trainer {
 namespace {
 
-// Fashion-MNIST pixel mean and standard deviation (over the training set, as fractions of 255).
-constexpr float kFashionMean = 0.2860f;
-constexpr float kFashionStd = 0.3530f;
 constexpr int kEmbeddingDim = 64;
 
 class CnnImpl final : public ClassifierImpl {

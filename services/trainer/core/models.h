@@ -22,6 +22,11 @@
 
 namespace greenloop::trainer {
 
+// Fashion-MNIST's pixel mean and standard deviation (of x / 255): images are fed as
+// (x / 255 − mean) / std.
+inline constexpr float kFashionMean = 0.2860f;
+inline constexpr float kFashionStd = 0.3530f;
+
 // The inputs of one forward pass: images [B, 1, rows, cols] (float, normalised), or text token ids
 // [T] with bag offsets [B].
 struct ModelInput {

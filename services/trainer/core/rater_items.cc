@@ -43,4 +43,31 @@ v1::CampaignSpec LabelCampaignFor(const LoadedDataset& dataset, const std::strin
   return spec;
 }
 
+v1::CampaignSpec RuleCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
+                                 const v1::FeedbackTarget& target) {
+  v1::CampaignSpec spec = LabelCampaignFor(dataset, run_id, target);
+  spec.set_display_name(fmt::format("{}: what to ignore", run_id));
+  spec.set_question_kind(v1::QUESTION_KIND_FEATURE_RULE);
+  spec.set_show_model_prediction(false);
+  spec.set_gold_share(0);
+  spec.mutable_feature_grid()->set_rows(static_cast<std::uint32_t>(dataset.image_rows / 4));
+  spec.mutable_feature_grid()->set_cols(static_cast<std::uint32_t>(dataset.image_cols / 4));
+  spec.set_instructions(
+      "Left: the average image of the class. Right: where the model looks (bright: a lot). Tap "
+      "the cells of the left picture that say nothing about what the item is, where the model "
+      "should not look for every item of this class, then confirm. Skip when you cannot tell.");
+  return spec;
+}
+
+v1::ItemInput RuleItemFor(const LoadedDataset& dataset, std::int64_t label,
+                          std::span<const std::uint8_t> evidence) {
+  v1::ItemInput item;
+  item.mutable_sample()->set_dataset(dataset.dataset);
+  item.mutable_sample()->set_index(static_cast<std::uint64_t>(label));
+  item.mutable_payload()->set_png(
+      EncodeGreyscalePng(evidence, dataset.image_rows, 2 * dataset.image_cols, 6));
+  item.set_given_label(static_cast<std::uint32_t>(label));
+  return item;
+}
+
 }  // namespace greenloop::trainer

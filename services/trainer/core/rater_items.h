@@ -3,13 +3,15 @@
 // ItemFor() builds the ItemInput of one training sample: its SampleRef, its display payload (a
 // greyscale PNG for images, the mail's text for SpamAssassin) and the label training uses now.
 // The caller adds the model's prediction and the priority it knows. LabelCampaignFor() is the
-// campaign a run's label questions go to: the one place a run's campaign is described.
+// campaign a run's label questions go to, RuleCampaignFor() the one its feature rules go to
+// (MODE_HITL_FEATURES): the one place a run's campaign is described.
 //
 // Thread-safety: a pure function of the dataset.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "greenloop/v1/feedback.pb.h"
@@ -26,5 +28,17 @@ v1::ItemInput ItemFor(const LoadedDataset& dataset, std::size_t position, std::i
 // k, gold share and display from `target`.
 v1::CampaignSpec LabelCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
                                   const v1::FeedbackTarget& target);
+
+// The rule campaign of run `run_id` (MODE_HITL_FEATURES): one QUESTION_KIND_FEATURE_RULE item
+// per class over the dataset's 7 × 7 feature grid, the classes as labels, and k and agreement from
+// `target`. Images only.
+v1::CampaignSpec RuleCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
+                                 const v1::FeedbackTarget& target);
+
+// The rule item of class `label`: its key is the class (SampleRef index = label), its payload the
+// model's evidence `evidence`, a rows × 2·cols greyscale picture (the class's mean image on the
+// left, where the model looks on the right; RuleEvidence in features.h).
+v1::ItemInput RuleItemFor(const LoadedDataset& dataset, std::int64_t label,
+                          std::span<const std::uint8_t> evidence);
 
 }  // namespace greenloop::trainer

@@ -62,6 +62,57 @@ absl::Status ValidateIdentifier(std::string_view field, std::string_view value) 
       field, value));
 }
 
+// The decoy and the feature rules: images only, cells of Fashion-MNIST's 7 × 7 grid.
+absl::Status ValidateFeatures(const v1::RunConfig& c) {
+  constexpr std::uint32_t kCells = 49;
+  constexpr std::uint32_t kClasses = 10;
+  const bool images = c.dataset() == v1::DATASET_FASHION_MNIST;
+  if (c.decoy().enabled() && !images) {
+    return Invalid("config.decoy: only DATASET_FASHION_MNIST has a decoy");
+  }
+  if (c.decoy().patch_pixels() > 4) {
+    return Invalid(
+        fmt::format("config.decoy.patch_pixels must be 1 to 4, got {}", c.decoy().patch_pixels()));
+  }
+  const v1::FeatureFeedback& f = c.feature_feedback();
+  if (f.method() != v1::FEATURE_METHOD_UNSPECIFIED && f.method() != v1::FEATURE_METHOD_RRR &&
+      f.method() != v1::FEATURE_METHOD_COUNTEREXAMPLE) {
+    return Invalid(
+        "config.feature_feedback.method must be FEATURE_METHOD_RRR or "
+        "FEATURE_METHOD_COUNTEREXAMPLE");
+  }
+  if (!std::isfinite(f.penalty_weight()) || f.penalty_weight() < 0) {
+    return Invalid(
+        fmt::format("config.feature_feedback.penalty_weight must be a non-negative "
+                    "number (0: calibrated), got {}",
+                    f.penalty_weight()));
+  }
+  if (f.rules_size() > 100) return Invalid("config.feature_feedback.rules: at most 100 rules");
+  if (f.rules_size() > 0 && !images) {
+    return Invalid("config.feature_feedback.rules: only DATASET_FASHION_MNIST has feature cells");
+  }
+  for (int i = 0; i < f.rules_size(); ++i) {
+    const v1::FeatureRule& r = f.rules(i);
+    if (r.irrelevant_cells().empty()) {
+      return Invalid(fmt::format("config.feature_feedback.rules[{}].irrelevant_cells is empty", i));
+    }
+    for (int j = 0; j < r.irrelevant_cells_size(); ++j) {
+      if (r.irrelevant_cells(j) >= kCells) {
+        return Invalid(fmt::format(
+            "config.feature_feedback.rules[{}].irrelevant_cells[{}] = {} is outside the {} cells",
+            i, j, r.irrelevant_cells(j), kCells));
+      }
+    }
+    if (r.has_label() && r.label() >= kClasses) {
+      return Invalid(
+          fmt::format("config.feature_feedback.rules[{}].label {} is not one of the "
+                      "{} classes",
+                      i, r.label(), kClasses));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
   v1::RunConfig c = in;
   if (c.dataset() != v1::DATASET_FASHION_MNIST && c.dataset() != v1::DATASET_SPAM_ASSASSIN) {
@@ -98,6 +149,7 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
       return Invalid("config.label_noise.kind is required when rate > 0");
     }
   }
+  if (absl::Status s = ValidateFeatures(c); !s.ok()) return s;
   if (c.batch_size() == 0) c.set_batch_size(64);
   if (c.batch_size() > 65536) {
     return Invalid(fmt::format("config.batch_size {} is above 65536", c.batch_size()));
@@ -118,10 +170,16 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
     return Invalid(
         fmt::format("config.target_accuracy must be in [0, 1], got {}", c.target_accuracy()));
   }
-  if (c.mode() < v1::MODE_BASELINE || c.mode() > v1::MODE_PRUNE) {
+  if (c.mode() < v1::MODE_BASELINE || c.mode() > v1::MODE_HITL_FEATURES) {
     return Invalid(
-        "config.mode is required: MODE_BASELINE, MODE_HITL, MODE_AUTO, MODE_HYBRID, MODE_CLEAN "
-        "or MODE_PRUNE");
+        "config.mode is required: MODE_BASELINE, MODE_HITL, MODE_AUTO, MODE_HYBRID, MODE_CLEAN, "
+        "MODE_PRUNE or MODE_HITL_FEATURES");
+  }
+  if (AsksForFeatures(c.mode()) && c.dataset() != v1::DATASET_FASHION_MNIST) {
+    return Invalid("config.mode MODE_HITL_FEATURES needs DATASET_FASHION_MNIST (image cells)");
+  }
+  if (AsksForFeatures(c.mode()) && c.feature_feedback().ask_after_steps() == 0) {
+    c.mutable_feature_feedback()->set_ask_after_steps(50);
   }
   if (JudgesSamples(c.mode()) && c.select_every_steps() == 0) {
     return Invalid("config.select_every_steps must be > 0 in MODE_HITL, MODE_AUTO and MODE_HYBRID");
@@ -165,10 +223,13 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
   }
   if (UsesHumans(c.mode())) {
     if (c.feedback().endpoint().empty()) {
-      return Invalid("config.feedback.endpoint is required in MODE_HITL and MODE_HYBRID");
+      return Invalid(
+          "config.feedback.endpoint is required in MODE_HITL, MODE_HYBRID and MODE_HITL_FEATURES");
     }
     if (c.feedback().campaign_id().empty()) {
-      return Invalid("config.feedback.campaign_id is required in MODE_HITL and MODE_HYBRID");
+      return Invalid(
+          "config.feedback.campaign_id is required in MODE_HITL, MODE_HYBRID and "
+          "MODE_HITL_FEATURES");
     }
     if (absl::Status s =
             ValidateIdentifier("config.feedback.campaign_id", c.feedback().campaign_id());

@@ -28,11 +28,18 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& config);
 // world_size > 1, the config) and returns the request with world_size and config defaults filled.
 absl::StatusOr<v1::StartRunRequest> ValidateStartRun(const v1::StartRunRequest& request);
 
-// Whether `mode` sends candidates to human raters.
-inline bool UsesHumans(v1::Mode mode) { return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID; }
+// Whether `mode` asks human raters (about samples, or about features in MODE_HITL_FEATURES).
+inline bool UsesHumans(v1::Mode mode) {
+  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_HITL_FEATURES;
+}
 
 // Whether `mode` judges samples (selection, verdicts): MODE_HITL, MODE_AUTO and MODE_HYBRID.
-inline bool JudgesSamples(v1::Mode mode) { return UsesHumans(mode) || mode == v1::MODE_AUTO; }
+inline bool JudgesSamples(v1::Mode mode) {
+  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_AUTO;
+}
+
+// Whether `mode` asks raters for feature rules.
+inline bool AsksForFeatures(v1::Mode mode) { return mode == v1::MODE_HITL_FEATURES; }
 
 // Whether `mode` may prune its epochs (RunConfig.pruning): every judging mode and MODE_PRUNE.
 inline bool MayPrune(v1::Mode mode) { return JudgesSamples(mode) || mode == v1::MODE_PRUNE; }

@@ -80,6 +80,38 @@ TEST(ValidateStartRun, RejectsBadInputWithTheFieldNamed) {
   ExpectInvalid(r, "label_noise.kind");
 }
 
+TEST(ValidateStartRun, ChecksTheDecoyAndTheFeatureRules) {
+  v1::StartRunRequest r = Valid();
+  r.mutable_config()->mutable_decoy()->set_enabled(true);
+  v1::FeatureRule* rule = r.mutable_config()->mutable_feature_feedback()->add_rules();
+  rule->add_irrelevant_cells(0);
+  rule->add_irrelevant_cells(48);
+  rule->set_label(9);
+  ASSERT_TRUE(ValidateStartRun(r).ok()) << ValidateStartRun(r).status();
+
+  v1::StartRunRequest bad = r;
+  bad.mutable_config()->set_dataset(v1::DATASET_SPAM_ASSASSIN);
+  bad.mutable_config()->set_model_kind(v1::MODEL_KIND_BAG_OF_WORDS);
+  ExpectInvalid(bad, "config.decoy");
+  bad.mutable_config()->clear_decoy();
+  ExpectInvalid(bad, "config.feature_feedback.rules");
+  bad = r;
+  bad.mutable_config()->mutable_decoy()->set_patch_pixels(5);
+  ExpectInvalid(bad, "config.decoy.patch_pixels");
+  bad = r;
+  bad.mutable_config()->mutable_feature_feedback()->mutable_rules(0)->add_irrelevant_cells(49);
+  ExpectInvalid(bad, "rules[0].irrelevant_cells[2] = 49");
+  bad = r;
+  bad.mutable_config()->mutable_feature_feedback()->mutable_rules(0)->set_label(10);
+  ExpectInvalid(bad, "rules[0].label 10");
+  bad = r;
+  bad.mutable_config()->mutable_feature_feedback()->mutable_rules(0)->clear_irrelevant_cells();
+  ExpectInvalid(bad, "rules[0].irrelevant_cells is empty");
+  bad = r;
+  bad.mutable_config()->mutable_feature_feedback()->set_penalty_weight(-1);
+  ExpectInvalid(bad, "config.feature_feedback.penalty_weight");
+}
+
 TEST(ValidateIdentifier, FollowsCommonProto) {
   EXPECT_TRUE(ValidateIdentifier("run_id", "a").ok());
   EXPECT_TRUE(ValidateIdentifier("run_id", "0-run-9").ok());

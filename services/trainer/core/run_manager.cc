@@ -422,9 +422,11 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
   std::shared_ptr<const LoadedDataset> dataset;
   absl::Status status = absl::OkStatus();
   {
-    absl::StatusOr<std::shared_ptr<const LoadedDataset>> ds =
-        LoadDataset(*datasets_, request.config().dataset(), request.config().max_train_samples(),
-                    request.config().label_noise(), request.config().validation_samples());
+    absl::StatusOr<std::shared_ptr<const LoadedDataset>> ds = LoadDataset(
+        *datasets_, request.config().dataset(), request.config().max_train_samples(),
+        request.config().label_noise(), request.config().validation_samples(),
+        // The clean reference trains on the images as shipped.
+        request.config().mode() == v1::MODE_CLEAN ? v1::Decoy() : request.config().decoy());
     if (ds.ok()) {
       dataset = *ds;
     } else {
@@ -514,6 +516,7 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
     if (outcome.steps_to_target) run.set_steps_to_target(*outcome.steps_to_target);
     if (outcome.test_accuracy) run.set_test_accuracy(*outcome.test_accuracy);
     if (outcome.best_test_accuracy) run.set_best_test_accuracy(*outcome.best_test_accuracy);
+    if (outcome.decoy_saliency) run.set_decoy_saliency(*outcome.decoy_saliency);
     if (outcome.best_smoothed_eval_accuracy) {
       run.set_best_smoothed_eval_accuracy(*outcome.best_smoothed_eval_accuracy);
     }

@@ -12,6 +12,8 @@
 #include "google/protobuf/util/time_util.h"
 #include "services/trainer/core/checkpoint.h"
 #include "services/trainer/core/evaluation.h"
+#include "services/trainer/core/feature_review.h"
+#include "services/trainer/core/features.h"
 #include "services/trainer/core/gradients.h"
 #include "services/trainer/core/models.h"
 #include "services/trainer/core/pruning.h"
@@ -41,7 +43,8 @@ enum Control : std::size_t {
   kVerdictCount = 1,    // verdicts rank 0 is about to broadcast
   kEnergyExceeded = 2,  // > 0: some rank saw the energy budget used up
   kSamples = 3,         // samples trained this step, all ranks
-  kControlSize = 4,
+  kCovered = 4,         // of which covered by a feature rule
+  kControlSize = 5,
 };
 
 constexpr std::uint64_t kEpochSeedSalt = 0x9E3779B97F4A7C15ULL;
@@ -71,6 +74,7 @@ v1::VerdictPolicy AutoPolicy(const v1::VerdictPolicy& policy) {
 struct BatchResult {
   double loss = 0;
   double correct = 0;
+  std::int64_t covered = 0;  // samples a feature rule covered
 };
 
 // One rank's run: the step loop, epoch ends, evaluations and checkpoints. What it touches lives
@@ -95,7 +99,11 @@ class Loop final {
                }),
         energy_(*ports.energy, *collective_, options.run_id, options.pid, options.rank,
                 config.budget().max_energy_joules()),
-        smoother_(config.eval_smoothing()) {}
+        smoother_(config.eval_smoothing()),
+        features_(config.feature_feedback(), dataset),
+        feature_review_(
+            config, dataset, options.rank == 0 ? ports.feedback : nullptr, options.run_id,
+            [this](v1::ProgressEventKind kind, const std::string& m) { Emit(kind, m); }) {}
 
   TrainingOutcome Run() {
     const Finish finish = Guarded();
@@ -112,6 +120,8 @@ class Loop final {
                       {{"run", opts_.run_id}, {"error", FirstLine(e.what())}});
       }
     }
+    progress_.set_feature_rules(static_cast<std::uint32_t>(features_.rules()));
+    progress_.set_feature_penalty_weight(features_.penalty_weight());
     progress_.set_state(finish.state);
     *progress_.mutable_update_time() = Now();
     Fill(finish, outcome);
@@ -196,6 +206,7 @@ class Loop final {
     train_images_ = ImagesTensor(ds_.train, ds_);
     test_images_ = ImagesTensor(ds_.test, ds_);
     if (HasValidation()) validation_images_ = ImagesTensor(ds_.validation, ds_);
+    GREENLOOP_RETURN_IF_ERROR_LOOP(features_.AddConfigRules());
     if (ds_.train.size() < global_batch()) {
       return absl::InvalidArgumentError(fmt::format(
           "the training set holds {} samples, fewer than one global batch ({} × {} ranks)",
@@ -227,9 +238,12 @@ class Loop final {
   absl::Status StartFeedback() {
     if (!UsesHumans(config_.mode()) || rank() != 0) return absl::OkStatus();
     if (ports_.feedback == nullptr) {
-      return absl::FailedPreconditionError("MODE_HITL and MODE_HYBRID need a feedback queue");
+      return absl::FailedPreconditionError(
+          "MODE_HITL, MODE_HYBRID and MODE_HITL_FEATURES need a feedback queue");
     }
-    const v1::CampaignSpec spec = LabelCampaignFor(ds_, opts_.run_id, config_.feedback());
+    const v1::CampaignSpec spec = AsksForFeatures(config_.mode())
+                                      ? RuleCampaignFor(ds_, opts_.run_id, config_.feedback())
+                                      : LabelCampaignFor(ds_, opts_.run_id, config_.feedback());
     absl::Status s = ports_.feedback->EnsureCampaign(config_.feedback().campaign_id(), spec);
     // A campaign made beforehand with another display name or k is the experiment's choice.
     if (!s.ok() && !absl::IsAlreadyExists(s)) {
@@ -355,7 +369,7 @@ class Loop final {
   }
 
   // The forward and backward pass of `positions`, with their per-sample statistics recorded.
-  BatchResult ForwardBackward(const std::vector<std::int64_t>& positions) {
+  absl::StatusOr<BatchResult> ForwardBackward(const std::vector<std::int64_t>& positions) {
     ModelInput input = GatherInput(ds_, ds_.train, train_images_, positions);
     std::vector<std::int64_t> labels;
     std::vector<float> weights;
@@ -368,14 +382,19 @@ class Loop final {
     }
     torch::Tensor target = torch::tensor(labels, torch::kInt64);
     torch::Tensor weight = torch::tensor(weights, torch::kFloat32);
+    const std::int64_t covered =
+        features_.active() ? features_.Prepare(input, target, progress_.step()) : 0;
     torch::Tensor logits = model_->forward(input);
     torch::Tensor per_sample = torch::nn::functional::cross_entropy(
         logits, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
     // Normalised by the nominal batch, so that every rank's gradient weighs the same.
-    torch::Tensor loss = (per_sample * weight).sum() / static_cast<double>(config_.batch_size());
-    loss.backward();
+    const auto nominal = static_cast<double>(config_.batch_size());
+    absl::StatusOr<torch::Tensor> loss = (per_sample * weight).sum() / nominal;
+    if (covered > 0) loss = features_.AddPenalty(*loss, logits, input, nominal);
+    if (!loss.ok()) return loss.status();
+    loss->backward();
     BatchResult result{per_sample.mean().item<double>(),
-                       logits.argmax(1).eq(target).sum().item<double>()};
+                       logits.argmax(1).eq(target).sum().item<double>(), covered};
     if (RecordsStats()) {
       const torch::Tensor losses = per_sample.detach().contiguous();
       const torch::Tensor probs = torch::softmax(logits.detach(), 1).contiguous();
@@ -417,19 +436,24 @@ class Loop final {
     const std::vector<std::int64_t> positions = BatchPositions();
     model_->train();
     optimizer_->zero_grad();
-    const BatchResult batch = positions.empty() ? BatchResult{} : ForwardBackward(positions);
+    absl::StatusOr<BatchResult> forward =
+        positions.empty() ? BatchResult{} : ForwardBackward(positions);
+    if (!forward.ok()) return forward.status();
+    const BatchResult& batch = *forward;
     if (rank() == 0) CollectVerdicts();
     std::array<float, kControlSize> control{};
     control[kStop] = ports_.stop_requested && ports_.stop_requested() ? 1.0f : 0.0f;
     control[kVerdictCount] = rank() == 0 ? static_cast<float>(pending_.size()) : 0.0f;
     control[kEnergyExceeded] = energy_.exceeded() ? 1.0f : 0.0f;
     control[kSamples] = static_cast<float>(positions.size());
+    control[kCovered] = static_cast<float>(batch.covered);
     if (world() > 1) {
       std::vector<torch::Tensor> params = model_->parameters();
       GREENLOOP_RETURN_IF_ERROR_LOOP(AllReduceGradients(*collective_, params, control, buffer_));
     }
     optimizer_->step();
     CountStep(control[kSamples], batch, positions.size());
+    AddMacs(control[kCovered], features_.ExtraPassesPerCovered());
     if (control[kVerdictCount] > 0) GREENLOOP_RETURN_IF_ERROR_LOOP(ApplyPending());
     if (progress_.step() % opts_.step_event_every == 0) EmitStep();
     if (control[kStop] > 0) {
@@ -444,8 +468,9 @@ class Loop final {
     }
     GREENLOOP_RETURN_IF_ERROR_LOOP(CheckEnergy());
     if (rank() == 0) {
-      judge_.StepEnded({*model_, train_images_, static_cast<double>(model_info_.macs_per_sample())},
-                       progress_);
+      const auto macs = static_cast<double>(model_info_.macs_per_sample());
+      judge_.StepEnded({*model_, train_images_, macs}, progress_);
+      feature_review_.StepEnded(*model_, train_images_, state_.labels(), macs, progress_);
     }
     return std::optional<Finish>();
   }
@@ -464,6 +489,8 @@ class Loop final {
   }
 
   void EmitStep() {
+    progress_.set_feature_rules(static_cast<std::uint32_t>(features_.rules()));
+    progress_.set_feature_penalty_weight(features_.penalty_weight());
     progress_.set_train_loss(window_steps_ > 0 ? window_loss_ / window_steps_ : 0);
     progress_.set_train_accuracy(window_samples_ > 0 ? window_correct_ / window_samples_ : 0);
     window_loss_ = window_correct_ = window_samples_ = 0;
@@ -494,6 +521,7 @@ class Loop final {
     GREENLOOP_RETURN_IF_ERROR_LOOP(collective_->Broadcast(bytes));
     absl::StatusOr<std::vector<PendingVerdict>> verdicts = DeserializeVerdicts(bytes);
     if (!verdicts.ok()) return verdicts.status();
+    ApplyRules(*verdicts);
     const AppliedVerdicts applied =
         ApplyVerdicts(*verdicts, state_, policy_, auto_policy_, progress_.step(), ds_.num_classes(),
                       progress_, [this](const v1::Verdict& v) { judge_.ObserveHuman(v); });
@@ -512,11 +540,38 @@ class Loop final {
     return absl::OkStatus();
   }
 
+  // Takes the feature-rule verdicts out of `verdicts` and puts their rules in force (every rank,
+  // in broadcast order); the stream's cursor moves past them.
+  void ApplyRules(std::vector<PendingVerdict>& verdicts) {
+    std::vector<PendingVerdict> samples;
+    for (PendingVerdict& v : verdicts) {
+      if (v.verdict.question_kind() != v1::QUESTION_KIND_FEATURE_RULE) {
+        samples.push_back(std::move(v));
+        continue;
+      }
+      if (!v.cursor.empty()) cursor_ = v.cursor;
+      progress_.set_verdicts_received(progress_.verdicts_received() + 1);
+      const std::optional<v1::FeatureRule> rule = FeatureReview::RuleOf(v.verdict);
+      if (!rule) continue;
+      if (absl::Status s = features_.AddRule(*rule, "verdict"); !s.ok()) {
+        logging::Warn("ignoring a rule verdict that does not fit the dataset",
+                      {{"run", opts_.run_id}, {"error", s.ToString()}});
+        continue;
+      }
+      progress_.set_verdicts_applied(progress_.verdicts_applied() + 1);
+      Emit(v1::PROGRESS_EVENT_KIND_VERDICTS_APPLIED,
+           fmt::format("rule for class {}: ignore {} cells", rule->label(),
+                       rule->irrelevant_cells_size()));
+    }
+    verdicts = std::move(samples);
+  }
+
   // After the run (validation runs): the test split, once, on the final model and on the model
   // as it was at the best smoothed validation accuracy. Outside the run's energy.
   void FinalTest(TrainingOutcome& outcome) {
     const SplitScore final_score = ScoreSplit(*model_, ds_, ds_.test, test_images_);
     if (final_score.count > 0) outcome.test_accuracy = final_score.correct / final_score.count;
+    outcome.decoy_saliency = DecoySaliency(*model_, ds_, ds_.test, test_images_);
     if (best_state_.empty()) {
       outcome.best_test_accuracy = outcome.test_accuracy;
       return;
@@ -735,6 +790,8 @@ class Loop final {
   SampleJudge judge_;  // rank 0's; idle on the others
   RunEnergy energy_;
   MovingAverage smoother_;
+  FeatureTraining features_;      // the feature rules in force and how they act on training
+  FeatureReview feature_review_;  // rank 0, MODE_HITL_FEATURES: asks raters for rules
   std::optional<double> best_smoothed_;
   std::vector<torch::Tensor> best_state_;  // model state at best_smoothed_ (validation runs)
 

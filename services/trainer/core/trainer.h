@@ -97,6 +97,8 @@ struct TrainingOutcome {
   std::optional<double> test_accuracy;       // the final model
   std::optional<double> best_test_accuracy;  // the model at best_smoothed_eval_accuracy
   std::optional<double> best_smoothed_eval_accuracy;
+  // Runs with a decoy (validation runs): the final model's saliency share on it, test split.
+  std::optional<double> decoy_saliency;
   std::string checkpoint_path;
   std::vector<EvaluationPoint> curve;  // this session's evaluations
   std::uint64_t changes_correct = 0;   // this session's human/auto changes that were right

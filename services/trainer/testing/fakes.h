@@ -76,7 +76,9 @@ class FakeEnergyMeter final : public EnergyMeter {
 };
 
 // A feedback queue with a perfect simulated crowd: an enqueued item gets a LABEL_CHOICE verdict
-// with its clean label once TakeVerdicts() has been called `delay_polls` more times.
+// with its clean label once TakeVerdicts() has been called `delay_polls` more times. In a
+// QUESTION_KIND_FEATURE_RULE campaign every rule's verdict marks rule_cells() (by default the
+// four corners, where a decoy sits).
 class FakeFeedbackQueue final : public FeedbackQueue {
  public:
   FakeFeedbackQueue(const LoadedDataset& dataset, int delay_polls, double confidence = 0.95)
@@ -86,6 +88,7 @@ class FakeFeedbackQueue final : public FeedbackQueue {
                               const v1::CampaignSpec& spec) override {
     std::lock_guard lock(mu_);
     campaigns_[campaign_id] = spec;
+    kind_ = spec.question_kind();
     return absl::OkStatus();
   }
   absl::Status Enqueue(const std::string&, const std::vector<v1::ItemInput>& items) override {
@@ -116,9 +119,14 @@ class FakeFeedbackQueue final : public FeedbackQueue {
       ReceivedVerdict r;
       r.verdict.set_item_id("item-" + std::to_string(item.sample().index()));
       *r.verdict.mutable_sample() = item.sample();
-      r.verdict.set_question_kind(v1::QUESTION_KIND_LABEL_CHOICE);
+      r.verdict.set_question_kind(kind_);
       r.verdict.set_given_label(item.given_label());
-      r.verdict.set_consensus_label(static_cast<std::uint32_t>(clean));
+      if (kind_ == v1::QUESTION_KIND_FEATURE_RULE) {
+        for (std::uint32_t cell : rule_cells_)
+          r.verdict.mutable_feature_mask()->add_irrelevant_cells(cell);
+      } else {
+        r.verdict.set_consensus_label(static_cast<std::uint32_t>(clean));
+      }
       r.verdict.set_confidence(confidence_);
       r.verdict.set_revision(1);
       r.cursor = std::to_string(++delivered_);
@@ -144,6 +152,15 @@ class FakeFeedbackQueue final : public FeedbackQueue {
     std::lock_guard lock(mu_);
     return campaigns_.size();
   }
+  v1::CampaignSpec campaign(const std::string& id) const {
+    std::lock_guard lock(mu_);
+    auto it = campaigns_.find(id);
+    return it == campaigns_.end() ? v1::CampaignSpec() : it->second;
+  }
+  void set_rule_cells(std::vector<std::uint32_t> cells) {
+    std::lock_guard lock(mu_);
+    rule_cells_ = std::move(cells);
+  }
 
  private:
   const LoadedDataset& dataset_;
@@ -151,6 +168,8 @@ class FakeFeedbackQueue final : public FeedbackQueue {
   const double confidence_;
   mutable std::mutex mu_;
   std::map<std::string, v1::CampaignSpec> campaigns_;
+  v1::QuestionKind kind_ = v1::QUESTION_KIND_LABEL_CHOICE;
+  std::vector<std::uint32_t> rule_cells_ = {0, 6, 42, 48};
   std::vector<v1::ItemInput> enqueued_;
   std::deque<std::pair<v1::ItemInput, int>> waiting_;
   int polls_ = 0;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <set>
 #include <string_view>
 
 #include "common/grpc/channel.h"
@@ -116,7 +117,64 @@ struct SimulatedCrowd::Judgement {
   v1::Answer answer;
 };
 
+namespace {
+bool IsFeatureQuestion(v1::QuestionKind kind) {
+  return kind == v1::QUESTION_KIND_FEATURE_MASK || kind == v1::QUESTION_KIND_FEATURE_RULE;
+}
+}  // namespace
+
+std::vector<std::uint32_t> DrawMask(const std::vector<std::uint32_t>& truth, std::uint32_t cells,
+                                    double recall, double precision, bool spammer,
+                                    std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::set<std::uint32_t> marked;
+  if (spammer || cells == 0) {
+    const int n = 1 + static_cast<int>(rng() % 5);
+    for (int i = 0; i < n && cells > 0; ++i)
+      marked.insert(static_cast<std::uint32_t>(rng() % cells));
+    return {marked.begin(), marked.end()};
+  }
+  const std::set<std::uint32_t> true_cells(truth.begin(), truth.end());
+  for (std::uint32_t c : true_cells) {
+    if (c < cells && unit(rng) < recall) marked.insert(c);
+  }
+  // Expected false marks: recall·|truth|·(1 − precision) / precision, drawn cell by cell.
+  const double others = static_cast<double>(cells) - static_cast<double>(true_cells.size());
+  const double wrong =
+      recall * static_cast<double>(true_cells.size()) * (1 - precision) / std::max(precision, 1e-9);
+  const double p_false = others > 0 ? std::min(1.0, wrong / others) : 0.0;
+  for (std::uint32_t c = 0; c < cells; ++c) {
+    if (!true_cells.contains(c) && unit(rng) < p_false) marked.insert(c);
+  }
+  return {marked.begin(), marked.end()};
+}
+
+SimulatedCrowd::Judgement SimulatedCrowd::JudgeFeatures(Rater& rater, const v1::Question& q) const {
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  Judgement j;
+  j.known = true;
+  if (!rater.profile.spammer && unit(rater.rng) < spec_.skip_share) {
+    j.skip = true;
+    return j;
+  }
+  const std::uint32_t cells = q.feature_grid().rows() * q.feature_grid().cols();
+  const std::vector<std::uint32_t> mask =
+      DrawMask(spec_.irrelevant_cells, cells, spec_.feature_recall, spec_.feature_precision,
+               rater.profile.spammer, rater.rng);
+  if (mask.empty() && q.kind() == v1::QUESTION_KIND_FEATURE_RULE) {
+    j.skip = true;  // nothing to name: a rule needs a cell
+    return j;
+  }
+  for (std::uint32_t c : mask) j.answer.mutable_feature_mask()->add_irrelevant_cells(c);
+  j.answer.mutable_feature_mask();
+  std::vector<std::uint32_t> truth = spec_.irrelevant_cells;
+  std::sort(truth.begin(), truth.end());
+  j.right = mask == truth;
+  return j;
+}
+
 SimulatedCrowd::Judgement SimulatedCrowd::Judge(Rater& rater, const v1::LeasedItem& item) const {
+  if (IsFeatureQuestion(item.question().kind())) return JudgeFeatures(rater, item.question());
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   Judgement j;
   // A plain pair rather than std::optional: GCC 12 warns (falsely) about its value.
@@ -230,6 +288,8 @@ void SimulatedCrowd::Answer(Rater& rater, v1::FeedbackService::Stub& stub,
 void SimulatedCrowd::Loop(Rater& rater) {
   auto stub = v1::FeedbackService::NewStub(channel_);
   std::lognormal_distribution<double> seconds(std::log(spec_.seconds_median), spec_.seconds_sigma);
+  std::lognormal_distribution<double> feature_seconds(std::log(spec_.feature_seconds_median),
+                                                      spec_.seconds_sigma);
   while (true) {
     {
       std::lock_guard lock(mu_);
@@ -244,7 +304,9 @@ void SimulatedCrowd::Loop(Rater& rater) {
       rater.totals.leased += static_cast<std::uint64_t>(lease.items_size());
     }
     for (int i = 0; i < lease.items_size(); ++i) {
-      const double modelled = seconds(rater.rng);
+      const double modelled = IsFeatureQuestion(lease.items(i).question().kind())
+                                  ? feature_seconds(rater.rng)
+                                  : seconds(rater.rng);
       if (!Wait(modelled / spec_.time_compression)) {
         Release(rater, *stub, lease, i);  // the one in hand and the ones prefetched
         return;

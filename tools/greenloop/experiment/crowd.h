@@ -46,6 +46,14 @@ struct RaterProfile {
   bool spammer = false;
 };
 
+// The cells an honest rater marks on a feature question over `cells` cells when `truth` are the
+// ones that do not matter: each true cell with probability `recall`, and false cells (uniformly
+// among the others) so that the expected share of true cells among the marks is `precision`.
+// Sorted. A spammer (`spammer`) marks one to five cells at random.
+std::vector<std::uint32_t> DrawMask(const std::vector<std::uint32_t>& truth, std::uint32_t cells,
+                                    double recall, double precision, bool spammer,
+                                    std::mt19937_64& rng);
+
 // Draws `spec.raters` profiles from the crowd spec; the first round(spammer_share × raters) are
 // spammers. Deterministic for spec.seed.
 std::vector<RaterProfile> DrawProfiles(const CrowdSpec& spec, const std::string& name_prefix);
@@ -106,6 +114,8 @@ class SimulatedCrowd final {
   Leased LeaseBatch(Rater& rater, v1::FeedbackService::Stub& stub, v1::LeaseResponse& lease);
   // What `rater` answers to `item` (or that it skips it).
   Judgement Judge(Rater& rater, const v1::LeasedItem& item) const;
+  // The same for a feature question: a mask of spec.irrelevant_cells (DrawMask).
+  Judgement JudgeFeatures(Rater& rater, const v1::Question& question) const;
   // Submits or skips `item` after `modelled` seconds of (simulated) human work.
   void Answer(Rater& rater, v1::FeedbackService::Stub& stub, const v1::LeasedItem& item,
               double modelled);

@@ -27,9 +27,14 @@ const std::map<std::string, v1::ModelKind>& Models() {
   return *m;
 }
 const std::map<std::string, v1::Mode>& Modes() {
-  static const auto* m = new std::map<std::string, v1::Mode>{
-      {"baseline", v1::MODE_BASELINE}, {"hitl", v1::MODE_HITL},   {"auto", v1::MODE_AUTO},
-      {"hybrid", v1::MODE_HYBRID},     {"clean", v1::MODE_CLEAN}, {"prune", v1::MODE_PRUNE}};
+  static const auto* m =
+      new std::map<std::string, v1::Mode>{{"baseline", v1::MODE_BASELINE},
+                                          {"hitl", v1::MODE_HITL},
+                                          {"auto", v1::MODE_AUTO},
+                                          {"hybrid", v1::MODE_HYBRID},
+                                          {"clean", v1::MODE_CLEAN},
+                                          {"prune", v1::MODE_PRUNE},
+                                          {"hitl_features", v1::MODE_HITL_FEATURES}};
   return *m;
 }
 
@@ -59,6 +64,7 @@ struct Raw {
   std::string pool = "training_batches";
   std::string on_wrong_label = "relabel";
   std::string auto_on_wrong_label = "same";
+  std::string feature_method = "rrr";
 };
 
 // Training samples each dataset ships, out of which the validation split is held
@@ -184,6 +190,28 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
            "items a rater leases at once (the rater page prefetches the same way)",
            {.min = 1, .max = 20})
       .Add("crowd.seed", &c.seed, "seed of the crowd", {.min = 0})
+      .Add("crowd.feature_recall", &c.feature_recall,
+           "feature questions: share of the truly irrelevant cells an honest rater marks",
+           {.min = 0.0, .max = 1.0})
+      .Add("crowd.feature_precision", &c.feature_precision,
+           "feature questions: share of an honest rater's marks that are truly irrelevant",
+           {.min = 0.05, .max = 1.0})
+      .Add("crowd.feature_seconds_median", &c.feature_seconds_median,
+           "feature questions: median seconds per question", {.min = 0.01, .max = 3600.0})
+      .Add("decoy.enabled", &spec.decoy,
+           "plant the Decoy Fashion-MNIST shortcut: a 4x4 corner square whose shade tracks the "
+           "class in training, random at validation and test (the clean mode trains without it)")
+      .Add("decoy.patch_pixels", &spec.decoy_patch_pixels, "side of the square; 0 = 4",
+           {.min = 0, .max = 4})
+      .Add("decoy.seed", &spec.decoy_seed, "seed of the corners and test shades", {.min = 0})
+      .Add("features.method", &raw.feature_method,
+           "how feature rules act: rrr (input-gradient penalty, double backprop) or "
+           "counterexample (masked pixels randomised)",
+           {.one_of = {"rrr", "counterexample"}})
+      .Add("features.penalty_weight", &spec.feature_penalty_weight,
+           "lambda of the RRR penalty; 0 = calibrated to the cross-entropy", {.min = 0.0})
+      .Add("features.ask_after_steps", &spec.features_ask_after_steps,
+           "hitl_features: steps before the rule questions go out; 0 = 50", {.min = 0})
       .Add("crowd.gold_share", &c.gold_share, "share of gold items served",
            {.min = 0.0, .max = 0.5})
       .Add("crowd.show_model_prediction", &c.show_model_prediction,
@@ -223,6 +251,20 @@ absl::Status FinishProtocol(const Spec& spec) {
   return absl::OkStatus();
 }
 
+// The decoy and feature keys: images only; the crowd sees the decoy's corners.
+absl::Status FinishFeatures(Spec& spec, const Raw& raw) {
+  const std::string& p = spec.path;
+  spec.feature_method = raw.feature_method == "counterexample" ? v1::FEATURE_METHOD_COUNTEREXAMPLE
+                                                               : v1::FEATURE_METHOD_RRR;
+  const bool asks =
+      std::find(spec.modes.begin(), spec.modes.end(), v1::MODE_HITL_FEATURES) != spec.modes.end();
+  if ((spec.decoy || asks) && spec.dataset != v1::DATASET_FASHION_MNIST) {
+    return Invalid(p, "decoy.enabled and mode hitl_features need dataset fashion_mnist");
+  }
+  if (spec.decoy) spec.crowd.irrelevant_cells = {0, 6, 42, 48};  // the 7 x 7 grid's corners
+  return FinishProtocol(spec);
+}
+
 absl::Status Finish(Spec& spec, const Raw& raw) {
   const std::string& p = spec.path;
   if (spec.name.empty()) return Invalid(p, "name is required (e.g. name: fmnist-noise30)");
@@ -255,14 +297,15 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
     spec.target_accuracy = t;
   }
   if (raw.modes.empty())
-    return Invalid(p, "modes: name at least one of baseline, hitl, auto, hybrid, clean, prune");
+    return Invalid(
+        p, "modes: name at least one of baseline, hitl, auto, hybrid, clean, prune, hitl_features");
   std::set<v1::Mode> seen;
   for (const std::string& m : raw.modes) {
     auto it = Modes().find(m);
     if (it == Modes().end()) {
-      return Invalid(
-          p,
-          fmt::format("modes: unknown mode '{}' (baseline, hitl, auto, hybrid, clean, prune)", m));
+      return Invalid(p, fmt::format("modes: unknown mode '{}' (baseline, hitl, auto, hybrid, "
+                                    "clean, prune, hitl_features)",
+                                    m));
     }
     if (!seen.insert(it->second).second) return Invalid(p, fmt::format("modes: '{}' twice", m));
     spec.modes.push_back(it->second);
@@ -314,7 +357,7 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
                              : raw.auto_on_wrong_label == "drop"    ? v1::WRONG_LABEL_ACTION_DROP
                                                                  : v1::WRONG_LABEL_ACTION_REWEIGHT;
   if (spec.output_dir.empty()) return Invalid(p, "output_dir is empty");
-  return FinishProtocol(spec);
+  return FinishFeatures(spec, raw);
 }
 
 }  // namespace
@@ -401,6 +444,17 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
         static_cast<std::uint32_t>(spec.crowd.agreeing_ratings));
     c.mutable_feedback()->set_show_model_prediction(spec.crowd.show_model_prediction);
   }
+  if (spec.decoy) {
+    c.mutable_decoy()->set_enabled(true);
+    c.mutable_decoy()->set_patch_pixels(static_cast<std::uint32_t>(spec.decoy_patch_pixels));
+    c.mutable_decoy()->set_seed(static_cast<std::uint64_t>(spec.decoy_seed + seed_index));
+  }
+  if (mode == v1::MODE_HITL_FEATURES) {
+    v1::FeatureFeedback* f = c.mutable_feature_feedback();
+    f->set_method(spec.feature_method);
+    f->set_penalty_weight(spec.feature_penalty_weight);
+    f->set_ask_after_steps(static_cast<std::uint32_t>(spec.features_ask_after_steps));
+  }
   c.set_energy_endpoint(spec.services.energy);
   c.set_experiment_id(experiment_id);
   c.set_projection_warmup_steps(static_cast<std::uint32_t>(spec.projection_warmup_steps));
@@ -421,6 +475,8 @@ std::string DatasetName(v1::Dataset dataset) {
   return "unspecified";
 }
 
-bool UsesHumans(v1::Mode mode) { return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID; }
+bool UsesHumans(v1::Mode mode) {
+  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_HITL_FEATURES;
+}
 
 }  // namespace greenloop::experiment

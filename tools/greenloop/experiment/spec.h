@@ -45,6 +45,14 @@ struct CrowdSpec {
   std::int64_t seed = 11;
   double gold_share = 0.0;
   bool show_model_prediction = false;
+  // Feature questions (mode hitl_features): the cells that truly do not matter (the decoy's
+  // corners when the spec plants one), each honest rater's recall of them and the precision of
+  // what it marks, and the seconds per question (median; sigma as seconds_sigma). 22 s: point
+  // clicks per image in Bearman et al. (ECCV 2016), against 240 s for full masks.
+  std::vector<std::uint32_t> irrelevant_cells;
+  double feature_recall = 0.9;
+  double feature_precision = 0.9;
+  double feature_seconds_median = 22.0;
 };
 
 // Where the services run.
@@ -106,6 +114,13 @@ struct Spec {
   double review_relabel_probability = 0.6;
   std::int64_t review_every_steps = 0;
   v1::WrongLabelAction auto_on_wrong_label = v1::WRONG_LABEL_ACTION_UNSPECIFIED;
+  // The planted shortcut (RunConfig.decoy) and how feature rules act on training.
+  bool decoy = false;
+  std::int64_t decoy_patch_pixels = 0;
+  std::int64_t decoy_seed = 5;
+  v1::FeatureMethod feature_method = v1::FEATURE_METHOD_RRR;
+  double feature_penalty_weight = 0.0;
+  std::int64_t features_ask_after_steps = 0;
   CrowdSpec crowd;
   ServicesSpec services;
   std::string output_dir = ".local/experiments";
@@ -126,7 +141,7 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
                            const std::string& campaign_id, double target_accuracy,
                            std::int64_t seed_index = 0);
 
-// "baseline", "hitl", "auto", "hybrid", "clean", "prune".
+// "baseline", "hitl", "auto", "hybrid", "clean", "prune", "hitl_features".
 std::string ModeName(v1::Mode mode);
 // "fashion_mnist", "spam_assassin".
 std::string DatasetName(v1::Dataset dataset);

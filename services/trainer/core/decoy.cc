@@ -1,0 +1,71 @@
+#include "services/trainer/core/decoy.h"
+
+#include <fmt/format.h>
+
+namespace greenloop::trainer {
+namespace {
+
+constexpr std::uint64_t kCornerSalt = 0xC0A7E5D1B2F39A17ULL;
+constexpr std::uint64_t kShadeSalt = 0x5EED5A1D00DECAF5ULL;
+
+// Paints one image's square in `corner` (0 top left, 1 top right, 2 bottom left, 3 bottom right)
+// and returns the cell it covers.
+std::int32_t Paint(std::uint8_t* image, int rows, int cols, int side, int corner,
+                   std::uint8_t shade) {
+  const int top = corner < 2 ? 0 : rows - side;
+  const int left = corner % 2 == 0 ? 0 : cols - side;
+  for (int r = top; r < top + side; ++r) {
+    for (int c = left; c < left + side; ++c) image[r * cols + c] = shade;
+  }
+  const int grid_cols = cols / kFeatureCellPixels;
+  return (top / kFeatureCellPixels) * grid_cols + left / kFeatureCellPixels;
+}
+
+// Plants the square in every image of `split`: the shade of the image's class when `tied`, of a
+// random class otherwise.
+void PlantSplit(Split& split, const LoadedDataset& dataset, int side, bool tied,
+                std::uint64_t seed) {
+  SeededRng corners(seed ^ kCornerSalt);
+  SeededRng shades(seed ^ kShadeSalt);
+  const auto pixels = static_cast<std::size_t>(dataset.image_pixels());
+  const auto classes = static_cast<std::uint64_t>(dataset.num_classes());
+  split.decoy_cells.resize(split.size());
+  for (std::size_t i = 0; i < split.size(); ++i) {
+    const int corner = static_cast<int>(corners.Below(4));
+    const std::int64_t shade_class =
+        tied ? split.clean_labels[i] : static_cast<std::int64_t>(shades.Below(classes));
+    split.decoy_cells[i] = Paint(split.pixels.data() + i * pixels, dataset.image_rows,
+                                 dataset.image_cols, side, corner, DecoyShade(shade_class));
+  }
+}
+
+}  // namespace
+
+std::uint8_t DecoyShade(std::int64_t label) { return static_cast<std::uint8_t>(255 - 25 * label); }
+
+absl::Status PlantDecoy(const v1::Decoy& decoy, LoadedDataset& dataset) {
+  if (!decoy.enabled()) return absl::OkStatus();
+  if (dataset.image_pixels() == 0) {
+    return absl::InvalidArgumentError(
+        "config.decoy: only image datasets (DATASET_FASHION_MNIST) have a decoy");
+  }
+  const int side =
+      decoy.patch_pixels() == 0 ? kFeatureCellPixels : static_cast<int>(decoy.patch_pixels());
+  if (side > kFeatureCellPixels) {
+    return absl::InvalidArgumentError(
+        fmt::format("config.decoy.patch_pixels must be 1 to {}, got {}", kFeatureCellPixels, side));
+  }
+  if (dataset.image_rows % kFeatureCellPixels != 0 ||
+      dataset.image_cols % kFeatureCellPixels != 0 || dataset.num_classes() > 11) {
+    return absl::InvalidArgumentError(
+        fmt::format("config.decoy: {}×{} images with {} classes do not fit the decoy",
+                    dataset.image_rows, dataset.image_cols, dataset.num_classes()));
+  }
+  // Each split draws its own corners, so the validation images do not repeat the training ones.
+  PlantSplit(dataset.train, dataset, side, true, decoy.seed());
+  PlantSplit(dataset.validation, dataset, side, false, decoy.seed() + 1);
+  PlantSplit(dataset.test, dataset, side, false, decoy.seed() + 2);
+  return absl::OkStatus();
+}
+
+}  // namespace greenloop::trainer

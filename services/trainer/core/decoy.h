@@ -1,0 +1,34 @@
+// The decoy: a shortcut planted in the images on purpose, which tracks the class in training and
+// not at test time, so that runs can show what feature feedback recovers (RunConfig.decoy).
+//
+// After Decoy-MNIST (Ross, Hughes & Doshi-Velez, "Right for the Right Reasons", IJCAI 2017) and
+// its Fashion-MNIST form (Friedrich et al., Nature Machine Intelligence 2023): a square of
+// patch_pixels × patch_pixels in one of the four corners of every image, the corner drawn per
+// image. In the training split the square's shade is 255 − 25·y, y the image's true class; in the
+// validation and test splits it is the shade of a random class, so a model that reads the square
+// is wrong there nine times in ten.
+//
+// Thread-safety: the functions are pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "greenloop/v1/trainer.pb.h"
+#include "services/trainer/core/datasets.h"
+
+namespace greenloop::trainer {
+
+// Side of the feature grid's cells in pixels: Fashion-MNIST's 28 × 28 images are 7 × 7 cells.
+inline constexpr int kFeatureCellPixels = 4;
+
+// The shade of the decoy for class `label` (255 − 25·label).
+std::uint8_t DecoyShade(std::int64_t label);
+
+// Plants `decoy` in every split of `dataset` (in place) and records each image's decoy cell in
+// Split::decoy_cells. No-op when decoy.enabled() is false. INVALID_ARGUMENT naming the key for a
+// dataset without images, patch_pixels above kFeatureCellPixels, or images whose sides are not a
+// multiple of kFeatureCellPixels.
+absl::Status PlantDecoy(const v1::Decoy& decoy, LoadedDataset& dataset);
+
+}  // namespace greenloop::trainer

@@ -1,0 +1,64 @@
+// Rank 0's side of MODE_HITL_FEATURES: once training has warmed up, ask raters one rule question
+// per class (which image cells the model should ignore for every sample of the class), shown with
+// the model's own evidence; and turn the verdicts that come back into feature rules.
+//
+// The questions go out once, at FeatureFeedback.ask_after_steps; an enqueue that fails (the
+// feedback service is down) is counted in Progress.feedback_errors, logged, and retried every
+// kRetrySteps steps: training never waits for people.
+//
+// This header includes LibTorch.
+//
+// Thread-safety: used by the training thread of rank 0.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "greenloop/v1/trainer.pb.h"
+#include "services/trainer/core/datasets.h"
+#include "services/trainer/core/models.h"
+#include "services/trainer/core/ports.h"
+
+namespace greenloop::trainer {
+
+class FeatureReview final {
+ public:
+  using Emit = std::function<void(v1::ProgressEventKind, const std::string&)>;
+  static constexpr std::uint64_t kRetrySteps = 50;
+  // Training images per class whose saliency makes a rule question's evidence.
+  static constexpr int kEvidenceImages = 64;
+
+  // `feedback` may be null (nothing is asked). Does not own its arguments.
+  FeatureReview(const v1::RunConfig& config, const LoadedDataset& dataset, FeedbackQueue* feedback,
+                std::string run_id, Emit emit);
+
+  // After each step: asks the rule questions when they are due, the evidence computed on `model`
+  // over `images` (the training split's ImagesTensor) with the labels training sees. Counts the
+  // evidence's MACs and the items in `progress`.
+  void StepEnded(ClassifierImpl& model, const torch::Tensor& images,
+                 const std::vector<std::int64_t>& labels, double macs_per_sample,
+                 v1::Progress& progress);
+
+  // Whether the questions went out.
+  bool asked() const { return asked_; }
+
+  // The rule a feature-rule verdict decides: its consensus cells for its class. nullopt for other
+  // verdicts, undecidable ones and empty masks.
+  static std::optional<v1::FeatureRule> RuleOf(const v1::Verdict& verdict);
+
+ private:
+  const v1::RunConfig& config_;
+  const LoadedDataset& dataset_;
+  FeedbackQueue* feedback_;
+  std::string run_id_;
+  Emit emit_;
+  bool asked_ = false;
+  std::uint64_t next_step_;
+};
+
+}  // namespace greenloop::trainer

@@ -1,0 +1,152 @@
+// Feature feedback in training: which input features a sample's model should ignore (rules over a
+// coarse grid of image cells), and the two ways training makes it ignore them.
+//
+//   RRR             "Right for the Right Reasons" (Ross, Hughes & Doshi-Velez, IJCAI 2017):
+//                   loss = CE + λ Σ_i Σ_x (A_i ⊙ ∂ Σ_k log p̂_k(x_i) / ∂x_i)², A_i the pixel mask of
+//                   sample i, by double backpropagation; λ calibrated once, where the penalty
+//                   first applies, so that it would equal the cross-entropy if the model's input
+//                   gradient were spread evenly over the image (the masked share of its squared
+//                   norm): a model that ignores the cells at first does not make λ explode.
+//   counterexamples CAIPI (Teso & Kersting, AIES 2019): the masked pixels are replaced by uniform
+//                   noise over the normalised pixel range, the label kept; no extra passes.
+//
+// The grid: images of R × C pixels are (R / 4) × (C / 4) cells of kFeatureCellPixels², numbered
+// row-major (Fashion-MNIST: 7 × 7 = 49 cells; a decoy corner is one cell).
+//
+// This header includes LibTorch.
+//
+// Thread-safety: a FeatureMasks is built and changed by the training thread; the free functions
+// are thread-safe on distinct tensors.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "greenloop/v1/trainer.pb.h"
+#include "services/trainer/core/datasets.h"
+#include "services/trainer/core/models.h"
+
+namespace greenloop::trainer {
+
+// The irrelevant-pixel masks of a run's rules, per class: a rule for every sample applies to all
+// classes, a class rule to the samples training sees with that label.
+class FeatureMasks final {
+ public:
+  // An empty set for `dataset` (no rule yet). Text datasets have no grid: AddRule refuses.
+  explicit FeatureMasks(const LoadedDataset& dataset);
+
+  // Cells of the grid (0 for text).
+  int cells() const { return grid_rows_ * grid_cols_; }
+  // Whether any rule was added.
+  bool empty() const { return rules_ == 0; }
+  // Rules added.
+  int rules() const { return rules_; }
+
+  // Adds `rule`; INVALID_ARGUMENT naming `field` (e.g. "config.feature_feedback.rules[2]") for a
+  // dataset without a grid, no cells, a cell outside the grid or a label outside the classes.
+  absl::Status AddRule(const v1::FeatureRule& rule, std::string_view field);
+
+  // The pixel masks [B, 1, rows, cols] (1: ignore) of samples whose training labels are `labels`
+  // [B] (int64), and how many of them a rule covers. Undefined tensor when none is covered.
+  struct Batch {
+    torch::Tensor mask;
+    std::int64_t covered = 0;
+  };
+  Batch ForLabels(const torch::Tensor& labels) const;
+
+ private:
+  int rows_ = 0;
+  int cols_ = 0;
+  int grid_rows_ = 0;
+  int grid_cols_ = 0;
+  int classes_ = 0;
+  int rules_ = 0;
+  torch::Tensor class_masks_;  // [classes, 1, rows, cols], float
+};
+
+// What one run's training does with its rules, step by step: masks the covered samples of a batch
+// (counterexamples) or adds the RRR penalty to its loss, with λ calibrated once.
+class FeatureTraining final {
+ public:
+  // `config` is RunConfig.feature_feedback; its rules are added by AddConfigRules().
+  FeatureTraining(const v1::FeatureFeedback& config, const LoadedDataset& dataset);
+
+  // Adds the config's rules; INVALID_ARGUMENT naming config.feature_feedback.rules[i].
+  absl::Status AddConfigRules();
+  // Adds one more rule (e.g. from raters); errors as FeatureMasks::AddRule.
+  absl::Status AddRule(const v1::FeatureRule& rule, std::string_view field);
+  // Whether any rule is in force, and how many.
+  bool active() const { return !masks_.empty(); }
+  int rules() const { return masks_.rules(); }
+  // λ in force (0 before calibration).
+  double penalty_weight() const { return weight_; }
+
+  // The first step whose batch λ may be calibrated on. At initialisation the model's input
+  // gradients are near zero, and a λ calibrated there is 10⁴–10⁵ times what works (measured on
+  // Decoy Fashion-MNIST: λ from 1 to 100 gives the same accuracy, 10⁵ costs 14 points); until
+  // then an uncalibrated RRR rule is not applied.
+  static constexpr std::uint64_t kCalibrationStep = 20;
+
+  // Before the forward pass of step `step` (0-based) on a batch whose training labels are
+  // `labels`: counterexamples replace the covered samples' masked pixels; RRR makes the input
+  // require gradients. Returns the samples the rules act on this step.
+  std::int64_t Prepare(ModelInput& input, const torch::Tensor& labels, std::uint64_t step);
+  // After the forward pass (RRR): `loss` + λ · penalty / `batch_size`, λ calibrated (see above) at
+  // the first batch it can calibrate on; `loss` itself otherwise. INVALID_ARGUMENT naming
+  // config.feature_feedback.penalty_weight when the sum is not finite.
+  absl::StatusOr<torch::Tensor> AddPenalty(const torch::Tensor& loss, const torch::Tensor& logits,
+                                           const ModelInput& input, double batch_size);
+  // Forward-pass equivalents a covered sample costs beyond a plain step (RRR: the double
+  // backpropagation, about twice the plain step's three passes; counterexamples: none).
+  double ExtraPassesPerCovered() const;
+
+ private:
+  v1::FeatureFeedback config_;
+  v1::FeatureMethod method_;
+  FeatureMasks masks_;
+  double weight_ = 0;
+  torch::Tensor batch_mask_;  // the prepared batch's masks; undefined when none is covered
+};
+
+// The input-gradient explanation the RRR penalty and the saliency score read: ∂ Σ_k log p̂_k / ∂x
+// of every sample, [B, 1, rows, cols]. With `create_graph` the result stays differentiable (for
+// the penalty); `values` must require gradients.
+torch::Tensor LogProbInputGradient(const torch::Tensor& logits, const torch::Tensor& values,
+                                   bool create_graph);
+
+// The RRR penalty Σ_i Σ_x (mask ⊙ gradient)², differentiable; `values` requires gradients and
+// `logits` were computed from it.
+torch::Tensor RrrPenalty(const torch::Tensor& logits, const torch::Tensor& values,
+                         const torch::Tensor& mask);
+
+// `values` with the pixels under `mask` replaced by uniform noise over the range normalised pixel
+// values take (counterexamples), drawn from torch's global generator (seeded by the run).
+torch::Tensor Counterexamples(const torch::Tensor& values, const torch::Tensor& mask);
+
+// The share of the input-gradient saliency |∂ Σ_k log p̂_k / ∂x| of `model` that falls on each
+// image's decoy cell (Split::decoy_cells), averaged over the images of `split`; nullopt when the
+// split has no decoy. In batches of 512, outside autograd of the model's parameters.
+std::optional<double> DecoySaliency(ClassifierImpl& model, const LoadedDataset& dataset,
+                                    const Split& split, const torch::Tensor& images);
+
+// The evidence shown with a rule question, one picture per class: the mean of up to
+// `per_class` training images of that class (by the label training sees) on the left, the mean
+// input-gradient saliency of `model` on them on the right (scaled to 0..255), rows × 2·cols
+// greyscale bytes each. Outside autograd of the model's parameters; costs about 3 forward passes
+// per image (SaliencyMacsPasses).
+std::vector<std::vector<std::uint8_t>> RuleEvidence(ClassifierImpl& model,
+                                                    const LoadedDataset& dataset,
+                                                    const std::vector<std::int64_t>& labels,
+                                                    const torch::Tensor& images, int per_class);
+inline constexpr double kSaliencyPasses = 3.0;
+
+// The λ that makes λ · `penalty` equal `cross_entropy`; nullopt when the penalty is too small to
+// calibrate on (below 1e-12) or either value is not finite.
+std::optional<double> CalibratePenaltyWeight(double cross_entropy, double penalty);
+
+}  // namespace greenloop::trainer

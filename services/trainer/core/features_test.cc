@@ -1,0 +1,258 @@
+// Feature rules and how training uses them: masks, the RRR penalty, counterexamples, the decoy
+// saliency score, and whole runs on Decoy Fashion-MNIST where the rule must undo the shortcut.
+#include "services/trainer/core/features.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "services/trainer/core/decoy.h"
+#include "services/trainer/core/run_config.h"
+#include "services/trainer/core/trainer.h"
+#include "services/trainer/testing/fakes.h"
+
+namespace greenloop::trainer {
+namespace {
+
+using ::testing::HasSubstr;
+
+LoadedDataset Images(int classes = 10) {
+  LoadedDataset ds;
+  ds.dataset = v1::DATASET_FASHION_MNIST;
+  ds.image_rows = ds.image_cols = 28;
+  for (int c = 0; c < classes; ++c) ds.label_names.push_back("c" + std::to_string(c));
+  return ds;
+}
+
+v1::FeatureRule Rule(std::initializer_list<std::uint32_t> cells,
+                     std::optional<std::uint32_t> label = std::nullopt) {
+  v1::FeatureRule r;
+  for (std::uint32_t c : cells) r.add_irrelevant_cells(c);
+  if (label) r.set_label(*label);
+  return r;
+}
+
+torch::Tensor Labels(std::vector<std::int64_t> v) { return torch::tensor(v, torch::kInt64); }
+
+TEST(FeatureMasks, AClassRuleCoversItsClassAndAGlobalRuleEveryone) {
+  FeatureMasks masks(Images());
+  EXPECT_EQ(masks.cells(), 49);
+  EXPECT_TRUE(masks.empty());
+  EXPECT_EQ(masks.ForLabels(Labels({0, 1})).covered, 0);
+  ASSERT_TRUE(masks.AddRule(Rule({48}, 3), "r").ok());
+  FeatureMasks::Batch b = masks.ForLabels(Labels({0, 3, 3}));
+  EXPECT_EQ(b.covered, 2);
+  ASSERT_EQ(b.mask.sizes(), (std::vector<std::int64_t>{3, 1, 28, 28}));
+  EXPECT_EQ(b.mask[0].sum().item<float>(), 0);
+  // Cell 48 is the bottom-right 4 × 4 pixels.
+  EXPECT_EQ(b.mask[1].sum().item<float>(), 16);
+  EXPECT_EQ(b.mask[1][0].slice(0, 24, 28).slice(1, 24, 28).sum().item<float>(), 16);
+  ASSERT_TRUE(masks.AddRule(Rule({0}), "r").ok());
+  b = masks.ForLabels(Labels({0, 3}));
+  EXPECT_EQ(b.covered, 2);
+  EXPECT_EQ(b.mask[0].sum().item<float>(), 16);
+  EXPECT_EQ(b.mask[1].sum().item<float>(), 32);
+  EXPECT_EQ(masks.rules(), 2);
+}
+
+TEST(FeatureMasks, RefusesBadRulesNamingTheField) {
+  FeatureMasks masks(Images());
+  absl::Status s = masks.AddRule(Rule({49}), "rules[1]");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("rules[1].irrelevant_cells[0] = 49"));
+  s = masks.AddRule(Rule({}), "rules[2]");
+  EXPECT_THAT(std::string(s.message()), HasSubstr("rules[2].irrelevant_cells is empty"));
+  s = masks.AddRule(Rule({1}, 10), "rules[3]");
+  EXPECT_THAT(std::string(s.message()), HasSubstr("rules[3].label 10"));
+  LoadedDataset text;
+  text.label_names = {"ham", "spam"};
+  FeatureMasks none(text);
+  EXPECT_EQ(none.AddRule(Rule({1}), "r").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(masks.empty());
+}
+
+// A model whose logits read only the top-left pixel: its input gradient lives there.
+struct CornerReader : ClassifierImpl {
+  torch::Tensor forward(const ModelInput& input) override {
+    const torch::Tensor x = input.values.select(1, 0).select(1, 0).select(1, 0).unsqueeze(1);
+    return torch::cat({x, -x, x * x}, 1);
+  }
+};
+
+TEST(RrrPenalty, CountsOnlyTheGradientUnderTheMaskAndIsDifferentiable) {
+  CornerReader model;
+  torch::Tensor x = torch::randn({4, 1, 28, 28}).requires_grad_(true);
+  torch::Tensor logits = model.forward({x, {}});
+  FeatureMasks masks(Images());
+  ASSERT_TRUE(masks.AddRule(Rule({0}), "r").ok());
+  ASSERT_TRUE(masks.AddRule(Rule({48}, 1), "r").ok());
+  torch::Tensor on_corner = masks.ForLabels(Labels({0, 0, 0, 0})).mask;
+  torch::Tensor penalty = RrrPenalty(logits, x, on_corner);
+  EXPECT_GT(penalty.item<double>(), 0);
+  EXPECT_TRUE(penalty.requires_grad());
+  FeatureMasks elsewhere(Images());
+  ASSERT_TRUE(elsewhere.AddRule(Rule({48}), "r").ok());
+  logits = model.forward({x, {}});
+  EXPECT_EQ(RrrPenalty(logits, x, elsewhere.ForLabels(Labels({0, 0, 0, 0})).mask).item<double>(),
+            0);
+}
+
+TEST(Counterexamples, RandomiseOnlyTheMaskedPixelsWithinThePixelRange) {
+  torch::manual_seed(1);
+  torch::Tensor x = torch::zeros({2, 1, 28, 28});
+  FeatureMasks masks(Images());
+  ASSERT_TRUE(masks.AddRule(Rule({6}, 1), "r").ok());
+  const torch::Tensor mask = masks.ForLabels(Labels({0, 1})).mask;
+  const torch::Tensor y = Counterexamples(x, mask);
+  EXPECT_EQ(y[0].abs().sum().item<float>(), 0);
+  EXPECT_EQ(y[1].mul(1 - mask[1]).abs().sum().item<float>(), 0);
+  const torch::Tensor cell = y[1][0].slice(0, 0, 4).slice(1, 24, 28);
+  EXPECT_GT(cell.abs().sum().item<float>(), 0);
+  EXPECT_GE(cell.min().item<float>(), (0 - kFashionMean) / kFashionStd - 1e-5);
+  EXPECT_LE(cell.max().item<float>(), (1 - kFashionMean) / kFashionStd + 1e-5);
+}
+
+TEST(DecoySaliency, IsTheShareOfTheGradientOnEachImagesDecoyCell) {
+  LoadedDataset ds = Images();
+  ds.test.pixels.assign(8 * 784, 0);
+  ds.test.decoy_cells = {0, 0, 0, 0, 48, 48, 48, 48};
+  ds.test.labels.assign(8, 0);
+  ds.test.clean_labels.assign(8, 0);
+  CornerReader model;
+  const torch::Tensor images = torch::randn({8, 1, 28, 28});
+  const std::optional<double> share = DecoySaliency(model, ds, ds.test, images);
+  ASSERT_TRUE(share.has_value());
+  EXPECT_NEAR(*share, 0.5, 1e-6);  // all on cell 0: the first four images' decoy
+  ds.test.decoy_cells.clear();
+  EXPECT_FALSE(DecoySaliency(model, ds, ds.test, images).has_value());
+}
+
+TEST(CalibratePenaltyWeight, EqualisesTheTermsOrDeclines) {
+  EXPECT_DOUBLE_EQ(*CalibratePenaltyWeight(2.0, 0.5), 4.0);
+  EXPECT_FALSE(CalibratePenaltyWeight(2.0, 0.0).has_value());
+  EXPECT_FALSE(CalibratePenaltyWeight(2.0, std::nan("")).has_value());
+}
+
+// Whole runs on Decoy Fashion-MNIST: the shortcut, and the rule that undoes it.
+class DecoyRuns : public ::testing::Test {
+ protected:
+  static std::shared_ptr<const LoadedDataset> Load(bool decoy) {
+    v1::Decoy d;
+    d.set_enabled(decoy);
+    d.set_seed(5);
+    DatasetLocations where;
+    static DatasetCache cache(where);
+    absl::StatusOr<std::shared_ptr<const LoadedDataset>> ds =
+        LoadDataset(cache, v1::DATASET_FASHION_MNIST, 4000, v1::LabelNoise(), 1000, d);
+    EXPECT_TRUE(ds.ok()) << ds.status();
+    return *ds;
+  }
+
+  static v1::RunConfig Config(std::optional<v1::FeatureMethod> method) {
+    v1::RunConfig c;
+    c.set_dataset(v1::DATASET_FASHION_MNIST);
+    c.set_mode(v1::MODE_BASELINE);
+    c.set_seed(7);
+    c.set_validation_samples(1000);
+    c.mutable_budget()->set_max_epochs(4);
+    c.mutable_decoy()->set_enabled(true);
+    if (method) {
+      c.mutable_feature_feedback()->set_method(*method);
+      *c.mutable_feature_feedback()->add_rules() = Rule({0, 6, 42, 48});
+    }
+    absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(c);
+    EXPECT_TRUE(valid.ok()) << valid.status();
+    return *valid;
+  }
+
+  static TrainingOutcome RunOnce(const v1::RunConfig& config, const LoadedDataset& ds,
+                                 testing::FakeFeedbackQueue* feedback = nullptr) {
+    testing::FakeEnergyMeter energy;
+    TrainingPorts ports;
+    ports.energy = &energy;
+    ports.feedback = feedback;
+    RankOptions options;
+    options.run_id = "run-decoy";
+    options.node = "node-a";
+    options.pid = getpid();
+    options.threads = 2;
+    return Train(config, ds, options, ports);
+  }
+};
+
+TEST_F(DecoyRuns, TheBaselineLearnsTheShortcutAndTheRuleUndoesIt) {
+  auto decoyed = Load(true);
+  const TrainingOutcome baseline = RunOnce(Config(std::nullopt), *decoyed);
+  const TrainingOutcome rrr = RunOnce(Config(v1::FEATURE_METHOD_RRR), *decoyed);
+  const TrainingOutcome counter = RunOnce(Config(v1::FEATURE_METHOD_COUNTEREXAMPLE), *decoyed);
+  for (const TrainingOutcome* o : {&baseline, &rrr, &counter}) {
+    ASSERT_EQ(o->state, v1::RUN_STATE_SUCCEEDED) << o->error_message;
+    ASSERT_TRUE(o->test_accuracy && o->decoy_saliency);
+  }
+  std::printf(
+      "decoy runs: baseline test %.4f saliency %.3f | rrr %.4f %.3f (lambda %.3g) | "
+      "counterexamples %.4f %.3f\n",
+      *baseline.test_accuracy, *baseline.decoy_saliency, *rrr.test_accuracy, *rrr.decoy_saliency,
+      rrr.progress.feature_penalty_weight(), *counter.test_accuracy, *counter.decoy_saliency);
+  // Measured (4 000 images, 4 epochs): baseline 0.67 test with 7 % of its saliency on the decoy's
+  // cell (chance: 2 %), RRR 0.77 (0.1 %), counterexamples 0.78 (1 %).
+  EXPECT_GT(*baseline.decoy_saliency, 0.04);
+  EXPECT_LT(*rrr.decoy_saliency, *baseline.decoy_saliency / 4);
+  EXPECT_GT(*rrr.test_accuracy, *baseline.test_accuracy + 0.05);
+  EXPECT_GT(*counter.test_accuracy, *baseline.test_accuracy + 0.05);
+  EXPECT_GT(rrr.progress.feature_penalty_weight(), 0);  // calibrated
+  // RRR's double backpropagation is counted; counterexamples cost what a plain step costs.
+  EXPECT_GT(rrr.progress.macs(), 2.5 * baseline.progress.macs());
+  EXPECT_DOUBLE_EQ(counter.progress.macs(), baseline.progress.macs());
+}
+
+// MODE_HITL_FEATURES: at step ask_after_steps one rule question per class goes to the crowd with
+// the model's evidence; the crowd's masks become rules and the decoy stops mattering.
+TEST_F(DecoyRuns, RatersRulesFromTheQueueUndoTheShortcut) {
+  auto decoyed = Load(true);
+  v1::RunConfig config = Config(std::nullopt);
+  config.set_mode(v1::MODE_HITL_FEATURES);
+  config.mutable_feedback()->set_endpoint("fake:7102");
+  config.mutable_feedback()->set_campaign_id("rules-1");
+  config.mutable_feature_feedback()->set_ask_after_steps(20);
+  absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
+  ASSERT_TRUE(valid.ok()) << valid.status();
+  testing::FakeFeedbackQueue crowd(*decoyed, /*delay_polls=*/5);
+  const TrainingOutcome o = RunOnce(*valid, *decoyed, &crowd);
+  ASSERT_EQ(o.state, v1::RUN_STATE_SUCCEEDED) << o.error_message;
+  const v1::CampaignSpec spec = crowd.campaign("rules-1");
+  EXPECT_EQ(spec.question_kind(), v1::QUESTION_KIND_FEATURE_RULE);
+  EXPECT_EQ(spec.feature_grid().rows(), 7u);
+  EXPECT_EQ(spec.labels_size(), 10);
+  const std::vector<v1::ItemInput> items = crowd.enqueued();
+  ASSERT_EQ(items.size(), 10u);  // one per class, once
+  for (std::size_t c = 0; c < items.size(); ++c) {
+    EXPECT_EQ(items[c].given_label(), c);
+    EXPECT_EQ(items[c].sample().index(), c);
+    EXPECT_EQ(items[c].payload().png().substr(1, 3), "PNG");
+  }
+  EXPECT_EQ(o.progress.feature_rules(), 10u);
+  EXPECT_GT(o.progress.feature_penalty_weight(), 0);
+  const TrainingOutcome baseline = RunOnce(Config(std::nullopt), *decoyed);
+  ASSERT_TRUE(o.test_accuracy && baseline.test_accuracy && o.decoy_saliency);
+  std::printf("hitl_features: test %.4f saliency %.3f lambda %.3g (baseline %.4f)\n",
+              *o.test_accuracy, *o.decoy_saliency, o.progress.feature_penalty_weight(),
+              *baseline.test_accuracy);
+  EXPECT_GT(*o.test_accuracy, *baseline.test_accuracy + 0.05);  // measured 0.78 vs 0.67
+  EXPECT_LT(*o.decoy_saliency, *baseline.decoy_saliency / 4);
+}
+
+TEST_F(DecoyRuns, APenaltyWeightThatOverflowsFailsTheRunNamingTheKey) {
+  auto decoyed = Load(true);
+  v1::RunConfig config = Config(v1::FEATURE_METHOD_RRR);
+  config.mutable_feature_feedback()->set_penalty_weight(1e308);
+  config.mutable_budget()->set_max_epochs(1);
+  const TrainingOutcome o = RunOnce(config, *decoyed);
+  EXPECT_EQ(o.state, v1::RUN_STATE_FAILED);
+  EXPECT_THAT(o.error_message, HasSubstr("config.feature_feedback.penalty_weight"));
+}
+
+}  // namespace
+}  // namespace greenloop::trainer

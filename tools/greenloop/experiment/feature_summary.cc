@@ -1,0 +1,93 @@
+#include "tools/greenloop/experiment/feature_summary.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "tools/greenloop/experiment/summary.h"
+
+namespace greenloop::experiment {
+namespace {
+
+double InfraWhole(const cli::ModeResult& m) {
+  double j = 0;
+  for (const cli::InfraEnergy& i : m.infra()) j += i.active_energy_joules();
+  return j;
+}
+
+// Trainer and infrastructure joules to the target; nullopt when the run never reached it.
+std::optional<double> CostToTarget(const cli::ModeResult& m) {
+  if (!m.has_energy_to_target_joules() || !m.has_steps_to_target()) return std::nullopt;
+  return m.energy_to_target_joules() +
+         (m.has_infra_to_target_joules() ? m.infra_to_target_joules() : 0.0);
+}
+
+struct Sums {
+  std::string dataset;
+  int seeds = 0;
+  double test = 0;
+  double saliency = 0;
+  double minutes = 0;
+  int reached = 0;
+  double energy = 0;
+  int shared = 0;
+  double share = 0;
+};
+
+std::string Number(double value, int reached, const char* format) {
+  return reached == 0 ? "nan" : fmt::format(fmt::runtime(format), value / reached);
+}
+
+}  // namespace
+
+bool HasDecoy(const cli::ExperimentResult& result) {
+  for (const cli::ModeResult& m : result.modes()) {
+    if (m.has_decoy_saliency()) return true;
+  }
+  return false;
+}
+
+std::string FeatureLines(const cli::ExperimentResult& result) {
+  if (!HasDecoy(result)) return "";
+  std::vector<std::string> order;
+  std::map<std::string, Sums> sums;
+  for (const cli::ModeResult& m : result.modes()) {
+    if (m.state() != "succeeded") continue;
+    if (!sums.contains(m.mode())) order.push_back(m.mode());
+    Sums& s = sums[m.mode()];
+    ++s.seeds;
+    s.test += m.test_accuracy();
+    s.saliency += m.decoy_saliency();
+    s.minutes += m.crowd().modelled_seconds() / 60.0;
+    const std::optional<double> cost = CostToTarget(m);
+    if (!cost) continue;
+    ++s.reached;
+    s.energy += *cost;
+    const cli::ModeResult* base = BaselineOf(result, m.seed_index());
+    if (base != nullptr && base->steps() > 0 && m.steps_to_target() > 0) {
+      const double per_step =
+          (base->energy_joules() + InfraWhole(*base)) / static_cast<double>(base->steps());
+      if (per_step > 0) {
+        ++s.shared;
+        s.share += *cost / (per_step * static_cast<double>(m.steps_to_target()));
+      }
+    }
+  }
+  std::string out;
+  for (const std::string& mode : order) {
+    const Sums& s = sums[mode];
+    out += fmt::format(
+        "features: {} {} test={:.4f} decoy_saliency={:.2f} energy_to_target={} J share={} "
+        "rater_min={:.0f} seeds={}\n",
+        result.dataset(), mode, s.test / s.seeds, s.saliency / s.seeds,
+        Number(s.energy, s.reached, "{:.1f}"), Number(s.share, s.shared, "{:.2f}"),
+        s.minutes / s.seeds, s.seeds);
+  }
+  return out;
+}
+
+}  // namespace greenloop::experiment

@@ -1,0 +1,56 @@
+// The `features:` lines: means over seeds, energy to target only of runs that reached it, and the
+// step-cost share against the same seed's baseline.
+#include "tools/greenloop/experiment/feature_summary.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace greenloop::experiment {
+namespace {
+
+using ::testing::HasSubstr;
+
+cli::ModeResult MakeRun(const std::string& mode, std::uint32_t seed, double test, double saliency,
+                        std::uint64_t steps, double joules) {
+  cli::ModeResult m;
+  m.set_mode(mode);
+  m.set_seed_index(seed);
+  m.set_state("succeeded");
+  m.set_test_accuracy(test);
+  m.set_decoy_saliency(saliency);
+  m.set_steps(steps);
+  m.set_energy_joules(joules);
+  return m;
+}
+
+TEST(FeatureLines, AverageSeedsAndPriceAStepAgainstTheBaselines) {
+  cli::ExperimentResult r;
+  r.set_dataset("fashion_mnist");
+  for (std::uint32_t seed : {0u, 1u}) {
+    *r.add_modes() = MakeRun("baseline", seed, 0.50 + 0.02 * seed, 0.6, 100, 100);  // 1 J per step
+    cli::ModeResult f = MakeRun("hitl_features", seed, 0.86, 0.04 + 0.02 * seed, 80, 200);
+    f.set_energy_to_target_joules(90 + 10 * seed);  // 60 steps at 1.5 and 1.67 J a step
+    f.set_steps_to_target(60);
+    f.mutable_crowd()->set_modelled_seconds(600);
+    *r.add_modes() = f;
+  }
+  const std::string lines = FeatureLines(r);
+  EXPECT_THAT(lines, HasSubstr("features: fashion_mnist baseline test=0.5100 decoy_saliency=0.60 "
+                               "energy_to_target=nan J share=nan rater_min=0 seeds=2\n"));
+  EXPECT_THAT(lines,
+              HasSubstr("features: fashion_mnist hitl_features test=0.8600 decoy_saliency=0.05 "
+                        "energy_to_target=95.0 J share=1.58 rater_min=10 seeds=2\n"));
+  EXPECT_TRUE(HasDecoy(r));
+}
+
+TEST(FeatureLines, NothingWithoutADecoy) {
+  cli::ExperimentResult r;
+  cli::ModeResult m;
+  m.set_mode("baseline");
+  m.set_state("succeeded");
+  *r.add_modes() = m;
+  EXPECT_EQ(FeatureLines(r), "");
+}
+
+}  // namespace
+}  // namespace greenloop::experiment
