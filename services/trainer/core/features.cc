@@ -146,10 +146,17 @@ torch::Tensor RrrPenalty(const torch::Tensor& logits, const torch::Tensor& value
 }
 
 torch::Tensor Counterexamples(const torch::Tensor& values, const torch::Tensor& mask) {
-  constexpr float kLow = (0.0f - kFashionMean) / kFashionStd;
-  constexpr float kHigh = (1.0f - kFashionMean) / kFashionStd;
-  const torch::Tensor noise = torch::rand_like(values) * (kHigh - kLow) + kLow;
-  return values * (1 - mask) + noise * mask;
+  const std::int64_t n = values.size(0);
+  if (n < 2) {
+    constexpr float kLow = (0.0f - kFashionMean) / kFashionStd;
+    constexpr float kHigh = (1.0f - kFashionMean) / kFashionStd;
+    return values * (1 - mask) + (torch::rand_like(values) * (kHigh - kLow) + kLow) * mask;
+  }
+  // A random cycle through the batch: sample order[i] takes its masked pixels from order[i + 1].
+  const torch::Tensor order = torch::randperm(n, torch::kInt64);
+  const torch::Tensor donors =
+      torch::empty_like(values).index_copy_(0, order, values.index_select(0, order.roll(-1)));
+  return values * (1 - mask) + donors * mask;
 }
 
 std::optional<double> DecoySaliency(ClassifierImpl& model, const LoadedDataset& dataset,

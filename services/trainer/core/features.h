@@ -7,8 +7,8 @@
 //                   first applies, so that it would equal the cross-entropy if the model's input
 //                   gradient were spread evenly over the image (the masked share of its squared
 //                   norm): a model that ignores the cells at first does not make λ explode.
-//   counterexamples CAIPI (Teso & Kersting, AIES 2019): the masked pixels are replaced by uniform
-//                   noise over the normalised pixel range, the label kept; no extra passes.
+//   counterexamples CAIPI (Teso & Kersting, AIES 2019): the masked pixels are replaced by those of
+//                   another sample of the batch, the label kept; no extra passes.
 //
 // The grid: images of R × C pixels are (R / 4) × (C / 4) cells of kFeatureCellPixels², numbered
 // row-major (Fashion-MNIST: 7 × 7 = 49 cells; a decoy corner is one cell).
@@ -124,8 +124,10 @@ torch::Tensor LogProbInputGradient(const torch::Tensor& logits, const torch::Ten
 torch::Tensor RrrPenalty(const torch::Tensor& logits, const torch::Tensor& values,
                          const torch::Tensor& mask);
 
-// `values` with the pixels under `mask` replaced by uniform noise over the range normalised pixel
-// values take (counterexamples), drawn from torch's global generator (seeded by the run).
+// `values` with the pixels under `mask` replaced by the same pixels of another sample of the batch
+// (counterexamples: the masked region stays a region real images have, but no longer tells the
+// sample's class), along a random cycle drawn from torch's global generator (seeded by the run).
+// A batch of one gets uniform noise over the normalised pixel range instead.
 torch::Tensor Counterexamples(const torch::Tensor& values, const torch::Tensor& mask);
 
 // The share of the input-gradient saliency |∂ Σ_k log p̂_k / ∂x| of `model` that falls on each

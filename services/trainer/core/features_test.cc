@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <set>
 
 #include "services/trainer/core/decoy.h"
 #include "services/trainer/core/run_config.h"
@@ -99,19 +100,30 @@ TEST(RrrPenalty, CountsOnlyTheGradientUnderTheMaskAndIsDifferentiable) {
             0);
 }
 
-TEST(Counterexamples, RandomiseOnlyTheMaskedPixelsWithinThePixelRange) {
+TEST(Counterexamples, TakeTheMaskedPixelsFromAnotherSampleOfTheBatch) {
   torch::manual_seed(1);
-  torch::Tensor x = torch::zeros({2, 1, 28, 28});
+  // Sample i is all i + 1.
+  const torch::Tensor x =
+      torch::arange(1, 5, torch::kFloat32).view({4, 1, 1, 1}).expand({4, 1, 28, 28}).contiguous();
   FeatureMasks masks(Images());
   ASSERT_TRUE(masks.AddRule(Rule({6}, 1), "r").ok());
-  const torch::Tensor mask = masks.ForLabels(Labels({0, 1})).mask;
+  const torch::Tensor mask = masks.ForLabels(Labels({1, 1, 1, 0})).mask;
   const torch::Tensor y = Counterexamples(x, mask);
-  EXPECT_EQ(y[0].abs().sum().item<float>(), 0);
-  EXPECT_EQ(y[1].mul(1 - mask[1]).abs().sum().item<float>(), 0);
-  const torch::Tensor cell = y[1][0].slice(0, 0, 4).slice(1, 24, 28);
-  EXPECT_GT(cell.abs().sum().item<float>(), 0);
-  EXPECT_GE(cell.min().item<float>(), (0 - kFashionMean) / kFashionStd - 1e-5);
-  EXPECT_LE(cell.max().item<float>(), (1 - kFashionMean) / kFashionStd + 1e-5);
+  std::set<float> donors;
+  for (int i = 0; i < 4; ++i) {
+    // Outside the mask nothing changes.
+    EXPECT_EQ((y[i] - x[i]).mul(1 - mask[i]).abs().sum().item<float>(), 0) << i;
+    if (i == 3) {
+      EXPECT_TRUE(y[3].equal(x[3]));  // not covered
+      continue;
+    }
+    const torch::Tensor cell = y[i][0].slice(0, 0, 4).slice(1, 24, 28);
+    const float v = cell[0][0].item<float>();
+    EXPECT_TRUE(cell.eq(v).all().item<bool>()) << "one donor per sample";
+    EXPECT_NE(v, static_cast<float>(i + 1)) << "another sample's pixels";
+    donors.insert(v);
+  }
+  EXPECT_EQ(donors.size(), 3u);  // a cycle: each donor gives once (sample 4's too)
 }
 
 TEST(DecoySaliency, IsTheShareOfTheGradientOnEachImagesDecoyCell) {

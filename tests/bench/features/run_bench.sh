@@ -4,10 +4,12 @@
 #
 #   tests/bench/features/run_bench.sh [--seeds=N] [--spec=FILE]... [--build=DIR]
 #
-# Default spec: examples/fashion-mnist-decoy.yaml (Decoy Fashion-MNIST: baseline, clean images,
-# hitl_features with the RRR penalty), 3 seeds, build dir `build`. Starts its own stack on free
+# Default specs: examples/fashion-mnist-decoy.yaml (Decoy Fashion-MNIST: baseline, clean images,
+# hitl_features with the RRR penalty) and examples/fashion-mnist-decoy-counterexample.yaml (the
+# same with counterexamples), 3 seeds, build dir `build`. Starts its own stack on free
 # loopback ports (tests/integration/experiment/stack.sh), runs `greenloop experiment run` with
-# `seeds:` replaced by --seeds, prints what each run did and ends with one line per mode:
+# `seeds:` replaced by --seeds, prints what each run did and ends with a `spec: NAME` line and one
+# line per mode for each spec:
 #
 #   features: DATASET MODE test=0.NNNN decoy_saliency=0.NN energy_to_target=NNN.N J share=0.NN rater_min=N seeds=N
 #
@@ -16,7 +18,7 @@
 # feedback infrastructure) to the spec's target on the validation split, over the seeds that
 # reached it (nan: none did); share: that energy over the same seed's baseline joules per step
 # times the steps it took (what a step costs against a baseline step); rater_min: modelled.
-# About 5 minutes on 2 cores with the defaults.
+# About 4 minutes on 2 cores with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source tests/integration/experiment/stack.sh
@@ -32,7 +34,8 @@ for arg in "$@"; do
   esac
 done
 [[ "$SEEDS" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --seeds must be a positive integer" >&2; exit 2; }
-((${#SPECS[@]} > 0)) || SPECS=(examples/fashion-mnist-decoy.yaml)
+((${#SPECS[@]} > 0)) ||
+  SPECS=(examples/fashion-mnist-decoy.yaml examples/fashion-mnist-decoy-counterexample.yaml)
 WORK="$(cd "$BUILD" && pwd)/bench-features"
 for tool in jq psql; do command -v "$tool" >/dev/null || stack_fail "$tool is not installed"; done
 
@@ -60,7 +63,7 @@ for spec in "${SPECS[@]}"; do
     -c "SELECT result FROM experiments WHERE experiment_id = 'bench-$name'" | jq -r '
     .modes[] | ((.infra // []) | map(.activeEnergyJoules // 0) | add // 0) as $infra |
     "  \(.mode)/s\(.seedIndex // 0): \(.state), \(.steps // 0) steps, \(.samplesProcessed // 0) samples, \(.featureRules // 0) feature rules, \(.crowd.submitted // 0) ratings, test \(.testAccuracy // 0 | . * 10000 | round / 10000), decoy saliency \(.decoySaliency // 0 | . * 1000 | round / 1000), \(.energyToTargetJoules // "—") J to target of \(.energyJoules // 0 | . * 10 | round / 10) J (\(.energySource)), infrastructure \($infra * 10 | round / 10) J, \(.macs // 0) MACs"'
-  lines+="$(grep '^features:' "$WORK/$name.out")"$'\n'
+  lines+="spec: $name"$'\n'"$(grep '^features:' "$WORK/$name.out")"$'\n'
 done
 echo
 echo "reports: $WORK/reports/"

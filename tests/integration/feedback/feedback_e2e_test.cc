@@ -120,6 +120,45 @@ void CreateCampaign(Service& s, const std::string& token, const std::string& id,
   ASSERT_TRUE(st.ok()) << st.error_message();
 }
 
+// A feature-rule campaign (7 × 7 grid, k = 1) with one item: the rule for class 0.
+void CreateRuleCampaign(Service& s, const std::string& token, const std::string& id) {
+  v1::CreateCampaignRequest c;
+  c.set_campaign_id(id);
+  c.mutable_spec()->set_display_name("e2e " + id);
+  c.mutable_spec()->set_question_kind(v1::QUESTION_KIND_FEATURE_RULE);
+  for (const char* l : {"t_shirt", "trouser"}) c.mutable_spec()->add_labels()->set_name(l);
+  c.mutable_spec()->mutable_feature_grid()->set_rows(7);
+  c.mutable_spec()->mutable_feature_grid()->set_cols(7);
+  c.mutable_spec()->set_ratings_per_item(1);
+  v1::CreateCampaignResponse cr;
+  auto ctx = rpc::NewClientContext(5s, token);
+  ASSERT_TRUE(s.stub().CreateCampaign(ctx.get(), c, &cr).ok());
+  v1::EnqueueItemsRequest e;
+  e.set_campaign_id(id);
+  std::string png;
+  ASSERT_TRUE(absl::Base64Unescape(kPngBase64, &png));
+  v1::ItemInput* item = e.add_items();
+  item->mutable_sample()->set_dataset(v1::DATASET_FASHION_MNIST);
+  item->mutable_sample()->set_index(0);
+  item->mutable_payload()->set_png(png);
+  item->set_given_label(0);
+  v1::EnqueueItemsResponse er;
+  auto ctx2 = rpc::NewClientContext(10s, token);
+  ASSERT_TRUE(s.stub().EnqueueItems(ctx2.get(), e, &er).ok());
+}
+
+// Runs a node script against the service's page; returns its output and exit status.
+std::pair<std::string, int> RunNode(const char* script, int port, const std::string& token) {
+  const std::string command =
+      fmt::format("node {} http://127.0.0.1:{}/ {} 2>&1", script, port, token);
+  std::string output;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return {"popen failed", -1};
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+  return {output, WEXITSTATUS(::pclose(pipe))};
+}
+
 // Follows a campaign's verdicts from `cursor` until `until` are in `seen` or the stream ends,
 // keeping the cursor, as a trainer does.
 void FollowVerdicts(v1::FeedbackService::Stub& stub, const std::string& token,
@@ -354,15 +393,8 @@ TEST_F(FeedbackE2eTest, WebPageInHeadlessChromiumRatesWithTheKeyboard) {
   const std::string worker = CreateToken(service, v1::ROLE_WORKER, "trainer");
   const std::string rater = CreateToken(service, v1::ROLE_RATER, "browser-rater");
   ASSERT_NO_FATAL_FAILURE(CreateCampaign(service, worker, "web", 1, 5, true));
-  const std::string command = fmt::format("node {} http://127.0.0.1:{}/ {} 2>&1",
-                                          GREENLOOP_WEB_TEST_JS, service.http_port(), rater);
-  std::string output;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
-  const int status = ::pclose(pipe);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  const auto [output, status] = RunNode(GREENLOOP_WEB_TEST_JS, service.http_port(), rater);
+  EXPECT_EQ(status, 0) << output;
   EXPECT_THAT(output, HasSubstr(R"("images":1)"));
   EXPECT_THAT(output, HasSubstr(R"("count":"2")"));
   EXPECT_THAT(output, HasSubstr(R"("fits_phone":true)"));
@@ -383,6 +415,25 @@ TEST_F(FeedbackE2eTest, WebPageInHeadlessChromiumRatesWithTheKeyboard) {
   EXPECT_EQ(Count("SELECT count(*) FROM feedback_leases l JOIN feedback_items i USING (item_id) "
                   "WHERE l.state = 3 AND i.sample_index IN (3, 4)"),
             2);
+}
+
+TEST_F(FeedbackE2eTest, WebPageMarksFeatureCellsByTouchAndKeyboard) {
+  Service service(dir_, db_.url());
+  ASSERT_NO_FATAL_FAILURE(service.Start());
+  const std::string worker = CreateToken(service, v1::ROLE_WORKER, "trainer");
+  const std::string rater = CreateToken(service, v1::ROLE_RATER, "browser-rater");
+  ASSERT_NO_FATAL_FAILURE(CreateRuleCampaign(service, worker, "rules"));
+  const auto [output, status] = RunNode(GREENLOOP_WEB_FEATURES_TEST_JS, service.http_port(), rater);
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_THAT(output, HasSubstr(R"("cells":49)"));
+  EXPECT_THAT(output, HasSubstr(R"("empty_refused":true)"));
+  EXPECT_THAT(output, HasSubstr(R"("pressed":[0,48])"));
+  EXPECT_THAT(output, HasSubstr(R"("count":"1")"));
+  EXPECT_THAT(output, HasSubstr(R"("fits_phone":true)"));
+  EXPECT_THAT(output, HasSubstr("Which parts should the model ignore in every t_shirt?"));
+  // The tapped and the keyboard-marked cells landed in PostgreSQL, and decided the rule (k = 1).
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_rating_masks WHERE cells = '{0,48}'"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_verdicts"), 1);
 }
 
 }  // namespace

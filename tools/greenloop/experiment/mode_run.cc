@@ -23,8 +23,10 @@ std::string Duration(double seconds) {
   return fmt::format("{}:{:02}", s / 60, s % 60);
 }
 
+// Identifiers take [a-z0-9-]: a mode named hitl_features runs as ...-hitl-features.
 std::string RunIdFor(const std::string& experiment_id, std::int64_t seed, std::int64_t seeds,
-                     const std::string& mode_name) {
+                     std::string mode_name) {
+  std::replace(mode_name.begin(), mode_name.end(), '_', '-');
   return seeds > 1 ? fmt::format("{}-s{}-{}", experiment_id, seed, mode_name)
                    : fmt::format("{}-{}", experiment_id, mode_name);
 }

@@ -1,0 +1,46 @@
+// Drives a feature-rule question on the rater page in Debian's headless chromium, on a
+// phone-sized screen: taps one cell, marks another from the keyboard (focus, Space), confirms
+// with "c".
+//
+//   node web_features_test.mjs URL TOKEN   prints one JSON line: what the page showed; exit 1 on failure
+import { chromium } from "playwright-core";
+
+const [url, token] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const result = { errors: [] };
+try {
+  const page = await browser.newPage(
+    { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  page.on("pageerror", (e) => result.errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") result.errors.push(m.text()); });
+  await page.goto(url);
+  await page.fill("#token", token);
+  await page.click("#signin");
+  await page.waitForSelector(".cell", { timeout: 10000 });
+  result.prompt = await page.textContent("#prompt");
+  result.cells = await page.locator(".cell").count();
+  // An empty rule is refused on the page, before anything is sent.
+  await page.keyboard.press("c");
+  result.empty_refused = (await page.textContent("#status")).includes("at least one cell");
+  await page.tap('.cell[data-cell="0"]');
+  await page.focus('.cell[data-cell="48"]');
+  await page.keyboard.press(" ");
+  result.pressed = await page.$$eval('.cell[aria-pressed="true"]',
+                                     (cells) => cells.map((c) => Number(c.dataset.cell)));
+  const box = await page.locator('.cell[data-cell="0"]').boundingBox();
+  result.cell_px = box ? Math.round(box.width) : 0;
+  await page.keyboard.press("c");
+  await page.waitForFunction(() => document.querySelector("#count").textContent === "1",
+                             null, { timeout: 10000 });
+  result.count = await page.textContent("#count");
+  result.fits_phone = (await page.evaluate(() => document.documentElement.scrollWidth)) <= 390;
+} catch (e) {
+  result.errors.push(String(e));
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
+process.exit(result.errors.length ? 1 : 0);
