@@ -676,7 +676,8 @@ absl::StatusOr<std::shared_ptr<const std::vector<RawMail>>> DatasetCache::SpamAs
 
 absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(
     DatasetCache& cache, v1::Dataset dataset, std::uint64_t max_train_samples,
-    const v1::LabelNoise& noise, std::uint64_t validation_samples, const v1::Decoy& decoy) {
+    const v1::LabelNoise& noise, std::uint64_t validation_samples, const v1::Decoy& decoy,
+    bool decoy_in_training) {
   std::shared_ptr<LoadedDataset> out;
   switch (dataset) {
     case v1::DATASET_FASHION_MNIST: {
@@ -708,7 +709,7 @@ absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(
   if (!noisy.ok()) return noisy.status();
   out->train.labels = std::move(noisy->labels);
   out->noisy_samples = noisy->corrupted;
-  if (absl::Status s = PlantDecoy(decoy, *out); !s.ok()) return s;
+  if (absl::Status s = PlantDecoy(decoy, *out, decoy_in_training); !s.ok()) return s;
   return std::shared_ptr<const LoadedDataset>(std::move(out));
 }
 

@@ -138,13 +138,14 @@ std::string MailDisplayText(std::string_view mail, std::size_t max_chars = 4000)
 // Builds the dataset a run trains on: reads it (through `cache`, see DatasetCache), holds the last
 // `validation_samples` of the training data out as a clean validation split, subsets the rest to
 // its first `max_train_samples` samples (0: all), injects `noise` into the training labels and
-// plants `decoy` in the images (decoy.h). INVALID_ARGUMENT for an unknown dataset, a bad noise or
-// decoy spec or a validation split that does not fit; the read errors above otherwise.
+// plants `decoy` in the images (decoy.h; in the training split only when `decoy_in_training`).
+// INVALID_ARGUMENT for an unknown dataset, a bad noise or decoy spec or a validation split that
+// does not fit; the read errors above otherwise.
 class DatasetCache;
 absl::StatusOr<std::shared_ptr<const LoadedDataset>> LoadDataset(
     DatasetCache& cache, v1::Dataset dataset, std::uint64_t max_train_samples,
     const v1::LabelNoise& noise, std::uint64_t validation_samples = 0,
-    const v1::Decoy& decoy = v1::Decoy());
+    const v1::Decoy& decoy = v1::Decoy(), bool decoy_in_training = true);
 
 // Keeps what was read from disk, so that a worker serving many runs reads each dataset once.
 //

@@ -43,7 +43,7 @@ void PlantSplit(Split& split, const LoadedDataset& dataset, int side, bool tied,
 
 std::uint8_t DecoyShade(std::int64_t label) { return static_cast<std::uint8_t>(255 - 25 * label); }
 
-absl::Status PlantDecoy(const v1::Decoy& decoy, LoadedDataset& dataset) {
+absl::Status PlantDecoy(const v1::Decoy& decoy, LoadedDataset& dataset, bool in_training) {
   if (!decoy.enabled()) return absl::OkStatus();
   if (dataset.image_pixels() == 0) {
     return absl::InvalidArgumentError(
@@ -62,7 +62,7 @@ absl::Status PlantDecoy(const v1::Decoy& decoy, LoadedDataset& dataset) {
                     dataset.image_rows, dataset.image_cols, dataset.num_classes()));
   }
   // Each split draws its own corners, so the validation images do not repeat the training ones.
-  PlantSplit(dataset.train, dataset, side, true, decoy.seed());
+  if (in_training) PlantSplit(dataset.train, dataset, side, true, decoy.seed());
   PlantSplit(dataset.validation, dataset, side, false, decoy.seed() + 1);
   PlantSplit(dataset.test, dataset, side, false, decoy.seed() + 2);
   return absl::OkStatus();

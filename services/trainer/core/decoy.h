@@ -26,9 +26,11 @@ inline constexpr int kFeatureCellPixels = 4;
 std::uint8_t DecoyShade(std::int64_t label);
 
 // Plants `decoy` in every split of `dataset` (in place) and records each image's decoy cell in
-// Split::decoy_cells. No-op when decoy.enabled() is false. INVALID_ARGUMENT naming the key for a
-// dataset without images, patch_pixels above kFeatureCellPixels, or images whose sides are not a
-// multiple of kFeatureCellPixels.
-absl::Status PlantDecoy(const v1::Decoy& decoy, LoadedDataset& dataset);
+// Split::decoy_cells; without `in_training` the training split is left as shipped (MODE_CLEAN: its
+// validation and test images are the other modes', so their figures compare). No-op when
+// decoy.enabled() is false. INVALID_ARGUMENT naming the key for a dataset without images,
+// patch_pixels above kFeatureCellPixels, or images whose sides are not a multiple of
+// kFeatureCellPixels.
+absl::Status PlantDecoy(const v1::Decoy& decoy, LoadedDataset& dataset, bool in_training = true);
 
 }  // namespace greenloop::trainer

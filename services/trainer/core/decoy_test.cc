@@ -98,6 +98,17 @@ TEST(Decoy, IsDeterministicForASeedAndDiffersAcrossSeeds) {
   EXPECT_NE(a.train.decoy_cells, c.train.decoy_cells);
 }
 
+TEST(Decoy, WithoutTrainingTheTrainingImagesStayAsShipped) {
+  LoadedDataset ds = Blank();
+  ASSERT_TRUE(PlantDecoy(Enabled(), ds, /*in_training=*/false).ok());
+  EXPECT_TRUE(ds.train.decoy_cells.empty());
+  EXPECT_EQ(ds.train.pixels, Blank().train.pixels);
+  LoadedDataset both = Blank();
+  ASSERT_TRUE(PlantDecoy(Enabled(), both).ok());
+  EXPECT_EQ(ds.test.pixels, both.test.pixels);  // the same test images as the other modes
+  EXPECT_EQ(ds.validation.decoy_cells, both.validation.decoy_cells);
+}
+
 TEST(Decoy, DisabledLeavesTheImagesAlone) {
   LoadedDataset ds = Blank();
   ASSERT_TRUE(PlantDecoy(v1::Decoy(), ds).ok());

@@ -44,8 +44,9 @@ class FeatureReview final {
                  const std::vector<std::int64_t>& labels, double macs_per_sample,
                  v1::Progress& progress);
 
-  // Whether the questions went out.
+  // Whether the questions went out; a resumed run sets it from its checkpoint.
   bool asked() const { return asked_; }
+  void set_asked(bool asked) { asked_ = asked; }
 
   // The rule a feature-rule verdict decides: its consensus cells for its class. nullopt for other
   // verdicts, undecidable ones and empty masks.

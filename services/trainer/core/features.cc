@@ -82,7 +82,9 @@ absl::Status FeatureTraining::AddConfigRules() {
 }
 
 absl::Status FeatureTraining::AddRule(const v1::FeatureRule& rule, std::string_view field) {
-  return masks_.AddRule(rule, field);
+  absl::Status s = masks_.AddRule(rule, field);
+  if (s.ok()) added_.push_back(rule);
+  return s;
 }
 
 std::int64_t FeatureTraining::Prepare(ModelInput& input, const torch::Tensor& labels,
@@ -112,11 +114,13 @@ absl::StatusOr<torch::Tensor> FeatureTraining::AddPenalty(const torch::Tensor& l
   if (weight_ == 0) {
     // The penalty the masked pixels would carry if the model's input gradient were spread evenly
     // over the image: calibrating on it keeps λ finite when the model ignores the cells at first.
+    // Every rank's pair is summed before λ is set (Calibrate), so all ranks agree.
     const double masked_share =
         batch_mask_.sum().item<double>() / static_cast<double>(batch_mask_.numel());
-    const double even = gradient.detach().pow(2).sum().item<double>() / batch_size * masked_share;
-    weight_ = CalibratePenaltyWeight(loss.item<double>(), even).value_or(0);
-    if (weight_ == 0) return loss;
+    calibration_ = {static_cast<float>(loss.item<double>()),
+                    static_cast<float>(gradient.detach().pow(2).sum().item<double>() / batch_size *
+                                       masked_share)};
+    return loss;
   }
   torch::Tensor total = loss + weight_ * penalty;
   if (!std::isfinite(total.item<double>())) {
@@ -126,6 +130,20 @@ absl::StatusOr<torch::Tensor> FeatureTraining::AddPenalty(const torch::Tensor& l
         weight_, penalty.item<double>()));
   }
   return total;
+}
+
+bool FeatureTraining::Calibrating(std::uint64_t step) const {
+  return method_ == v1::FEATURE_METHOD_RRR && weight_ == 0 && active() && step >= kCalibrationStep;
+}
+
+std::array<float, 2> FeatureTraining::TakeCalibration() {
+  const std::array<float, 2> out = calibration_;
+  calibration_ = {0, 0};
+  return out;
+}
+
+void FeatureTraining::Calibrate(double cross_entropy, double even_penalty) {
+  weight_ = CalibratePenaltyWeight(cross_entropy, even_penalty).value_or(0);
 }
 
 double FeatureTraining::ExtraPassesPerCovered() const {

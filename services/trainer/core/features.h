@@ -21,6 +21,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -80,6 +81,11 @@ class FeatureTraining final {
   absl::Status AddConfigRules();
   // Adds one more rule (e.g. from raters); errors as FeatureMasks::AddRule.
   absl::Status AddRule(const v1::FeatureRule& rule, std::string_view field);
+  // The rules added after the config's (from raters), in order, for a checkpoint.
+  const std::vector<v1::FeatureRule>& added_rules() const { return added_; }
+  // Puts a checkpoint's λ back (0: calibrate again).
+  void RestorePenaltyWeight(double weight) { weight_ = weight; }
+
   // Whether any rule is in force, and how many.
   bool active() const { return !masks_.empty(); }
   int rules() const { return masks_.rules(); }
@@ -96,11 +102,22 @@ class FeatureTraining final {
   // `labels`: counterexamples replace the covered samples' masked pixels; RRR makes the input
   // require gradients. Returns the samples the rules act on this step.
   std::int64_t Prepare(ModelInput& input, const torch::Tensor& labels, std::uint64_t step);
-  // After the forward pass (RRR): `loss` + λ · penalty / `batch_size`, λ calibrated (see above) at
-  // the first batch it can calibrate on; `loss` itself otherwise. INVALID_ARGUMENT naming
-  // config.feature_feedback.penalty_weight when the sum is not finite.
+  // After the forward pass (RRR): `loss` + λ · penalty / `batch_size`. While λ is not calibrated,
+  // `loss` itself, and the batch's (cross-entropy, evenly-spread penalty) pair is kept for
+  // TakeCalibration(). INVALID_ARGUMENT naming config.feature_feedback.penalty_weight when the sum
+  // is not finite.
   absl::StatusOr<torch::Tensor> AddPenalty(const torch::Tensor& loss, const torch::Tensor& logits,
                                            const ModelInput& input, double batch_size);
+
+  // Whether step `step` calibrates λ: RRR, no λ yet, a rule in force and step ≥ kCalibrationStep.
+  // The same on every rank (rules are applied in broadcast order), so every rank joins the sum.
+  bool Calibrating(std::uint64_t step) const;
+  // This step's (cross-entropy, evenly-spread penalty) pair, zeros when the batch held no covered
+  // sample; resets it.
+  std::array<float, 2> TakeCalibration();
+  // Sets λ from the pairs summed over the ranks (stays 0 when the penalty sum is too small: the
+  // next step tries again).
+  void Calibrate(double cross_entropy, double even_penalty);
   // Forward-pass equivalents a covered sample costs beyond a plain step (RRR: the double
   // backpropagation, about twice the plain step's three passes; counterexamples: none).
   double ExtraPassesPerCovered() const;
@@ -110,6 +127,8 @@ class FeatureTraining final {
   v1::FeatureMethod method_;
   FeatureMasks masks_;
   double weight_ = 0;
+  std::vector<v1::FeatureRule> added_;
+  std::array<float, 2> calibration_ = {0, 0};
   torch::Tensor batch_mask_;  // the prepared batch's masks; undefined when none is covered
 };
 

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <functional>
 #include <set>
 
 #include "services/trainer/core/decoy.h"
@@ -180,16 +182,19 @@ class DecoyRuns : public ::testing::Test {
   }
 
   static TrainingOutcome RunOnce(const v1::RunConfig& config, const LoadedDataset& ds,
-                                 testing::FakeFeedbackQueue* feedback = nullptr) {
+                                 testing::FakeFeedbackQueue* feedback = nullptr,
+                                 bool resume = false, std::function<bool()> stop = nullptr) {
     testing::FakeEnergyMeter energy;
     TrainingPorts ports;
     ports.energy = &energy;
     ports.feedback = feedback;
+    ports.stop_requested = std::move(stop);
     RankOptions options;
     options.run_id = "run-decoy";
     options.node = "node-a";
     options.pid = getpid();
     options.threads = 2;
+    options.resume = resume;
     return Train(config, ds, options, ports);
   }
 };
@@ -254,6 +259,41 @@ TEST_F(DecoyRuns, RatersRulesFromTheQueueUndoTheShortcut) {
               *baseline.test_accuracy);
   EXPECT_GT(*o.test_accuracy, *baseline.test_accuracy + 0.05);  // measured 0.78 vs 0.67
   EXPECT_LT(*o.decoy_saliency, *baseline.decoy_saliency / 4);
+}
+
+// A run stopped after the raters' rules came resumes with them (and λ) in force, without asking
+// again.
+TEST_F(DecoyRuns, AResumedRunKeepsTheRatersRulesAndDoesNotAskAgain) {
+  auto decoyed = Load(true);
+  v1::RunConfig config = Config(std::nullopt);
+  config.set_mode(v1::MODE_HITL_FEATURES);
+  config.mutable_feedback()->set_endpoint("fake:7102");
+  config.mutable_feedback()->set_campaign_id("rules-1");
+  config.mutable_feature_feedback()->set_ask_after_steps(20);
+  config.mutable_budget()->set_max_epochs(2);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("greenloop-rules-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  config.set_checkpoint_dir(dir.string());
+  absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
+  ASSERT_TRUE(valid.ok()) << valid.status();
+  testing::FakeFeedbackQueue first_crowd(*decoyed, /*delay_polls=*/2);
+  int steps = 0;
+  const TrainingOutcome first = RunOnce(*valid, *decoyed, &first_crowd, false, [&] {
+    return ++steps > 60;  // after the rules (asked at 20, back 2 polls later)
+  });
+  ASSERT_EQ(first.state, v1::RUN_STATE_STOPPED) << first.error_message;
+  ASSERT_EQ(first.progress.feature_rules(), 10u);
+  ASSERT_GT(first.progress.feature_penalty_weight(), 0);  // calibrated before the stop
+  testing::FakeFeedbackQueue second_crowd(*decoyed, 2);
+  const TrainingOutcome second = RunOnce(*valid, *decoyed, &second_crowd, true);
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(second.state, v1::RUN_STATE_SUCCEEDED) << second.error_message;
+  EXPECT_GT(second.progress.step(), first.progress.step());
+  EXPECT_EQ(second.progress.feature_rules(), 10u);
+  EXPECT_DOUBLE_EQ(second.progress.feature_penalty_weight(),
+                   first.progress.feature_penalty_weight());
+  EXPECT_TRUE(second_crowd.enqueued().empty()) << "asked again after resuming";
 }
 
 TEST_F(DecoyRuns, APenaltyWeightThatOverflowsFailsTheRunNamingTheKey) {

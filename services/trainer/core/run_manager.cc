@@ -422,11 +422,12 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
   std::shared_ptr<const LoadedDataset> dataset;
   absl::Status status = absl::OkStatus();
   {
-    absl::StatusOr<std::shared_ptr<const LoadedDataset>> ds = LoadDataset(
-        *datasets_, request.config().dataset(), request.config().max_train_samples(),
-        request.config().label_noise(), request.config().validation_samples(),
-        // The clean reference trains on the images as shipped.
-        request.config().mode() == v1::MODE_CLEAN ? v1::Decoy() : request.config().decoy());
+    absl::StatusOr<std::shared_ptr<const LoadedDataset>> ds =
+        LoadDataset(*datasets_, request.config().dataset(), request.config().max_train_samples(),
+                    request.config().label_noise(), request.config().validation_samples(),
+                    // The clean reference trains on the images as shipped, and is scored on the
+                    // same validation and test images as the other modes.
+                    request.config().decoy(), request.config().mode() != v1::MODE_CLEAN);
     if (ds.ok()) {
       dataset = *ds;
     } else {

@@ -39,12 +39,15 @@ using Clock = std::chrono::steady_clock;
 
 // Control values summed with the gradients in the one all-reduce of every step.
 enum Control : std::size_t {
-  kStop = 0,            // > 0: some rank was asked to stop
-  kVerdictCount = 1,    // verdicts rank 0 is about to broadcast
-  kEnergyExceeded = 2,  // > 0: some rank saw the energy budget used up
-  kSamples = 3,         // samples trained this step, all ranks
-  kCovered = 4,         // of which covered by a feature rule
-  kControlSize = 5,
+  kStop = 0,                // > 0: some rank was asked to stop
+  kVerdictCount = 1,        // verdicts rank 0 is about to broadcast
+  kEnergyExceeded = 2,      // > 0: some rank saw the energy budget used up
+  kSamples = 3,             // samples trained this step, all ranks
+  kCovered = 4,             // of which covered by a feature rule
+  kFailed = 5,              // > 0: some rank's loss was not finite
+  kCalibrationLoss = 6,     // λ calibration (FeatureTraining::Calibrating): cross-entropy, summed
+  kCalibrationPenalty = 7,  // and the evenly-spread penalty, summed
+  kControlSize = 8,
 };
 
 constexpr std::uint64_t kEpochSeedSalt = 0x9E3779B97F4A7C15ULL;
@@ -75,6 +78,7 @@ struct BatchResult {
   double loss = 0;
   double correct = 0;
   std::int64_t covered = 0;  // samples a feature rule covered
+  std::string failure;       // why the loss could not be used (not finite); empty when it could
 };
 
 // One rank's run: the step loop, epoch ends, evaluations and checkpoints. What it touches lives
@@ -369,7 +373,7 @@ class Loop final {
   }
 
   // The forward and backward pass of `positions`, with their per-sample statistics recorded.
-  absl::StatusOr<BatchResult> ForwardBackward(const std::vector<std::int64_t>& positions) {
+  BatchResult ForwardBackward(const std::vector<std::int64_t>& positions) {
     ModelInput input = GatherInput(ds_, ds_.train, train_images_, positions);
     std::vector<std::int64_t> labels;
     std::vector<float> weights;
@@ -391,10 +395,13 @@ class Loop final {
     const auto nominal = static_cast<double>(config_.batch_size());
     absl::StatusOr<torch::Tensor> loss = (per_sample * weight).sum() / nominal;
     if (covered > 0) loss = features_.AddPenalty(*loss, logits, input, nominal);
-    if (!loss.ok()) return loss.status();
-    loss->backward();
     BatchResult result{per_sample.mean().item<double>(),
-                       logits.argmax(1).eq(target).sum().item<double>(), covered};
+                       logits.argmax(1).eq(target).sum().item<double>(), covered, ""};
+    if (!loss.ok()) {
+      result.failure = std::string(loss.status().message());  // every rank fails at this step
+      return result;
+    }
+    loss->backward();
     if (RecordsStats()) {
       const torch::Tensor losses = per_sample.detach().contiguous();
       const torch::Tensor probs = torch::softmax(logits.detach(), 1).contiguous();
@@ -436,10 +443,7 @@ class Loop final {
     const std::vector<std::int64_t> positions = BatchPositions();
     model_->train();
     optimizer_->zero_grad();
-    absl::StatusOr<BatchResult> forward =
-        positions.empty() ? BatchResult{} : ForwardBackward(positions);
-    if (!forward.ok()) return forward.status();
-    const BatchResult& batch = *forward;
+    const BatchResult batch = positions.empty() ? BatchResult{} : ForwardBackward(positions);
     if (rank() == 0) CollectVerdicts();
     std::array<float, kControlSize> control{};
     control[kStop] = ports_.stop_requested && ports_.stop_requested() ? 1.0f : 0.0f;
@@ -447,10 +451,24 @@ class Loop final {
     control[kEnergyExceeded] = energy_.exceeded() ? 1.0f : 0.0f;
     control[kSamples] = static_cast<float>(positions.size());
     control[kCovered] = static_cast<float>(batch.covered);
+    control[kFailed] = batch.failure.empty() ? 0.0f : 1.0f;
+    const bool calibrating = features_.Calibrating(progress_.step());
+    if (calibrating) {
+      const std::array<float, 2> pair = features_.TakeCalibration();
+      control[kCalibrationLoss] = pair[0];
+      control[kCalibrationPenalty] = pair[1];
+    }
     if (world() > 1) {
       std::vector<torch::Tensor> params = model_->parameters();
       GREENLOOP_RETURN_IF_ERROR_LOOP(AllReduceGradients(*collective_, params, control, buffer_));
     }
+    if (control[kFailed] > 0) {
+      return absl::InvalidArgumentError(
+          batch.failure.empty()
+              ? "another rank's loss is not finite (config.feature_feedback.penalty_weight)"
+              : batch.failure);
+    }
+    if (calibrating) features_.Calibrate(control[kCalibrationLoss], control[kCalibrationPenalty]);
     optimizer_->step();
     CountStep(control[kSamples], batch, positions.size());
     AddMacs(control[kCovered], features_.ExtraPassesPerCovered());
@@ -521,11 +539,16 @@ class Loop final {
     GREENLOOP_RETURN_IF_ERROR_LOOP(collective_->Broadcast(bytes));
     absl::StatusOr<std::vector<PendingVerdict>> verdicts = DeserializeVerdicts(bytes);
     if (!verdicts.ok()) return verdicts.status();
+    // The stream's position after the whole batch, whichever kind of verdict came last.
+    std::string last_cursor;
+    for (const PendingVerdict& v : *verdicts) {
+      if (!v.cursor.empty()) last_cursor = v.cursor;
+    }
     ApplyRules(*verdicts);
     const AppliedVerdicts applied =
         ApplyVerdicts(*verdicts, state_, policy_, auto_policy_, progress_.step(), ds_.num_classes(),
                       progress_, [this](const v1::Verdict& v) { judge_.ObserveHuman(v); });
-    if (!applied.cursor.empty()) cursor_ = applied.cursor;
+    if (!last_cursor.empty()) cursor_ = last_cursor;
     changes_total_ += applied.changes.size();
     changes_correct_ += applied.correct();
     if (ports_.listener != nullptr) {
@@ -540,17 +563,27 @@ class Loop final {
     return absl::OkStatus();
   }
 
-  // Takes the feature-rule verdicts out of `verdicts` and puts their rules in force (every rank,
-  // in broadcast order); the stream's cursor moves past them.
+  // Takes the feature-rule verdicts out of `verdicts` and, in MODE_HITL_FEATURES, puts their rules
+  // in force (every rank, in broadcast order). A verdict of the other kind than the mode asks (a
+  // campaign reused with another question) is dropped with a warning, so a rule item's class index
+  // never relabels a training sample, nor a label verdict becomes a rule.
   void ApplyRules(std::vector<PendingVerdict>& verdicts) {
+    const bool features = AsksForFeatures(config_.mode());
     std::vector<PendingVerdict> samples;
     for (PendingVerdict& v : verdicts) {
-      if (v.verdict.question_kind() != v1::QUESTION_KIND_FEATURE_RULE) {
+      const bool is_rule = v.verdict.question_kind() == v1::QUESTION_KIND_FEATURE_RULE;
+      if (!is_rule && !features) {
         samples.push_back(std::move(v));
         continue;
       }
-      if (!v.cursor.empty()) cursor_ = v.cursor;
       progress_.set_verdicts_received(progress_.verdicts_received() + 1);
+      if (is_rule != features) {
+        logging::Warn("ignoring a verdict of another question kind than the run asks",
+                      {{"run", opts_.run_id},
+                       {"kind", v1::QuestionKind_Name(v.verdict.question_kind())},
+                       {"campaign", config_.feedback().campaign_id()}});
+        continue;
+      }
       const std::optional<v1::FeatureRule> rule = FeatureReview::RuleOf(v.verdict);
       if (!rule) continue;
       if (absl::Status s = features_.AddRule(*rule, "verdict"); !s.ok()) {
@@ -706,6 +739,9 @@ class Loop final {
     }
     for (const auto& [ref, p] : calibrator.in_band()) (*st.mutable_in_band())[ref] = p;
     st.set_elapsed_seconds(Elapsed());
+    for (const v1::FeatureRule& r : features_.added_rules()) *st.add_feature_rules() = r;
+    st.set_feature_penalty_weight(features_.penalty_weight());
+    st.set_rules_asked(feature_review_.asked());
     return st;
   }
 
@@ -744,6 +780,7 @@ class Loop final {
       first_projection_ = st.projected_total_energy_joules();
     }
     RestoreJudge(st);
+    GREENLOOP_RETURN_IF_ERROR_LOOP(RestoreFeatures(st));
     elapsed_before_ = st.elapsed_seconds();
     checkpoint_path_ = loaded->path;
     RestoreEpoch(st);
@@ -762,6 +799,20 @@ class Loop final {
     judge_.Restore(std::vector<std::uint64_t>(st.asked().begin(), st.asked().end()),
                    st.flag_threshold(), std::move(points),
                    std::map<std::uint64_t, double>(st.in_band().begin(), st.in_band().end()));
+  }
+
+  // The raters' rules, λ and whether the rule questions went out (the config's rules are in force
+  // already).
+  absl::Status RestoreFeatures(const internal::CheckpointState& st) {
+    for (int i = 0; i < st.feature_rules_size(); ++i) {
+      GREENLOOP_RETURN_IF_ERROR_LOOP(
+          features_.AddRule(st.feature_rules(i), fmt::format("checkpoint feature_rules[{}]", i)));
+    }
+    // A checkpoint written before calibration keeps the config's λ (or 0: calibrate again).
+    if (st.feature_penalty_weight() > 0)
+      features_.RestorePenaltyWeight(st.feature_penalty_weight());
+    feature_review_.set_asked(st.rules_asked());
+    return absl::OkStatus();
   }
 
   void RestoreEpoch(const internal::CheckpointState& st) {

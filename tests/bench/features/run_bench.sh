@@ -13,7 +13,8 @@
 #
 #   features: DATASET MODE test=0.NNNN decoy_saliency=0.NN energy_to_target=NNN.N J share=0.NN rater_min=N seeds=N
 #
-# test: the clean test split's accuracy of the final models; decoy_saliency: the share of their
+# test: the test split's accuracy of the final models (its decoys shaded at random, the same images
+# in every mode, clean included); decoy_saliency: the share of their
 # input-gradient saliency on the decoy's cell; energy_to_target: estimated joules (trainer and
 # feedback infrastructure) to the spec's target on the validation split, over the seeds that
 # reached it (nan: none did); share: that energy over the same seed's baseline joules per step

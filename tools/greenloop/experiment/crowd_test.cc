@@ -57,6 +57,26 @@ std::string Png(const std::vector<std::uint8_t>& px, int n, int scale, int filte
   return out;
 }
 
+// A planted decoy square in a corner does not hide the garment from the simulated rater.
+TEST(ImageOracleTest, RecognisesAnImageWithASquareInACorner) {
+  std::vector<std::uint8_t> a(28 * 28), b(28 * 28);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a[i] = static_cast<std::uint8_t>(i * 7);
+    b[i] = static_cast<std::uint8_t>(i * 11);
+  }
+  ImageOracle oracle(28, 28, {a, b}, {3, 8});
+  std::vector<std::uint8_t> decoyed = a;
+  for (int y = 24; y < 28; ++y) {
+    for (int x = 0; x < 4; ++x) decoyed[static_cast<std::size_t>(y * 28 + x)] = 205;
+  }
+  v1::Payload p;
+  p.set_png(Png(decoyed, 28, 2, 0));
+  EXPECT_EQ(oracle.TrueLabel(p), 3u);
+  decoyed[14 * 28 + 14] ^= 1;  // the garment itself changed: not this image any more
+  p.set_png(Png(decoyed, 28, 2, 0));
+  EXPECT_FALSE(oracle.TrueLabel(p).has_value());
+}
+
 class CrowdTest : public ::testing::Test {
  protected:
   static constexpr int kSide = 4;

@@ -31,6 +31,7 @@ struct Sums {
   int seeds = 0;
   double test = 0;
   double saliency = 0;
+  int scored = 0;  // runs with a decoy saliency
   double minutes = 0;
   int reached = 0;
   double energy = 0;
@@ -61,7 +62,10 @@ std::string FeatureLines(const cli::ExperimentResult& result) {
     Sums& s = sums[m.mode()];
     ++s.seeds;
     s.test += m.test_accuracy();
-    s.saliency += m.decoy_saliency();
+    if (m.has_decoy_saliency()) {
+      s.saliency += m.decoy_saliency();
+      ++s.scored;
+    }
     s.minutes += m.crowd().modelled_seconds() / 60.0;
     const std::optional<double> cost = CostToTarget(m);
     if (!cost) continue;
@@ -81,9 +85,9 @@ std::string FeatureLines(const cli::ExperimentResult& result) {
   for (const std::string& mode : order) {
     const Sums& s = sums[mode];
     out += fmt::format(
-        "features: {} {} test={:.4f} decoy_saliency={:.2f} energy_to_target={} J share={} "
+        "features: {} {} test={:.4f} decoy_saliency={} energy_to_target={} J share={} "
         "rater_min={:.0f} seeds={}\n",
-        result.dataset(), mode, s.test / s.seeds, s.saliency / s.seeds,
+        result.dataset(), mode, s.test / s.seeds, Number(s.saliency, s.scored, "{:.2f}"),
         Number(s.energy, s.reached, "{:.1f}"), Number(s.share, s.shared, "{:.2f}"),
         s.minutes / s.seeds, s.seeds);
   }

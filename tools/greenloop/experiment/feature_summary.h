@@ -4,8 +4,11 @@
 //   features: DATASET MODE test=0.NNNN decoy_saliency=0.NN energy_to_target=NNN.N J share=0.NN
 //             rater_min=N seeds=N
 //
-//   test              mean test accuracy of the final models (the clean test split)
-//   decoy_saliency    mean share of their input-gradient saliency on the decoy (Run.decoy_saliency)
+//   test              mean test accuracy of the final models (the test split, its decoys shaded at
+//                     random; the same images in every mode)
+//   decoy_saliency    mean share of their input-gradient saliency on the decoy
+//   (Run.decoy_saliency);
+//                     "nan" when no run has one
 //   energy_to_target  mean estimated joules (trainer and infrastructure) to the spec's target, over
 //                     the seeds that reached it; "nan" when none did
 //   share             mean of each reaching run's energy to target over its seed's baseline energy

@@ -43,6 +43,16 @@ TEST(FeatureLines, AverageSeedsAndPriceAStepAgainstTheBaselines) {
   EXPECT_TRUE(HasDecoy(r));
 }
 
+TEST(FeatureLines, ASaliencyNoRunMeasuredIsNan) {
+  cli::ExperimentResult r;
+  r.set_dataset("fashion_mnist");
+  *r.add_modes() = MakeRun("baseline", 0, 0.5, 0.2, 10, 10);
+  cli::ModeResult unscored = MakeRun("clean", 0, 0.8, 0, 10, 10);
+  unscored.clear_decoy_saliency();
+  *r.add_modes() = unscored;
+  EXPECT_THAT(FeatureLines(r), HasSubstr("clean test=0.8000 decoy_saliency=nan "));
+}
+
 TEST(FeatureLines, NothingWithoutADecoy) {
   cli::ExperimentResult r;
   cli::ModeResult m;

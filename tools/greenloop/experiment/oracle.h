@@ -37,7 +37,8 @@ struct GreyImage {
 absl::StatusOr<GreyImage> DecodeGreyscalePng(const std::string& png);
 
 // Fashion-MNIST: an image payload (the 28×28 picture scaled up by an integer factor, nearest
-// neighbour) is matched exactly against the training images of the Debian package.
+// neighbour) is matched exactly against the training images of the Debian package, its four 4×4
+// corner squares aside (a decoy planted there does not hide what the garment is).
 class ImageOracle final : public Oracle {
  public:
   // Reads train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz from `dir`. NOT_FOUND (naming

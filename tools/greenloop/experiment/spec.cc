@@ -200,13 +200,14 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
            "feature questions: median seconds per question", {.min = 0.01, .max = 3600.0})
       .Add("decoy.enabled", &spec.decoy,
            "plant the Decoy Fashion-MNIST shortcut: a 4x4 corner square whose shade tracks the "
-           "class in training, random at validation and test (the clean mode trains without it)")
+           "class in training, random at validation and test (the clean mode trains without it, "
+           "on the same validation and test images)")
       .Add("decoy.patch_pixels", &spec.decoy_patch_pixels, "side of the square; 0 = 4",
            {.min = 0, .max = 4})
       .Add("decoy.seed", &spec.decoy_seed, "seed of the corners and test shades", {.min = 0})
       .Add("features.method", &raw.feature_method,
            "how feature rules act: rrr (input-gradient penalty, double backprop) or "
-           "counterexample (masked pixels randomised)",
+           "counterexample (masked cells taken from another image of the batch)",
            {.one_of = {"rrr", "counterexample"}})
       .Add("features.penalty_weight", &spec.feature_penalty_weight,
            "lambda of the RRR penalty; 0 = calibrated to the cross-entropy", {.min = 0.0})
