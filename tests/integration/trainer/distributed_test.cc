@@ -134,6 +134,33 @@ TEST_F(DistributedTest, TrainingBatchPoolAppliesTheSameVerdictsOnEveryRank) {
   EXPECT_EQ(a["accuracy"], b["accuracy"]);
 }
 
+// MODE_HITL_FEATURES on two ranks: rank 0 asks the rules, both ranks apply them at the same step,
+// and both set the same RRR weight (the calibration sums every rank's batch in the step's
+// all-reduce; a rank calibrating alone on its own half-batch would pick its own).
+TEST_F(DistributedTest, FeatureRulesAndTheirWeightAreTheSameOnEveryRank) {
+  const std::string port = std::to_string(FreePort());
+  const std::vector<std::string> common = {"--world=2", "--port=" + port, "--batch=32",
+                                           "--mode=hitl_features", "--noise=0"};
+  auto with = [&](std::string rank) {
+    std::vector<std::string> a = common;
+    a.push_back("--rank=" + rank);
+    return a;
+  };
+  Rank r0(with("0"), Out("f0"));
+  Rank r1(with("1"), Out("f1"));
+  ASSERT_EQ(r0.Wait(std::chrono::seconds(300)), 0) << r0.Read()["message"];
+  ASSERT_EQ(r1.Wait(std::chrono::seconds(60)), 0) << r1.Read()["message"];
+  Result a = r0.Read();
+  Result b = r1.Read();
+  EXPECT_EQ(a["state"], "RUN_STATE_SUCCEEDED");
+  EXPECT_EQ(a["rules"], "10");
+  EXPECT_EQ(b["rules"], "10");
+  EXPECT_GT(std::stod(a["lambda"]), 0);
+  EXPECT_EQ(a["lambda"], b["lambda"]);
+  EXPECT_EQ(a["accuracy"], b["accuracy"]);
+  EXPECT_EQ(a["step"], b["step"]);
+}
+
 TEST_F(DistributedTest, AKilledRankFailsTheRunWithAClearMessageNotAHang) {
   const std::string port = std::to_string(FreePort());
   const std::vector<std::string> common = {"--world=2", "--port=" + port, "--epochs=100",

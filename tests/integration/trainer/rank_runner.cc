@@ -4,13 +4,16 @@
 //
 //   trainer_rank_runner --rank=R --world=W --port=P --batch=B --mode=hitl --out=FILE ...
 //
-// Writes key=value lines to --out: state, reason, message, step, samples, accuracy, relabelled,
-// changes (count) and changes_hash (order-sensitive hash of every change).
+// --mode=hitl_features plants the decoy and lets rank 0's fake crowd answer the rule questions
+// (asked at --ask steps). Writes key=value lines to --out: state, reason, message, step, samples,
+// accuracy, relabelled, changes (count), changes_hash (order-sensitive hash of every change),
+// rules (feature rules in force) and lambda (the RRR weight, all digits).
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <string>
@@ -52,7 +55,8 @@ int Main(int argc, char** argv) {
                                              {"out", "/dev/stdout"},
                                              {"rendezvous_timeout_ms", "30000"},
                                              {"collective_timeout_ms", "10000"},
-                                             {"threads", "1"}};
+                                             {"threads", "1"},
+                                             {"ask", "20"}};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     const auto eq = a.find('=');
@@ -75,10 +79,17 @@ int Main(int argc, char** argv) {
   config.mutable_label_noise()->set_kind(v1::LABEL_NOISE_KIND_SYMMETRIC);
   config.mutable_label_noise()->set_seed(2);
   const std::string mode = args["mode"];
-  config.set_mode(mode == "hitl"   ? v1::MODE_HITL
-                  : mode == "auto" ? v1::MODE_AUTO
-                                   : v1::MODE_BASELINE);
-  if (config.mode() != v1::MODE_BASELINE) config.set_select_every_steps(4);
+  config.set_mode(mode == "hitl"            ? v1::MODE_HITL
+                  : mode == "auto"          ? v1::MODE_AUTO
+                  : mode == "hitl_features" ? v1::MODE_HITL_FEATURES
+                                            : v1::MODE_BASELINE);
+  if (config.mode() == v1::MODE_HITL_FEATURES) {
+    config.mutable_decoy()->set_enabled(true);
+    config.mutable_feature_feedback()->set_ask_after_steps(
+        static_cast<std::uint32_t>(std::stoul(args["ask"])));
+  } else if (config.mode() != v1::MODE_BASELINE) {
+    config.set_select_every_steps(4);
+  }
   config.set_selection_pool(args["pool"] == "random" ? v1::SELECTION_POOL_RANDOM
                                                      : v1::SELECTION_POOL_TRAINING_BATCHES);
   config.mutable_auto_review()->set_flag_threshold(0.5);
@@ -91,7 +102,7 @@ int Main(int argc, char** argv) {
   }
   DatasetCache cache{DatasetLocations{}};
   auto ds = LoadDataset(cache, valid->dataset(), valid->max_train_samples(), valid->label_noise(),
-                        valid->validation_samples());
+                        valid->validation_samples(), valid->decoy());
   if (!ds.ok()) {
     std::cerr << ds.status() << "\n";
     return 2;
@@ -107,7 +118,9 @@ int Main(int argc, char** argv) {
         << "accuracy=" << o.progress.eval_accuracy() << "\n"
         << "relabelled=" << o.progress.samples_relabelled() << "\n"
         << "changes=" << l.count_ << "\n"
-        << "changes_hash=" << l.hash_ << "\n";
+        << "changes_hash=" << l.hash_ << "\n"
+        << "rules=" << o.progress.feature_rules() << "\n"
+        << "lambda=" << std::setprecision(17) << o.progress.feature_penalty_weight() << "\n";
     out.flush();
   };
 
