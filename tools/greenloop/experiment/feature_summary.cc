@@ -94,4 +94,16 @@ std::string FeatureLines(const cli::ExperimentResult& result) {
   return out;
 }
 
+std::string FeatureMarkdown(const cli::ExperimentResult& result) {
+  if (!HasDecoy(result)) return "";
+  return "## Feature feedback (planted decoy)\n\n```\n" + FeatureLines(result) +
+         "```\n\n"
+         "`test`: the final models' test accuracy (the same decoyed test images in every mode); "
+         "`decoy_saliency`: the share of their input-gradient saliency on the decoy's cell "
+         "(chance for one cell of 49: 0.02); `energy_to_target`: estimated joules, trainer and "
+         "feedback infrastructure, to the target on the validation split, over the seeds that "
+         "reached it; `share`: that energy over the seed's baseline joules per step times the "
+         "steps taken (what a step costs against a baseline step); `rater_min`: modelled.\n\n";
+}
+
 }  // namespace greenloop::experiment

@@ -31,4 +31,8 @@ bool HasDecoy(const cli::ExperimentResult& result);
 // The `features:` lines, one per mode in first-run order; empty without a decoy.
 std::string FeatureLines(const cli::ExperimentResult& result);
 
+// The report's section on the decoy ("## Feature feedback"): the lines and what each field means;
+// empty without a decoy.
+std::string FeatureMarkdown(const cli::ExperimentResult& result);
+
 }  // namespace greenloop::experiment

@@ -41,6 +41,9 @@ TEST(FeatureLines, AverageSeedsAndPriceAStepAgainstTheBaselines) {
               HasSubstr("features: fashion_mnist hitl_features test=0.8600 decoy_saliency=0.05 "
                         "energy_to_target=95.0 J share=1.58 rater_min=10 seeds=2\n"));
   EXPECT_TRUE(HasDecoy(r));
+  const std::string md = FeatureMarkdown(r);
+  EXPECT_THAT(md, HasSubstr("## Feature feedback (planted decoy)\n\n```\nfeatures: "));
+  EXPECT_THAT(md, HasSubstr("hitl_features test=0.8600"));
 }
 
 TEST(FeatureLines, ASaliencyNoRunMeasuredIsNan) {
@@ -60,6 +63,7 @@ TEST(FeatureLines, NothingWithoutADecoy) {
   m.set_state("succeeded");
   *r.add_modes() = m;
   EXPECT_EQ(FeatureLines(r), "");
+  EXPECT_EQ(FeatureMarkdown(r), "");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <optional>
 #include <sstream>
 
+#include "tools/greenloop/experiment/feature_summary.h"
 #include "tools/greenloop/experiment/summary.h"
 
 namespace greenloop::experiment {
@@ -194,6 +195,7 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
       result.target_accuracy(),
       result.target_is_baseline_best() ? " (the baseline's best accuracy)" : "");
   if (!result.summaries().empty()) md += SeedsMarkdown(result);
+  md += FeatureMarkdown(result);
   md += "## Comparison\n\n";
   md +=
       "| mode | state | energy to target (J) | (Wh) | share of baseline | final acc. | best acc. "
