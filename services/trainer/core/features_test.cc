@@ -181,6 +181,16 @@ class DecoyRuns : public ::testing::Test {
     return *valid;
   }
 
+  // MODE_HITL_FEATURES on the fake crowd's campaign, the rules asked at step 20 (not validated).
+  static v1::RunConfig AsksRaters() {
+    v1::RunConfig config = Config(std::nullopt);
+    config.set_mode(v1::MODE_HITL_FEATURES);
+    config.mutable_feedback()->set_endpoint("fake:7102");
+    config.mutable_feedback()->set_campaign_id("rules-1");
+    config.mutable_feature_feedback()->set_ask_after_steps(20);
+    return config;
+  }
+
   static TrainingOutcome RunOnce(const v1::RunConfig& config, const LoadedDataset& ds,
                                  testing::FakeFeedbackQueue* feedback = nullptr,
                                  bool resume = false, std::function<bool()> stop = nullptr) {
@@ -229,11 +239,7 @@ TEST_F(DecoyRuns, TheBaselineLearnsTheShortcutAndTheRuleUndoesIt) {
 // the model's evidence; the crowd's masks become rules and the decoy stops mattering.
 TEST_F(DecoyRuns, RatersRulesFromTheQueueUndoTheShortcut) {
   auto decoyed = Load(true);
-  v1::RunConfig config = Config(std::nullopt);
-  config.set_mode(v1::MODE_HITL_FEATURES);
-  config.mutable_feedback()->set_endpoint("fake:7102");
-  config.mutable_feedback()->set_campaign_id("rules-1");
-  config.mutable_feature_feedback()->set_ask_after_steps(20);
+  v1::RunConfig config = AsksRaters();
   absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
   ASSERT_TRUE(valid.ok()) << valid.status();
   testing::FakeFeedbackQueue crowd(*decoyed, /*delay_polls=*/5);
@@ -265,11 +271,7 @@ TEST_F(DecoyRuns, RatersRulesFromTheQueueUndoTheShortcut) {
 // again.
 TEST_F(DecoyRuns, AResumedRunKeepsTheRatersRulesAndDoesNotAskAgain) {
   auto decoyed = Load(true);
-  v1::RunConfig config = Config(std::nullopt);
-  config.set_mode(v1::MODE_HITL_FEATURES);
-  config.mutable_feedback()->set_endpoint("fake:7102");
-  config.mutable_feedback()->set_campaign_id("rules-1");
-  config.mutable_feature_feedback()->set_ask_after_steps(20);
+  v1::RunConfig config = AsksRaters();
   config.mutable_budget()->set_max_epochs(2);
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("greenloop-rules-" + std::to_string(getpid()));

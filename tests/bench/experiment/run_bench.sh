@@ -50,11 +50,7 @@ headlines=""
 for spec in "${SPECS[@]}"; do
   name="$(basename "$spec" .yaml)"
   stack_spec "$spec" "$WORK/$name.yaml"
-  if grep -q '^seeds:' "$WORK/$name.yaml"; then
-    sed -i "s/^seeds:.*/seeds: $SEEDS/" "$WORK/$name.yaml"
-  else
-    echo "seeds: $SEEDS" >>"$WORK/$name.yaml"
-  fi
+  stack_seeds "$WORK/$name.yaml" "$SEEDS"
   if [[ -n "$CALIBRATE" ]]; then
     echo "== greenloop predict --calibrate ($name)"
     "$CLI" predict --spec "$WORK/$name.yaml" --calibrate "${common[@]}" 2>"$WORK/calibrate.err" |

@@ -49,11 +49,7 @@ lines=""
 for spec in "${SPECS[@]}"; do
   name="$(basename "$spec" .yaml)"
   stack_spec "$spec" "$WORK/$name.yaml"
-  if grep -q '^seeds:' "$WORK/$name.yaml"; then
-    sed -i "s/^seeds:.*/seeds: $SEEDS/" "$WORK/$name.yaml"
-  else
-    echo "seeds: $SEEDS" >>"$WORK/$name.yaml"
-  fi
+  stack_seeds "$WORK/$name.yaml" "$SEEDS"
   echo "== greenloop experiment run $spec ($SEEDS seeds)"
   start=$SECONDS
   "$CLI" experiment run "$WORK/$name.yaml" "${common[@]}" --no_progress \

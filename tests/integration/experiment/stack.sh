@@ -62,6 +62,15 @@ stack_up() {
 }
 
 # stack_spec SPEC OUT: writes SPEC to OUT with every services address replaced by this stack's.
+# Sets (or adds) the `seeds:` key of spec FILE to N, in place.
+stack_seeds() {
+  if grep -q '^seeds:' "$1"; then
+    sed -i "s/^seeds:.*/seeds: $2/" "$1"
+  else
+    echo "seeds: $2" >>"$1"
+  fi
+}
+
 stack_spec() {
   sed -e "s/127\.0\.0\.1:7101/127.0.0.1:$E_GRPC/g" -e "s/127\.0\.0\.1:7102/127.0.0.1:$F_GRPC/g" \
       -e "s/127\.0\.0\.1:7103/127.0.0.1:$T0_GRPC/g" "$1" >"$2"

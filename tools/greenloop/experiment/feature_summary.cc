@@ -13,12 +13,6 @@
 namespace greenloop::experiment {
 namespace {
 
-double InfraWhole(const cli::ModeResult& m) {
-  double j = 0;
-  for (const cli::InfraEnergy& i : m.infra()) j += i.active_energy_joules();
-  return j;
-}
-
 // Trainer and infrastructure joules to the target; nullopt when the run never reached it.
 std::optional<double> CostToTarget(const cli::ModeResult& m) {
   if (!m.has_energy_to_target_joules() || !m.has_steps_to_target()) return std::nullopt;
@@ -74,7 +68,7 @@ std::string FeatureLines(const cli::ExperimentResult& result) {
     const cli::ModeResult* base = BaselineOf(result, m.seed_index());
     if (base != nullptr && base->steps() > 0 && m.steps_to_target() > 0) {
       const double per_step =
-          (base->energy_joules() + InfraWhole(*base)) / static_cast<double>(base->steps());
+          (base->energy_joules() + InfraJoules(*base)) / static_cast<double>(base->steps());
       if (per_step > 0) {
         ++s.shared;
         s.share += *cost / (per_step * static_cast<double>(m.steps_to_target()));

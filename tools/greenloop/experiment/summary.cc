@@ -9,6 +9,12 @@
 #include <random>
 
 namespace greenloop::experiment {
+double InfraJoules(const cli::ModeResult& m) {
+  double j = 0;
+  for (const cli::InfraEnergy& i : m.infra()) j += i.active_energy_joules();
+  return j;
+}
+
 const cli::ModeResult* BaselineOf(const cli::ExperimentResult& r, std::uint32_t seed) {
   for (const cli::ModeResult& m : r.modes()) {
     if (m.mode() == "baseline" && m.seed_index() == seed && m.state() == "succeeded") return &m;
@@ -18,12 +24,7 @@ const cli::ModeResult* BaselineOf(const cli::ExperimentResult& r, std::uint32_t 
 
 namespace {
 
-// The infrastructure's whole energy over the run, and its mean power (the processes counted).
-double InfraJoules(const cli::ModeResult& m) {
-  double j = 0;
-  for (const cli::InfraEnergy& i : m.infra()) j += i.active_energy_joules();
-  return j;
-}
+// The infrastructure's mean power (the processes counted).
 double InfraWatts(const cli::ModeResult& m) {
   double w = 0;
   for (const cli::InfraEnergy& i : m.infra()) {

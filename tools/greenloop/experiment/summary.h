@@ -25,6 +25,9 @@
 
 namespace greenloop::experiment {
 
+// The feedback infrastructure's joules over the whole run (its processes' active energy).
+double InfraJoules(const cli::ModeResult& mode);
+
 // The succeeded baseline run of paired seed `seed`; null when there is none.
 const cli::ModeResult* BaselineOf(const cli::ExperimentResult& result, std::uint32_t seed);
 
