@@ -88,10 +88,14 @@ port_in_use() {
   ss -Htln "sport = :$1" 2>/dev/null | grep -q .
 }
 
+# Below the kernel's ephemeral range, which outgoing connections draw from (a port picked inside
+# it can be taken by one between the pick and the server's bind).
 pick_free_port() {
-  local port attempt
+  local port attempt low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  ((low > 12000)) || low=32768
   for attempt in $(seq 1 50); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM + attempt) % 40000))
+    port=$((10000 + (RANDOM * 32768 + RANDOM + attempt) % (low - 10000)))
     if ! port_in_use "${port}"; then
       echo "${port}"
       return
