@@ -32,6 +32,19 @@ std::string CellTable(std::uint32_t rows, std::uint32_t cols, bool rule) {
   return out + "  type the cells the model should ignore (e.g. 0 6 42), '-' for none\n";
 }
 
+// A text feature item's words (its payload, one per line), numbered as its cells.
+std::string WordTable(const std::string& text) {
+  std::string out = "words:\n";
+  std::uint32_t cell = 0;
+  std::size_t begin = 0;
+  while (begin < text.size()) {
+    const std::size_t end = std::min(text.find('\n', begin), text.size());
+    if (end > begin) out += fmt::format("  {:>3}  {}\n", cell++, text.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return out + "  type the numbers of the words the model should ignore (e.g. 0 3), '-' for none\n";
+}
+
 // A line of cell numbers ("0 6 42", "0,6") or "-" (none) as a feature-mask answer; nullopt for
 // anything else. The server checks the cells against the grid.
 std::optional<v1::Answer> CellsAnswer(const std::string& line) {
@@ -228,7 +241,11 @@ int Rate(const std::vector<std::string_view>& args, const config::Environment& e
     const v1::Question& q = item.question();
     out << "\n[" << item.campaign_id() << " item " << item.item_id() << "]\n";
     if (!q.instructions().empty()) out << q.instructions() << "\n";
-    if (item.payload().has_png()) {
+    const bool features =
+        q.kind() == v1::QUESTION_KIND_FEATURE_MASK || q.kind() == v1::QUESTION_KIND_FEATURE_RULE;
+    if (features && item.payload().has_text()) {
+      out << WordTable(item.payload().text());
+    } else if (item.payload().has_png()) {
       const std::string path = fmt::format("{}/greenloop-item-{}.png", image_dir, item.item_id());
       std::ofstream(path, std::ios::binary) << item.payload().png();
       out << "image: " << path << "\n";
@@ -244,10 +261,8 @@ int Rate(const std::vector<std::string_view>& args, const config::Environment& e
     }
     out << q.prompt() << "\n";
     std::vector<std::pair<std::string, v1::Answer>> keys;
-    const bool features =
-        q.kind() == v1::QUESTION_KIND_FEATURE_MASK || q.kind() == v1::QUESTION_KIND_FEATURE_RULE;
     v1::Answer cells_answer;
-    if (features) {
+    if (features && item.payload().has_png()) {
       out << CellTable(q.feature_grid().rows(), q.feature_grid().cols(),
                        q.kind() == v1::QUESTION_KIND_FEATURE_RULE);
     } else if (q.kind() == v1::QUESTION_KIND_LABEL_CHOICE) {

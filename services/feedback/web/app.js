@@ -106,6 +106,8 @@ function show(item) {
     img.src = "data:image/png;base64," + item.payload.png;
     payload.appendChild(img);
     if (isFeatureQuestion(q)) grid = featureGrid(q, payload, img);
+  } else if (isFeatureQuestion(q)) {
+    grid = wordGrid((item.payload && item.payload.text) || "", payload);
   } else {
     const pre = document.createElement("pre");
     pre.textContent = (item.payload && item.payload.text) || "";

@@ -2,7 +2,9 @@
 // a grid of toggle buttons over the image, one per cell of the campaign's feature grid. Tap (or
 // focus and press Space) to mark a cell the model should ignore; "c" confirms. A rule's picture is
 // two panels wide (the class's mean image, then where the model looks): the grid covers the left
-// one. Loaded before app.js, which calls featureGrid() from show().
+// one. A text item's payload is a list of words, one per line (e.g. the words the model weighs
+// most for a class): each word is a toggle button, cell i the i-th word (wordGrid). Loaded before
+// app.js, which calls featureGrid() or wordGrid() from show().
 
 const FEATURE_KINDS = ["QUESTION_KIND_FEATURE_MASK", "QUESTION_KIND_FEATURE_RULE"];
 
@@ -44,6 +46,33 @@ function featureGrid(q, payload, img) {
   return { cells: () => [...marked].sort((a, b) => a - b) };
 }
 
+// Lays the words of `text` (one per line) into `payload` as toggle buttons and returns
+// { cells() } → the positions of the marked words.
+function wordGrid(text, payload) {
+  const words = text.split("\n").filter((w) => w.length > 0);
+  const group = document.createElement("div");
+  group.className = "words";
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", "words to ignore");
+  payload.replaceChildren(group);
+  const marked = new Set();
+  words.forEach((word, cell) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "word";
+    b.dataset.cell = String(cell);
+    b.textContent = word;
+    b.setAttribute("aria-pressed", "false");
+    b.addEventListener("click", () => {
+      if (marked.has(cell)) marked.delete(cell);
+      else marked.add(cell);
+      b.setAttribute("aria-pressed", String(marked.has(cell)));
+    });
+    group.appendChild(b);
+  });
+  return { cells: () => [...marked].sort((a, b) => a - b) };
+}
+
 // The one answer a feature question has: confirm the marked cells. A rule needs one cell at least.
 function featureChoices(q, grid) {
   return [{
@@ -52,7 +81,7 @@ function featureChoices(q, grid) {
     answer: () => {
       const cells = grid.cells();
       if (!cells.length && q.kind === "QUESTION_KIND_FEATURE_RULE") {
-        say("Tap at least one cell the model should ignore, or skip.");
+        say("Tap at least one cell or word the model should ignore, or skip.");
         return null;
       }
       return { featureMask: { irrelevantCells: cells } };

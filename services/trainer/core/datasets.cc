@@ -369,6 +369,9 @@ absl::StatusOr<std::shared_ptr<LoadedDataset>> BuildSpam(const std::vector<RawMa
     vocabulary.emplace(ranked[i].first, static_cast<std::int64_t>(i) + 1);  // 0: unknown
   }
   out->vocabulary_size = static_cast<std::int64_t>(vocabulary.size()) + 1;
+  out->vocabulary.reserve(static_cast<std::size_t>(out->vocabulary_size));
+  out->vocabulary.push_back("<unk>");
+  for (const auto& [token, count] : ranked) out->vocabulary.push_back(token);
 
   auto add = [&](Split& split, std::uint64_t ref, const std::vector<std::string>& tokens) {
     if (split.offsets.empty()) split.offsets.push_back(0);

@@ -59,8 +59,8 @@ struct Split {
   std::vector<std::int64_t> labels;   // what training sees (noisy where noise was injected)
   std::vector<std::int64_t> clean_labels;
   std::vector<std::uint64_t> refs;  // SampleRef index of each sample
-  // Images with a planted decoy (decoy.h): the feature-grid cell each one's decoy covers; empty
-  // without a decoy.
+  // With a planted decoy (decoy.h): the feature-grid cell each image's decoy covers, or the token
+  // id of the word planted in each mail; empty without a decoy.
   std::vector<std::int32_t> decoy_cells;
 
   std::size_t size() const { return labels.size(); }
@@ -74,6 +74,8 @@ struct LoadedDataset {
   int image_rows = 0;                            // images only
   int image_cols = 0;
   std::int64_t vocabulary_size = 0;  // text only, unknown token (id 0) included
+  // Text only: the word of each token id (vocabulary[0] is "<unk>"); vocabulary_size entries.
+  std::vector<std::string> vocabulary;
   double mean_tokens_per_sample = 0;
   Split train;
   // Held out of the training data (RunConfig.validation_samples), clean labels; empty when none.

@@ -128,13 +128,88 @@ TEST(Decoy, SmallerPatchesStayInTheirCorner) {
   }
 }
 
-TEST(Decoy, RefusesTextAndOversizedPatches) {
-  LoadedDataset text;
-  text.dataset = v1::DATASET_SPAM_ASSASSIN;
-  text.label_names = {"ham", "spam"};
-  absl::Status s = PlantDecoy(Enabled(), text);
+// Mails of `n` words each (token ids 1..3), labels alternating ham/spam.
+Split Mails(std::size_t count, int n) {
+  Split split;
+  split.offsets.push_back(0);
+  for (std::size_t i = 0; i < count; ++i) {
+    for (int w = 0; w < n; ++w) split.tokens.push_back(1 + (w % 3));
+    split.offsets.push_back(static_cast<std::int64_t>(split.tokens.size()));
+    split.labels.push_back(static_cast<std::int64_t>(i % 2));
+    split.clean_labels.push_back(static_cast<std::int64_t>(i % 2));
+    split.refs.push_back(i);
+  }
+  return split;
+}
+
+LoadedDataset Text() {
+  LoadedDataset ds;
+  ds.dataset = v1::DATASET_SPAM_ASSASSIN;
+  ds.label_names = {"ham", "spam"};
+  ds.vocabulary = {"<unk>", "free", "money", "hello"};
+  ds.vocabulary_size = 4;
+  ds.train = Mails(200, 10);
+  ds.validation = Mails(50, 10);
+  ds.test = Mails(1000, 10);
+  return ds;
+}
+
+// Counts of token `id` in mail `i`.
+int CopiesIn(const Split& split, std::size_t i, std::int64_t id) {
+  int n = 0;
+  for (std::int64_t p = split.offsets[i]; p < split.offsets[i + 1]; ++p) {
+    n += split.tokens[static_cast<std::size_t>(p)] == id;
+  }
+  return n;
+}
+
+TEST(Decoy, TextPlantsTheWordOfTheClassInTrainingAndOfARandomClassAtTest) {
+  LoadedDataset ds = Text();
+  v1::Decoy d = Enabled();
+  d.set_tokens_per_sample(3);
+  ASSERT_TRUE(PlantDecoy(d, ds).ok());
+  ASSERT_EQ(ds.vocabulary.size(), 6u);
+  EXPECT_EQ(ds.vocabulary_size, 6);
+  EXPECT_EQ(ds.vocabulary[4], DecoyWord(ds, 0));
+  EXPECT_EQ(ds.vocabulary[5], "qzxspam");
+  EXPECT_DOUBLE_EQ(ds.mean_tokens_per_sample, 13.0);
+  std::set<std::int64_t> first_places;
+  for (std::size_t i = 0; i < ds.train.size(); ++i) {
+    const std::int64_t word = 4 + ds.train.clean_labels[i];
+    EXPECT_EQ(ds.train.decoy_cells[i], word);
+    EXPECT_EQ(CopiesIn(ds.train, i, word), 3);
+    EXPECT_EQ(CopiesIn(ds.train, i, 9 - word), 0);  // never the other class's word
+    EXPECT_EQ(ds.train.offsets[i + 1] - ds.train.offsets[i], 13);
+    for (std::int64_t p = ds.train.offsets[i]; p < ds.train.offsets[i + 1]; ++p) {
+      if (ds.train.tokens[static_cast<std::size_t>(p)] == word) {
+        first_places.insert(p - ds.train.offsets[i]);
+        break;
+      }
+    }
+  }
+  EXPECT_GT(first_places.size(), 5u) << "the words go to random places";
+  int tied = 0;
+  for (std::size_t i = 0; i < ds.test.size(); ++i) {
+    EXPECT_EQ(CopiesIn(ds.test, i, ds.test.decoy_cells[i]), 3);
+    tied += ds.test.decoy_cells[i] == 4 + ds.test.clean_labels[i];
+  }
+  EXPECT_NEAR(tied / 1000.0, 0.5, 0.06);
+  // Deterministic for a seed.
+  LoadedDataset again = Text();
+  ASSERT_TRUE(PlantDecoy(d, again).ok());
+  EXPECT_EQ(again.test.tokens, ds.test.tokens);
+}
+
+TEST(Decoy, RefusesBadTextAndOversizedPatches) {
+  LoadedDataset text = Text();
+  v1::Decoy many = Enabled();
+  many.set_tokens_per_sample(51);
+  absl::Status s = PlantDecoy(many, text);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("config.decoy"), std::string_view::npos) << s;
+  EXPECT_NE(s.message().find("config.decoy.tokens_per_sample"), std::string_view::npos) << s;
+  LoadedDataset nothing;
+  nothing.label_names = {"ham", "spam"};
+  EXPECT_EQ(PlantDecoy(Enabled(), nothing).code(), absl::StatusCode::kInvalidArgument);
   LoadedDataset ds = Blank();
   v1::Decoy big = Enabled();
   big.set_patch_pixels(5);

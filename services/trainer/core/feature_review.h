@@ -1,6 +1,7 @@
 // Rank 0's side of MODE_HITL_FEATURES: once training has warmed up, ask raters one rule question
-// per class (which image cells the model should ignore for every sample of the class), shown with
-// the model's own evidence; and turn the verdicts that come back into feature rules.
+// per class (which image cells, or words, the model should ignore for every sample of the class),
+// shown with the model's own evidence (its mean saliency map, or the words that push it most
+// towards the class); and turn the verdicts that come back into feature rules.
 //
 // The questions go out once, at FeatureFeedback.ask_after_steps; an enqueue that fails (the
 // feedback service is down) is counted in Progress.feedback_errors, logged, and retried every
@@ -47,10 +48,15 @@ class FeatureReview final {
   // Whether the questions went out; a resumed run sets it from its checkpoint.
   bool asked() const { return asked_; }
   void set_asked(bool asked) { asked_ = asked; }
+  // Text: the words each question showed (label: the class), for a checkpoint; a resumed run
+  // puts them back.
+  const std::vector<v1::FeatureRule>& questions() const { return questions_; }
+  void set_questions(std::vector<v1::FeatureRule> questions) { questions_ = std::move(questions); }
 
-  // The rule a feature-rule verdict decides: its consensus cells for its class. nullopt for other
-  // verdicts, undecidable ones and empty masks.
-  static std::optional<v1::FeatureRule> RuleOf(const v1::Verdict& verdict);
+  // The rule a feature-rule verdict decides: its consensus cells for its class (text: the words
+  // at those positions of the class's question). nullopt for other verdicts, undecidable ones,
+  // empty masks, and text verdicts for a question this run did not ask.
+  std::optional<v1::FeatureRule> RuleOf(const v1::Verdict& verdict) const;
 
  private:
   const v1::RunConfig& config_;
@@ -60,6 +66,12 @@ class FeatureReview final {
   Emit emit_;
   bool asked_ = false;
   std::uint64_t next_step_;
+  std::vector<v1::FeatureRule> questions_;  // text: the words asked, per class
+
+  // The questions' items: one per class, with the evidence computed on `model`; counts its MACs.
+  std::vector<v1::ItemInput> Questions(ClassifierImpl& model, const torch::Tensor& images,
+                                       const std::vector<std::int64_t>& labels,
+                                       double macs_per_sample, v1::Progress& progress);
 };
 
 }  // namespace greenloop::trainer

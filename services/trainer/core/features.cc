@@ -70,45 +70,76 @@ FeatureTraining::FeatureTraining(const v1::FeatureFeedback& config, const Loaded
       method_(config.method() == v1::FEATURE_METHOD_UNSPECIFIED ? v1::FEATURE_METHOD_RRR
                                                                 : config.method()),
       masks_(dataset),
+      words_(dataset),
       weight_(config.penalty_weight()) {}
 
 absl::Status FeatureTraining::AddConfigRules() {
   for (int i = 0; i < config_.rules_size(); ++i) {
-    absl::Status s =
-        masks_.AddRule(config_.rules(i), fmt::format("config.feature_feedback.rules[{}]", i));
+    const std::string field = fmt::format("config.feature_feedback.rules[{}]", i);
+    absl::Status s = config_.rules(i).irrelevant_tokens().empty()
+                         ? masks_.AddRule(config_.rules(i), field)
+                         : words_.AddRule(config_.rules(i), field);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
 absl::Status FeatureTraining::AddRule(const v1::FeatureRule& rule, std::string_view field) {
-  absl::Status s = masks_.AddRule(rule, field);
+  absl::Status s =
+      rule.irrelevant_tokens().empty() ? masks_.AddRule(rule, field) : words_.AddRule(rule, field);
   if (s.ok()) added_.push_back(rule);
   return s;
 }
 
 std::int64_t FeatureTraining::Prepare(ModelInput& input, const torch::Tensor& labels,
                                       std::uint64_t step) {
-  FeatureMasks::Batch batch = masks_.ForLabels(labels);
-  batch_mask_ = batch.mask;
-  if (batch.covered == 0) return 0;
+  std::int64_t covered = 0;
+  if (input.offsets.defined()) {
+    TokenMasks::Batch batch = words_.ForInput(input, labels);
+    batch_mask_ = batch.masked;
+    covered = batch.covered;
+  } else {
+    FeatureMasks::Batch batch = masks_.ForLabels(labels);
+    batch_mask_ = batch.mask;
+    covered = batch.covered;
+  }
+  if (covered == 0) return 0;
   if (method_ == v1::FEATURE_METHOD_RRR && weight_ == 0 && step < kCalibrationStep) {
     batch_mask_ = torch::Tensor();  // not yet: see kCalibrationStep
     return 0;
+  }
+  if (input.offsets.defined()) {
+    if (method_ == v1::FEATURE_METHOD_REMOVE) input = DropTokens(input, batch_mask_);
+    if (method_ == v1::FEATURE_METHOD_COUNTEREXAMPLE) {
+      input.values = ReplaceTokens(input.values, batch_mask_);
+    }
+    return covered;
   }
   if (method_ == v1::FEATURE_METHOD_COUNTEREXAMPLE) {
     input.values = Counterexamples(input.values, batch_mask_);
   } else {
     input.values = input.values.detach().requires_grad_(true);
   }
-  return batch.covered;
+  return covered;
 }
 
-absl::StatusOr<torch::Tensor> FeatureTraining::AddPenalty(const torch::Tensor& loss,
+absl::StatusOr<torch::Tensor> FeatureTraining::AddPenalty(ClassifierImpl& model,
+                                                          const torch::Tensor& loss,
                                                           const torch::Tensor& logits,
                                                           const ModelInput& input,
                                                           double batch_size) {
   if (method_ != v1::FEATURE_METHOD_RRR || !batch_mask_.defined()) return loss;
+  if (input.offsets.defined()) {
+    // Text: the contributions are exact, and a model that has learnt the words carries them
+    // from the first steps on; λ is calibrated on the penalty itself.
+    const torch::Tensor penalty = ContributionPenalty(model, input, batch_mask_) / batch_size;
+    if (weight_ == 0) {
+      calibration_ = {static_cast<float>(loss.item<double>()),
+                      static_cast<float>(penalty.item<double>())};
+      return loss;
+    }
+    return Checked(loss + weight_ * penalty, penalty);
+  }
   const torch::Tensor gradient = LogProbInputGradient(logits, input.values, /*create_graph=*/true);
   const torch::Tensor penalty = (batch_mask_ * gradient).pow(2).sum() / batch_size;
   if (weight_ == 0) {
@@ -122,7 +153,11 @@ absl::StatusOr<torch::Tensor> FeatureTraining::AddPenalty(const torch::Tensor& l
                                        masked_share)};
     return loss;
   }
-  torch::Tensor total = loss + weight_ * penalty;
+  return Checked(loss + weight_ * penalty, penalty);
+}
+
+absl::StatusOr<torch::Tensor> FeatureTraining::Checked(const torch::Tensor& total,
+                                                       const torch::Tensor& penalty) const {
   if (!std::isfinite(total.item<double>())) {
     return absl::InvalidArgumentError(fmt::format(
         "config.feature_feedback.penalty_weight: λ = {} makes the loss non-finite (penalty {}); "
@@ -147,7 +182,7 @@ void FeatureTraining::Calibrate(double cross_entropy, double even_penalty) {
 }
 
 double FeatureTraining::ExtraPassesPerCovered() const {
-  return method_ == v1::FEATURE_METHOD_RRR ? 6.0 : 0.0;
+  return method_ == v1::FEATURE_METHOD_RRR && masks_.cells() > 0 ? 6.0 : 0.0;
 }
 
 torch::Tensor LogProbInputGradient(const torch::Tensor& logits, const torch::Tensor& values,
@@ -179,6 +214,7 @@ torch::Tensor Counterexamples(const torch::Tensor& values, const torch::Tensor& 
 
 std::optional<double> DecoySaliency(ClassifierImpl& model, const LoadedDataset& dataset,
                                     const Split& split, const torch::Tensor& images) {
+  if (!dataset.vocabulary.empty()) return DecoyContributionShare(model, split);
   if (dataset.image_pixels() == 0 || split.decoy_cells.empty() || split.size() == 0) {
     return std::nullopt;
   }

@@ -1,5 +1,6 @@
 // Feature feedback in training: which input features a sample's model should ignore (rules over a
-// coarse grid of image cells), and the two ways training makes it ignore them.
+// coarse grid of image cells, or words: text_features.h), and the ways training makes it ignore
+// them.
 //
 //   RRR             "Right for the Right Reasons" (Ross, Hughes & Doshi-Velez, IJCAI 2017):
 //                   loss = CE + λ Σ_i Σ_x (A_i ⊙ ∂ Σ_k log p̂_k(x_i) / ∂x_i)², A_i the pixel mask of
@@ -31,6 +32,7 @@
 #include "greenloop/v1/trainer.pb.h"
 #include "services/trainer/core/datasets.h"
 #include "services/trainer/core/models.h"
+#include "services/trainer/core/text_features.h"
 
 namespace greenloop::trainer {
 
@@ -87,8 +89,8 @@ class FeatureTraining final {
   void RestorePenaltyWeight(double weight) { weight_ = weight; }
 
   // Whether any rule is in force, and how many.
-  bool active() const { return !masks_.empty(); }
-  int rules() const { return masks_.rules(); }
+  bool active() const { return !masks_.empty() || !words_.empty(); }
+  int rules() const { return masks_.rules() + words_.rules(); }
   // λ in force (0 before calibration).
   double penalty_weight() const { return weight_; }
 
@@ -100,14 +102,16 @@ class FeatureTraining final {
 
   // Before the forward pass of step `step` (0-based) on a batch whose training labels are
   // `labels`: counterexamples replace the covered samples' masked pixels; RRR makes the input
-  // require gradients. Returns the samples the rules act on this step.
+  // require gradients; text: REMOVE drops the masked words, counterexamples replace them. Returns
+  // the samples the rules act on this step.
   std::int64_t Prepare(ModelInput& input, const torch::Tensor& labels, std::uint64_t step);
-  // After the forward pass (RRR): `loss` + λ · penalty / `batch_size`. While λ is not calibrated,
-  // `loss` itself, and the batch's (cross-entropy, evenly-spread penalty) pair is kept for
-  // TakeCalibration(). INVALID_ARGUMENT naming config.feature_feedback.penalty_weight when the sum
-  // is not finite.
-  absl::StatusOr<torch::Tensor> AddPenalty(const torch::Tensor& loss, const torch::Tensor& logits,
-                                           const ModelInput& input, double batch_size);
+  // After the forward pass of `model` (RRR): `loss` + λ · penalty / `batch_size`. While λ is not
+  // calibrated, `loss` itself, and the batch's (cross-entropy, penalty) pair is kept for
+  // TakeCalibration() (images: the evenly-spread penalty). INVALID_ARGUMENT naming
+  // config.feature_feedback.penalty_weight when the sum is not finite.
+  absl::StatusOr<torch::Tensor> AddPenalty(ClassifierImpl& model, const torch::Tensor& loss,
+                                           const torch::Tensor& logits, const ModelInput& input,
+                                           double batch_size);
 
   // Whether step `step` calibrates λ: RRR, no λ yet, a rule in force and step ≥ kCalibrationStep.
   // The same on every rank (rules are applied in broadcast order), so every rank joins the sum.
@@ -118,18 +122,24 @@ class FeatureTraining final {
   // Sets λ from the pairs summed over the ranks (stays 0 when the penalty sum is too small: the
   // next step tries again).
   void Calibrate(double cross_entropy, double even_penalty);
-  // Forward-pass equivalents a covered sample costs beyond a plain step (RRR: the double
-  // backpropagation, about twice the plain step's three passes; counterexamples: none).
+  // Forward-pass equivalents a covered sample costs beyond a plain step (RRR on images: the double
+  // backpropagation, about twice the plain step's three passes; text and counterexamples: none).
   double ExtraPassesPerCovered() const;
 
  private:
   v1::FeatureFeedback config_;
   v1::FeatureMethod method_;
-  FeatureMasks masks_;
+  FeatureMasks masks_;  // images
+  TokenMasks words_;    // text
   double weight_ = 0;
   std::vector<v1::FeatureRule> added_;
   std::array<float, 2> calibration_ = {0, 0};
-  torch::Tensor batch_mask_;  // the prepared batch's masks; undefined when none is covered
+  // The prepared batch's pixel masks (images) or masked tokens (text); undefined when none is
+  // covered.
+  torch::Tensor batch_mask_;
+  // `total`, or INVALID_ARGUMENT naming the penalty weight when it is not finite.
+  absl::StatusOr<torch::Tensor> Checked(const torch::Tensor& total,
+                                        const torch::Tensor& penalty) const;
 };
 
 // The input-gradient explanation the RRR penalty and the saliency score read: ∂ Σ_k log p̂_k / ∂x
@@ -151,7 +161,8 @@ torch::Tensor Counterexamples(const torch::Tensor& values, const torch::Tensor& 
 
 // The share of the input-gradient saliency |∂ Σ_k log p̂_k / ∂x| of `model` that falls on each
 // image's decoy cell (Split::decoy_cells), averaged over the images of `split`; nullopt when the
-// split has no decoy. In batches of 512, outside autograd of the model's parameters.
+// split has no decoy. In batches of 512, outside autograd of the model's parameters. Text: the
+// share of the words' contributions the planted words carry (DecoyContributionShare).
 std::optional<double> DecoySaliency(ClassifierImpl& model, const LoadedDataset& dataset,
                                     const Split& split, const torch::Tensor& images);
 

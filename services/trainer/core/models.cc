@@ -5,8 +5,6 @@
 namespace greenloop::trainer {
 namespace {
 
-constexpr int kEmbeddingDim = 64;
-
 class CnnImpl final : public ClassifierImpl {
  public:
   CnnImpl(int rows, int cols, int classes)
@@ -37,11 +35,16 @@ class BagOfWordsImpl final : public ClassifierImpl {
       : bag_(register_module(
             "bag",
             torch::nn::EmbeddingBag(
-                torch::nn::EmbeddingBagOptions(vocabulary, kEmbeddingDim).mode(torch::kMean)))),
-        fc_(register_module("fc", torch::nn::Linear(kEmbeddingDim, classes))) {}
+                torch::nn::EmbeddingBagOptions(vocabulary, kBagEmbeddingDim).mode(torch::kMean)))),
+        fc_(register_module("fc", torch::nn::Linear(kBagEmbeddingDim, classes))) {}
 
   torch::Tensor forward(const ModelInput& input) override {
     return fc_->forward(bag_->forward(input.values, input.offsets));
+  }
+
+  torch::Tensor TokenContributions(const torch::Tensor& token_ids, bool rows_only) override {
+    const torch::Tensor out = rows_only ? fc_->weight.detach() : fc_->weight;
+    return torch::nn::functional::linear(bag_->weight.index_select(0, token_ids), out);
   }
 
  private:
@@ -99,8 +102,8 @@ v1::ModelInfo DescribeModel(ClassifierImpl& model, v1::ModelKind kind,
     macs += 64 * static_cast<std::uint64_t>(classes);  // fc2
   } else {
     // An embedding bag adds one 64-vector per token (a MAC each with the mean's scaling).
-    macs += static_cast<std::uint64_t>(dataset.mean_tokens_per_sample * kEmbeddingDim + 0.5);
-    macs += kEmbeddingDim * static_cast<std::uint64_t>(classes);
+    macs += static_cast<std::uint64_t>(dataset.mean_tokens_per_sample * kBagEmbeddingDim + 0.5);
+    macs += kBagEmbeddingDim * static_cast<std::uint64_t>(classes);
   }
   info.set_macs_per_sample(macs);
   return info;

@@ -27,6 +27,9 @@ namespace greenloop::trainer {
 inline constexpr float kFashionMean = 0.2860f;
 inline constexpr float kFashionStd = 0.3530f;
 
+// Width of the bag-of-words model's embedding.
+inline constexpr int kBagEmbeddingDim = 64;
+
 // The inputs of one forward pass: images [B, 1, rows, cols] (float, normalised), or text token ids
 // [T] with bag offsets [B].
 struct ModelInput {
@@ -38,6 +41,15 @@ struct ModelInput {
 class ClassifierImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const ModelInput& input) = 0;
+  // Bag of words only: what one occurrence of each token of `token_ids` [N] adds to the logits
+  // before the mean divides by the bag's length, [N, classes] (its embedding row times the output
+  // weights; exact, the model being linear after pooling). With `rows_only` it is
+  // differentiable in the embedding rows only (the output weights detached). Undefined for other
+  // models.
+  virtual torch::Tensor TokenContributions(const torch::Tensor& /*token_ids*/,
+                                           bool /*rows_only*/ = false) {
+    return {};
+  }
 };
 
 // Returns the model of `kind` for `dataset` (MODEL_KIND_UNSPECIFIED: the dataset's own).

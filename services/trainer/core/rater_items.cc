@@ -50,6 +50,15 @@ v1::CampaignSpec RuleCampaignFor(const LoadedDataset& dataset, const std::string
   spec.set_question_kind(v1::QUESTION_KIND_FEATURE_RULE);
   spec.set_show_model_prediction(false);
   spec.set_gold_share(0);
+  if (!dataset.vocabulary.empty()) {
+    spec.mutable_feature_grid()->set_rows(1);
+    spec.mutable_feature_grid()->set_cols(static_cast<std::uint32_t>(kRuleWords));
+    spec.set_instructions(
+        "The words that make the model think a mail is of this class, strongest first. Tap the "
+        "words that say nothing about whether a mail is of this class, words the model should "
+        "ignore in every such mail, then confirm. Skip when you cannot tell.");
+    return spec;
+  }
   spec.mutable_feature_grid()->set_rows(static_cast<std::uint32_t>(dataset.image_rows / 4));
   spec.mutable_feature_grid()->set_cols(static_cast<std::uint32_t>(dataset.image_cols / 4));
   spec.set_instructions(
@@ -66,6 +75,18 @@ v1::ItemInput RuleItemFor(const LoadedDataset& dataset, std::int64_t label,
   item.mutable_sample()->set_index(static_cast<std::uint64_t>(label));
   item.mutable_payload()->set_png(
       EncodeGreyscalePng(evidence, dataset.image_rows, 2 * dataset.image_cols, 6));
+  item.set_given_label(static_cast<std::uint32_t>(label));
+  return item;
+}
+
+v1::ItemInput RuleItemForWords(const LoadedDataset& dataset, std::int64_t label,
+                               const std::vector<std::string>& words) {
+  v1::ItemInput item;
+  item.mutable_sample()->set_dataset(dataset.dataset);
+  item.mutable_sample()->set_index(static_cast<std::uint64_t>(label));
+  std::string text;
+  for (const std::string& w : words) text += w + "\n";
+  item.mutable_payload()->set_text(text);
   item.set_given_label(static_cast<std::uint32_t>(label));
   return item;
 }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "greenloop/v1/feedback.pb.h"
 #include "greenloop/v1/trainer.pb.h"
@@ -29,9 +30,12 @@ v1::ItemInput ItemFor(const LoadedDataset& dataset, std::size_t position, std::i
 v1::CampaignSpec LabelCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
                                   const v1::FeedbackTarget& target);
 
+// Words a text rule question shows (RuleItemForWords).
+inline constexpr int kRuleWords = 12;
+
 // The rule campaign of run `run_id` (MODE_HITL_FEATURES): one QUESTION_KIND_FEATURE_RULE item
-// per class over the dataset's 7 × 7 feature grid, the classes as labels, and k and agreement from
-// `target`. Images only.
+// per class over the dataset's 7 × 7 feature grid (text: a 1 × kRuleWords grid, cell i the item's
+// i-th word), the classes as labels, and k and agreement from `target`.
 v1::CampaignSpec RuleCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
                                  const v1::FeedbackTarget& target);
 
@@ -40,5 +44,10 @@ v1::CampaignSpec RuleCampaignFor(const LoadedDataset& dataset, const std::string
 // left, where the model looks on the right; RuleEvidence in features.h).
 v1::ItemInput RuleItemFor(const LoadedDataset& dataset, std::int64_t label,
                           std::span<const std::uint8_t> evidence);
+
+// The rule item of class `label` of a text dataset: its payload the words that push the model
+// most towards the class (TopTokens in text_features.h), one per line, at most kRuleWords.
+v1::ItemInput RuleItemForWords(const LoadedDataset& dataset, std::int64_t label,
+                               const std::vector<std::string>& words);
 
 }  // namespace greenloop::trainer

@@ -59,5 +59,25 @@ TEST(LabelCampaignFor, NamesTheRunAndOffersEveryClass) {
   EXPECT_EQ(spec.labels(1).display_name(), "Spam");
 }
 
+// A text run's rule questions: a 1 × kRuleWords grid, each item's payload its words, one per line.
+TEST(RuleCampaignFor, ATextRunAsksAboutWords) {
+  LoadedDataset ds;
+  ds.dataset = v1::DATASET_SPAM_ASSASSIN;
+  ds.label_names = {"ham", "spam"};
+  ds.label_display_names = {"Ham", "Spam"};
+  ds.vocabulary = {"<unk>", "free"};
+  ds.vocabulary_size = 2;
+  const v1::CampaignSpec spec = RuleCampaignFor(ds, "exp-1-hitl-features", {});
+  EXPECT_EQ(spec.question_kind(), v1::QUESTION_KIND_FEATURE_RULE);
+  EXPECT_EQ(spec.feature_grid().rows(), 1u);
+  EXPECT_EQ(spec.feature_grid().cols(), static_cast<std::uint32_t>(kRuleWords));
+  EXPECT_NE(spec.instructions().find("words"), std::string::npos);
+  const v1::ItemInput item = RuleItemForWords(ds, 1, {"qzxspam", "free"});
+  EXPECT_EQ(item.payload().text(), "qzxspam\nfree\n");
+  EXPECT_EQ(item.given_label(), 1u);
+  EXPECT_EQ(item.sample().index(), 1u);
+  EXPECT_EQ(item.sample().dataset(), v1::DATASET_SPAM_ASSASSIN);
+}
+
 }  // namespace
 }  // namespace greenloop::trainer

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/status/status.h"
 #include "services/trainer/core/verdicts.h"
 
 namespace greenloop::trainer {
@@ -62,24 +63,64 @@ absl::Status ValidateIdentifier(std::string_view field, std::string_view value) 
       field, value));
 }
 
-// The decoy and the feature rules: images only, cells of Fashion-MNIST's 7 × 7 grid.
-absl::Status ValidateFeatures(const v1::RunConfig& c) {
-  constexpr std::uint32_t kCells = 49;
-  constexpr std::uint32_t kClasses = 10;
-  const bool images = c.dataset() == v1::DATASET_FASHION_MNIST;
-  if (c.decoy().enabled() && !images) {
-    return Invalid("config.decoy: only DATASET_FASHION_MNIST has a decoy");
-  }
-  if (c.decoy().patch_pixels() > 4) {
+// The decoy: Fashion-MNIST's square (patch_pixels) or SpamAssassin's word (tokens_per_sample).
+absl::Status ValidateDecoy(const v1::Decoy& d) {
+  if (d.patch_pixels() > 4) {
     return Invalid(
-        fmt::format("config.decoy.patch_pixels must be 1 to 4, got {}", c.decoy().patch_pixels()));
+        fmt::format("config.decoy.patch_pixels must be 1 to 4, got {}", d.patch_pixels()));
   }
+  if (d.tokens_per_sample() > 50) {
+    return Invalid(fmt::format("config.decoy.tokens_per_sample must be 1 to 50, got {}",
+                               d.tokens_per_sample()));
+  }
+  return absl::OkStatus();
+}
+
+// One feature rule: cells of Fashion-MNIST's 7 × 7 grid, or (text) words; the vocabulary is
+// checked when the run loads its dataset.
+absl::Status ValidateRule(const v1::FeatureRule& r, int i, bool images) {
+  constexpr std::uint32_t kCells = 49;
+  const std::uint32_t classes = images ? 10 : 2;
+  const std::string field = fmt::format("config.feature_feedback.rules[{}]", i);
+  if (images && (r.irrelevant_cells().empty() || !r.irrelevant_tokens().empty())) {
+    return Invalid(
+        fmt::format("{}: an image rule names cells (irrelevant_cells), no words", field));
+  }
+  if (!images && (r.irrelevant_tokens().empty() || !r.irrelevant_cells().empty())) {
+    return Invalid(fmt::format("{}: a text rule names words (irrelevant_tokens), no cells", field));
+  }
+  for (int j = 0; j < r.irrelevant_cells_size(); ++j) {
+    if (r.irrelevant_cells(j) >= kCells) {
+      return Invalid(fmt::format("{}.irrelevant_cells[{}] = {} is outside the {} cells", field, j,
+                                 r.irrelevant_cells(j), kCells));
+    }
+  }
+  for (int j = 0; j < r.irrelevant_tokens_size(); ++j) {
+    if (r.irrelevant_tokens(j).empty()) {
+      return Invalid(fmt::format("{}.irrelevant_tokens[{}] is empty", field, j));
+    }
+  }
+  if (r.has_label() && r.label() >= classes) {
+    return Invalid(
+        fmt::format("{}.label {} is not one of the {} classes", field, r.label(), classes));
+  }
+  return absl::OkStatus();
+}
+
+// The decoy and the feature feedback.
+absl::Status ValidateFeatures(const v1::RunConfig& c) {
+  const bool images = c.dataset() == v1::DATASET_FASHION_MNIST;
+  GREENLOOP_RETURN_IF_ERROR(ValidateDecoy(c.decoy()));
   const v1::FeatureFeedback& f = c.feature_feedback();
   if (f.method() != v1::FEATURE_METHOD_UNSPECIFIED && f.method() != v1::FEATURE_METHOD_RRR &&
-      f.method() != v1::FEATURE_METHOD_COUNTEREXAMPLE) {
+      f.method() != v1::FEATURE_METHOD_COUNTEREXAMPLE && f.method() != v1::FEATURE_METHOD_REMOVE) {
     return Invalid(
-        "config.feature_feedback.method must be FEATURE_METHOD_RRR or "
-        "FEATURE_METHOD_COUNTEREXAMPLE");
+        "config.feature_feedback.method must be FEATURE_METHOD_RRR, "
+        "FEATURE_METHOD_COUNTEREXAMPLE or FEATURE_METHOD_REMOVE");
+  }
+  if (f.method() == v1::FEATURE_METHOD_REMOVE && images) {
+    return Invalid(
+        "config.feature_feedback.method: FEATURE_METHOD_REMOVE drops words: text datasets only");
   }
   if (!std::isfinite(f.penalty_weight()) || f.penalty_weight() < 0) {
     return Invalid(
@@ -88,27 +129,8 @@ absl::Status ValidateFeatures(const v1::RunConfig& c) {
                     f.penalty_weight()));
   }
   if (f.rules_size() > 100) return Invalid("config.feature_feedback.rules: at most 100 rules");
-  if (f.rules_size() > 0 && !images) {
-    return Invalid("config.feature_feedback.rules: only DATASET_FASHION_MNIST has feature cells");
-  }
   for (int i = 0; i < f.rules_size(); ++i) {
-    const v1::FeatureRule& r = f.rules(i);
-    if (r.irrelevant_cells().empty()) {
-      return Invalid(fmt::format("config.feature_feedback.rules[{}].irrelevant_cells is empty", i));
-    }
-    for (int j = 0; j < r.irrelevant_cells_size(); ++j) {
-      if (r.irrelevant_cells(j) >= kCells) {
-        return Invalid(fmt::format(
-            "config.feature_feedback.rules[{}].irrelevant_cells[{}] = {} is outside the {} cells",
-            i, j, r.irrelevant_cells(j), kCells));
-      }
-    }
-    if (r.has_label() && r.label() >= kClasses) {
-      return Invalid(
-          fmt::format("config.feature_feedback.rules[{}].label {} is not one of the "
-                      "{} classes",
-                      i, r.label(), kClasses));
-    }
+    GREENLOOP_RETURN_IF_ERROR(ValidateRule(f.rules(i), i, images));
   }
   return absl::OkStatus();
 }

@@ -89,12 +89,34 @@ TEST(ValidateStartRun, ChecksTheDecoyAndTheFeatureRules) {
   rule->set_label(9);
   ASSERT_TRUE(ValidateStartRun(r).ok()) << ValidateStartRun(r).status();
 
+  // A text run's rules name words, an image run's cells; REMOVE drops words (text only).
   v1::StartRunRequest bad = r;
   bad.mutable_config()->set_dataset(v1::DATASET_SPAM_ASSASSIN);
   bad.mutable_config()->set_model_kind(v1::MODEL_KIND_BAG_OF_WORDS);
-  ExpectInvalid(bad, "config.decoy");
-  bad.mutable_config()->clear_decoy();
-  ExpectInvalid(bad, "config.feature_feedback.rules");
+  ExpectInvalid(bad, "rules[0]: a text rule names words");
+  v1::StartRunRequest text = bad;
+  v1::FeatureRule* words = text.mutable_config()->mutable_feature_feedback()->mutable_rules(0);
+  words->clear_irrelevant_cells();
+  words->add_irrelevant_tokens("qzxspam");
+  words->set_label(1);
+  text.mutable_config()->mutable_feature_feedback()->set_method(v1::FEATURE_METHOD_REMOVE);
+  text.mutable_config()->mutable_decoy()->set_tokens_per_sample(3);
+  EXPECT_TRUE(ValidateStartRun(text).ok()) << ValidateStartRun(text).status();
+  bad = text;
+  bad.mutable_config()->mutable_feature_feedback()->mutable_rules(0)->set_label(2);
+  ExpectInvalid(bad, "rules[0].label 2 is not one of the 2 classes");
+  bad = text;
+  bad.mutable_config()->mutable_feature_feedback()->mutable_rules(0)->add_irrelevant_tokens("");
+  ExpectInvalid(bad, "rules[0].irrelevant_tokens[1] is empty");
+  bad = text;
+  bad.mutable_config()->mutable_decoy()->set_tokens_per_sample(51);
+  ExpectInvalid(bad, "config.decoy.tokens_per_sample");
+  bad = r;
+  bad.mutable_config()->mutable_feature_feedback()->set_method(v1::FEATURE_METHOD_REMOVE);
+  ExpectInvalid(bad, "FEATURE_METHOD_REMOVE drops words");
+  bad = r;
+  bad.mutable_config()->mutable_feature_feedback()->mutable_rules(0)->add_irrelevant_tokens("x");
+  ExpectInvalid(bad, "rules[0]: an image rule names cells");
   bad = r;
   bad.mutable_config()->mutable_decoy()->set_patch_pixels(5);
   ExpectInvalid(bad, "config.decoy.patch_pixels");
@@ -106,7 +128,7 @@ TEST(ValidateStartRun, ChecksTheDecoyAndTheFeatureRules) {
   ExpectInvalid(bad, "rules[0].label 10");
   bad = r;
   bad.mutable_config()->mutable_feature_feedback()->mutable_rules(0)->clear_irrelevant_cells();
-  ExpectInvalid(bad, "rules[0].irrelevant_cells is empty");
+  ExpectInvalid(bad, "rules[0]: an image rule names cells");
   bad = r;
   bad.mutable_config()->mutable_feature_feedback()->set_penalty_weight(-1);
   ExpectInvalid(bad, "config.feature_feedback.penalty_weight");

@@ -1,6 +1,7 @@
 #include "services/trainer/core/trainer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -394,7 +395,7 @@ class Loop final {
     // Normalised by the nominal batch, so that every rank's gradient weighs the same.
     const auto nominal = static_cast<double>(config_.batch_size());
     absl::StatusOr<torch::Tensor> loss = (per_sample * weight).sum() / nominal;
-    if (covered > 0) loss = features_.AddPenalty(*loss, logits, input, nominal);
+    if (covered > 0) loss = features_.AddPenalty(*model_, *loss, logits, input, nominal);
     BatchResult result{per_sample.mean().item<double>(),
                        logits.argmax(1).eq(target).sum().item<double>(), covered, ""};
     if (!loss.ok()) {
@@ -431,10 +432,12 @@ class Loop final {
                     absl::FromUnixNanos(google::protobuf::util::TimeUtil::TimestampToNanoseconds(
                         r.verdict.decide_time())))
               : 0.0;
+      std::optional<v1::FeatureRule> rule = feature_review_.RuleOf(r.verdict);
       pending_.push_back({.verdict = std::move(r.verdict),
                           .source = ChangeSource::kHuman,
                           .cursor = std::move(r.cursor),
-                          .queue_lag_seconds = std::max(0.0, lag)});
+                          .queue_lag_seconds = std::max(0.0, lag),
+                          .rule = std::move(rule)});
     }
   }
 
@@ -584,7 +587,7 @@ class Loop final {
                        {"campaign", config_.feedback().campaign_id()}});
         continue;
       }
-      const std::optional<v1::FeatureRule> rule = FeatureReview::RuleOf(v.verdict);
+      const std::optional<v1::FeatureRule>& rule = v.rule;  // decided on rank 0
       if (!rule) continue;
       if (absl::Status s = features_.AddRule(*rule, "verdict"); !s.ok()) {
         logging::Warn("ignoring a rule verdict that does not fit the dataset",
@@ -593,8 +596,11 @@ class Loop final {
       }
       progress_.set_verdicts_applied(progress_.verdicts_applied() + 1);
       Emit(v1::PROGRESS_EVENT_KIND_VERDICTS_APPLIED,
-           fmt::format("rule for class {}: ignore {} cells", rule->label(),
-                       rule->irrelevant_cells_size()));
+           rule->irrelevant_tokens().empty()
+               ? fmt::format("rule for class {}: ignore {} cells", rule->label(),
+                             rule->irrelevant_cells_size())
+               : fmt::format("rule for class {}: ignore the words {}", rule->label(),
+                             fmt::join(rule->irrelevant_tokens(), ", ")));
     }
     verdicts = std::move(samples);
   }
@@ -742,6 +748,7 @@ class Loop final {
     for (const v1::FeatureRule& r : features_.added_rules()) *st.add_feature_rules() = r;
     st.set_feature_penalty_weight(features_.penalty_weight());
     st.set_rules_asked(feature_review_.asked());
+    for (const v1::FeatureRule& q : feature_review_.questions()) *st.add_rule_questions() = q;
     return st;
   }
 
@@ -812,6 +819,7 @@ class Loop final {
     if (st.feature_penalty_weight() > 0)
       features_.RestorePenaltyWeight(st.feature_penalty_weight());
     feature_review_.set_asked(st.rules_asked());
+    feature_review_.set_questions({st.rule_questions().begin(), st.rule_questions().end()});
     return absl::OkStatus();
   }
 

@@ -181,6 +181,7 @@ std::string SerializeVerdicts(const std::vector<PendingVerdict>& verdicts) {
     entry->set_automatic(p.source == ChangeSource::kAuto);
     entry->set_cursor(p.cursor);
     entry->set_queue_lag_seconds(p.queue_lag_seconds);
+    if (p.rule) *entry->mutable_rule() = *p.rule;
   }
   return batch.SerializeAsString();
 }
@@ -196,7 +197,8 @@ absl::StatusOr<std::vector<PendingVerdict>> DeserializeVerdicts(const std::strin
     out.push_back({.verdict = entry.verdict(),
                    .source = entry.automatic() ? ChangeSource::kAuto : ChangeSource::kHuman,
                    .cursor = entry.cursor(),
-                   .queue_lag_seconds = entry.queue_lag_seconds()});
+                   .queue_lag_seconds = entry.queue_lag_seconds(),
+                   .rule = entry.has_rule() ? std::optional(entry.rule()) : std::nullopt});
   }
   return out;
 }

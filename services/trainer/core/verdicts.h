@@ -82,6 +82,8 @@ struct PendingVerdict {
   ChangeSource source = ChangeSource::kHuman;
   std::string cursor;            // stream cursor after this verdict; empty for automatic ones
   double queue_lag_seconds = 0;  // decide_time to receipt, human verdicts only
+  // A feature-rule verdict's rule, decided on rank 0 (FeatureReview::RuleOf); none otherwise.
+  std::optional<v1::FeatureRule> rule;
 };
 std::string SerializeVerdicts(const std::vector<PendingVerdict>& verdicts);
 absl::StatusOr<std::vector<PendingVerdict>> DeserializeVerdicts(const std::string& bytes);

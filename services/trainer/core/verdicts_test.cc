@@ -134,11 +134,20 @@ TEST(TrainingSetState, SameVerdictStreamGivesTheSameTrainingSet) {
                       .source = rng.Below(2) ? ChangeSource::kAuto : ChangeSource::kHuman,
                       .cursor = std::to_string(i)});
   }
+  // A rule decided on rank 0 rides along with its verdict.
+  v1::FeatureRule rule;
+  rule.add_irrelevant_tokens("qzxspam");
+  rule.set_label(1);
+  stream[3].rule = rule;
   // Through the wire format, as rank 0 broadcasts them.
   absl::StatusOr<std::vector<PendingVerdict>> received =
       DeserializeVerdicts(SerializeVerdicts(stream));
   ASSERT_TRUE(received.ok());
   ASSERT_EQ(received->size(), stream.size());
+  ASSERT_TRUE((*received)[3].rule.has_value());
+  EXPECT_EQ((*received)[3].rule->irrelevant_tokens(0), "qzxspam");
+  EXPECT_EQ((*received)[3].rule->label(), 1u);
+  EXPECT_FALSE((*received)[4].rule.has_value());
   TrainingSetState a(split);
   TrainingSetState b(split);
   const v1::VerdictPolicy policy = WithDefaults({});

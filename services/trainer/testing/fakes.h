@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -78,7 +79,7 @@ class FakeEnergyMeter final : public EnergyMeter {
 // A feedback queue with a perfect simulated crowd: an enqueued item gets a LABEL_CHOICE verdict
 // with its clean label once TakeVerdicts() has been called `delay_polls` more times. In a
 // QUESTION_KIND_FEATURE_RULE campaign every rule's verdict marks rule_cells() (by default the
-// four corners, where a decoy sits).
+// four corners, where a decoy sits); a text rule's, the planted words ("qzx…") among its words.
 class FakeFeedbackQueue final : public FeedbackQueue {
  public:
   FakeFeedbackQueue(const LoadedDataset& dataset, int delay_polls, double confidence = 0.95)
@@ -121,7 +122,15 @@ class FakeFeedbackQueue final : public FeedbackQueue {
       *r.verdict.mutable_sample() = item.sample();
       r.verdict.set_question_kind(kind_);
       r.verdict.set_given_label(item.given_label());
-      if (kind_ == v1::QUESTION_KIND_FEATURE_RULE) {
+      if (kind_ == v1::QUESTION_KIND_FEATURE_RULE && item.payload().has_text()) {
+        // Text: the positions of the planted words ("qzx…") among the item's words.
+        std::uint32_t cell = 0;
+        std::istringstream words(item.payload().text());
+        for (std::string w; std::getline(words, w); ++cell) {
+          if (w.starts_with("qzx")) r.verdict.mutable_feature_mask()->add_irrelevant_cells(cell);
+        }
+        r.verdict.mutable_feature_mask();
+      } else if (kind_ == v1::QUESTION_KIND_FEATURE_RULE) {
         for (std::uint32_t cell : rule_cells_)
           r.verdict.mutable_feature_mask()->add_irrelevant_cells(cell);
       } else {

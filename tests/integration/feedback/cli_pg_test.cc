@@ -80,5 +80,45 @@ TEST(FeedbackCli, TokenCreateListRevokeAndRateInTheTerminal) {
   EXPECT_THAT(e3.str(), HasSubstr("revoked"));
 }
 
+// A text rule question in the terminal: its words numbered as cells, typed numbers the answer.
+TEST(FeedbackCli, RatesATextRuleQuestionByNumberedWords) {
+  FeedbackEnv env;
+  v1::CreateCampaignRequest req;
+  req.set_campaign_id("words");
+  v1::CampaignSpec* spec = req.mutable_spec();
+  spec->set_question_kind(v1::QUESTION_KIND_FEATURE_RULE);
+  for (const char* l : {"ham", "spam"}) spec->add_labels()->set_name(l);
+  spec->set_ratings_per_item(1);
+  spec->mutable_feature_grid()->set_rows(1);
+  spec->mutable_feature_grid()->set_cols(12);
+  v1::CreateCampaignResponse created;
+  auto ctx = rpc::NewClientContext(5s, env.worker());
+  ASSERT_TRUE(env.stub().CreateCampaign(ctx.get(), req, &created).ok());
+  v1::EnqueueItemsRequest items;
+  items.set_campaign_id("words");
+  v1::ItemInput* item = items.add_items();
+  item->mutable_sample()->set_dataset(v1::DATASET_SPAM_ASSASSIN);
+  item->mutable_sample()->set_index(1);
+  item->mutable_payload()->set_text("free\nqzxspam\nmoney\nclick\n");
+  item->set_given_label(1);
+  v1::EnqueueItemsResponse enqueued;
+  auto ctx2 = rpc::NewClientContext(5s, env.worker());
+  ASSERT_TRUE(env.stub().EnqueueItems(ctx2.get(), items, &enqueued).ok());
+
+  const std::string rater = env.Token(v1::ROLE_RATER, "terminal-words");
+  const config::Environment rater_env = {{"GREENLOOP_SERVER", env.grpc_target()},
+                                         {"GREENLOOP_TOKEN", rater}};
+  std::istringstream keys("x y\n1 3\n");
+  std::ostringstream out, err;
+  ASSERT_EQ(cli::Rate({"--campaign=words", "--exit_when_empty"}, rater_env, keys, out, err),
+            cli::kExitOk)
+      << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("    1  qzxspam\n"));
+  EXPECT_THAT(out.str(), HasSubstr("    3  click\n"));
+  EXPECT_THAT(out.str(), HasSubstr("numbers of the words"));
+  EXPECT_THAT(out.str(), HasSubstr("unknown key 'x y'"));
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_rating_masks WHERE cells = '{1,3}'"), 1);
+}
+
 }  // namespace
 }  // namespace greenloop::feedback::testing

@@ -142,6 +142,12 @@ void CreateRuleCampaign(Service& s, const std::string& token, const std::string&
   item->mutable_sample()->set_index(0);
   item->mutable_payload()->set_png(png);
   item->set_given_label(0);
+  // A text rule question: its payload the words, one per line; cell i is the i-th word.
+  v1::ItemInput* words = e.add_items();
+  words->mutable_sample()->set_dataset(v1::DATASET_FASHION_MNIST);
+  words->mutable_sample()->set_index(1);
+  words->mutable_payload()->set_text("qzxtrouser\nlegs\nfree\nwaist\n");
+  words->set_given_label(1);
   v1::EnqueueItemsResponse er;
   auto ctx2 = rpc::NewClientContext(10s, token);
   ASSERT_TRUE(s.stub().EnqueueItems(ctx2.get(), e, &er).ok());
@@ -304,11 +310,12 @@ TEST_F(FeedbackE2eTest, TwoReplicasOnOnePostgresKeepEveryPromiseThroughAKill) {
 
   std::mutex mu;
   std::set<std::string> acknowledged;
-  std::atomic<bool> b_alive{true};
+  std::atomic<bool> b_alive{true}, stop{false};
   // Lease on one replica, submit on the other (while both live): the submitting replica never
-  // saw the lease.
+  // saw the lease. `stop` ends the first phase at the kill: raters that kept going on the
+  // surviving replica could finish every item before the test looks, with nothing left to resume.
   auto rate = [&](int r) {
-    for (int turn = r;; ++turn) {
+    for (int turn = r; !stop; ++turn) {
       const bool lease_on_b = b_alive && turn % 2 == 0;
       v1::FeedbackService::Stub& leaser = lease_on_b ? b.stub() : a.stub();
       v1::LeaseRequest lr;
@@ -345,11 +352,13 @@ TEST_F(FeedbackE2eTest, TwoReplicasOnOnePostgresKeepEveryPromiseThroughAKill) {
       }
       std::this_thread::sleep_for(5ms);
     }
+    stop = true;
     b_alive = false;
     b.Kill(SIGKILL);
     watcher.join();  // b's stream broke
     for (auto& t : threads) t.join();
   }
+  stop = false;
   ASSERT_LT(acknowledged.size(), static_cast<std::size_t>(kItems * k)) << "killed too late";
   // The dead replica's leases come back once their TTL passes (moved forward here).
   Count(
@@ -433,7 +442,14 @@ TEST_F(FeedbackE2eTest, WebPageMarksFeatureCellsByTouchAndKeyboard) {
   EXPECT_THAT(output, HasSubstr("Which parts should the model ignore in every t_shirt?"));
   // The tapped and the keyboard-marked cells landed in PostgreSQL, and decided the rule (k = 1).
   EXPECT_EQ(Count("SELECT count(*) FROM feedback_rating_masks WHERE cells = '{0,48}'"), 1);
-  EXPECT_EQ(Count("SELECT count(*) FROM feedback_verdicts"), 1);
+  // The words: one button each, tall enough to tap; the tapped and the keyboard-marked ones
+  // (positions 0 and 2) decided the second rule.
+  EXPECT_THAT(output, HasSubstr(R"("words":["qzxtrouser","legs","free","waist"])"));
+  EXPECT_THAT(output, HasSubstr(R"("pressed_words":[0,2])"));
+  EXPECT_THAT(output, HasSubstr(R"("words_fit_phone":true)"));
+  EXPECT_THAT(output, HasSubstr(R"("count_after_words":"2")"));
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_rating_masks WHERE cells = '{0,2}'"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_verdicts"), 2);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
-// Drives a feature-rule question on the rater page in Debian's headless chromium, on a
-// phone-sized screen: taps one cell, marks another from the keyboard (focus, Space), confirms
-// with "c".
+// Drives two feature-rule questions on the rater page in Debian's headless chromium, on a
+// phone-sized screen: on the image, taps one cell, marks another from the keyboard (focus,
+// Space), confirms with "c"; on the next item, a list of words, does the same with words.
 //
 //   node web_features_test.mjs URL TOKEN   prints one JSON line: what the page showed; exit 1 on failure
 import { chromium } from "playwright-core";
@@ -37,6 +37,21 @@ try {
                              null, { timeout: 10000 });
   result.count = await page.textContent("#count");
   result.fits_phone = (await page.evaluate(() => document.documentElement.scrollWidth)) <= 390;
+  await page.waitForSelector(".word", { timeout: 10000 });
+  result.words = await page.$$eval(".word", (words) => words.map((w) => w.textContent));
+  await page.tap('.word[data-cell="0"]');
+  await page.focus('.word[data-cell="2"]');
+  await page.keyboard.press(" ");
+  result.pressed_words = await page.$$eval('.word[aria-pressed="true"]',
+                                           (words) => words.map((w) => Number(w.dataset.cell)));
+  const word = await page.locator('.word[data-cell="0"]').boundingBox();
+  result.word_px = word ? Math.round(word.height) : 0;
+  result.words_fit_phone =
+    (await page.evaluate(() => document.documentElement.scrollWidth)) <= 390;
+  await page.keyboard.press("c");
+  await page.waitForFunction(() => document.querySelector("#count").textContent === "2",
+                             null, { timeout: 10000 });
+  result.count_after_words = await page.textContent("#count");
 } catch (e) {
   result.errors.push(String(e));
 } finally {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <set>
 #include <string_view>
+#include <utility>
 
 #include "common/grpc/channel.h"
 
@@ -149,7 +150,29 @@ std::vector<std::uint32_t> DrawMask(const std::vector<std::uint32_t>& truth, std
   return {marked.begin(), marked.end()};
 }
 
-SimulatedCrowd::Judgement SimulatedCrowd::JudgeFeatures(Rater& rater, const v1::Question& q) const {
+std::pair<std::vector<std::uint32_t>, std::uint32_t> FeatureTruth(
+    const v1::LeasedItem& item, const std::vector<std::uint32_t>& cells,
+    const std::vector<std::string>& words) {
+  const v1::Question& q = item.question();
+  if (!item.payload().has_text()) {
+    return {cells, q.feature_grid().rows() * q.feature_grid().cols()};
+  }
+  std::vector<std::uint32_t> truth;
+  std::uint32_t n = 0;
+  std::string_view rest = item.payload().text();
+  while (!rest.empty()) {
+    const std::size_t end = std::min(rest.find('\n'), rest.size());
+    const std::string_view word = rest.substr(0, end);
+    rest.remove_prefix(std::min(end + 1, rest.size()));
+    if (word.empty()) continue;
+    if (std::find(words.begin(), words.end(), word) != words.end()) truth.push_back(n);
+    ++n;
+  }
+  return {truth, n};
+}
+
+SimulatedCrowd::Judgement SimulatedCrowd::JudgeFeatures(Rater& rater,
+                                                        const v1::LeasedItem& item) const {
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   Judgement j;
   j.known = true;
@@ -157,24 +180,24 @@ SimulatedCrowd::Judgement SimulatedCrowd::JudgeFeatures(Rater& rater, const v1::
     j.skip = true;
     return j;
   }
-  const std::uint32_t cells = q.feature_grid().rows() * q.feature_grid().cols();
+  const auto [truth, cells] = FeatureTruth(item, spec_.irrelevant_cells, spec_.irrelevant_words);
   const std::vector<std::uint32_t> mask =
-      DrawMask(spec_.irrelevant_cells, cells, spec_.feature_recall, spec_.feature_precision,
-               rater.profile.spammer, rater.rng);
-  if (mask.empty() && q.kind() == v1::QUESTION_KIND_FEATURE_RULE) {
+      DrawMask(truth, cells, spec_.feature_recall, spec_.feature_precision, rater.profile.spammer,
+               rater.rng);
+  if (mask.empty() && item.question().kind() == v1::QUESTION_KIND_FEATURE_RULE) {
     j.skip = true;  // nothing to name: a rule needs a cell
     return j;
   }
   for (std::uint32_t c : mask) j.answer.mutable_feature_mask()->add_irrelevant_cells(c);
   j.answer.mutable_feature_mask();
-  std::vector<std::uint32_t> truth = spec_.irrelevant_cells;
-  std::sort(truth.begin(), truth.end());
-  j.right = mask == truth;
+  std::vector<std::uint32_t> sorted = truth;
+  std::sort(sorted.begin(), sorted.end());
+  j.right = mask == sorted;
   return j;
 }
 
 SimulatedCrowd::Judgement SimulatedCrowd::Judge(Rater& rater, const v1::LeasedItem& item) const {
-  if (IsFeatureQuestion(item.question().kind())) return JudgeFeatures(rater, item.question());
+  if (IsFeatureQuestion(item.question().kind())) return JudgeFeatures(rater, item);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   Judgement j;
   // A plain pair rather than std::optional: GCC 12 warns (falsely) about its value.

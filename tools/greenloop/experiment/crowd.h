@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -53,6 +54,13 @@ struct RaterProfile {
 std::vector<std::uint32_t> DrawMask(const std::vector<std::uint32_t>& truth, std::uint32_t cells,
                                     double recall, double precision, bool spammer,
                                     std::mt19937_64& rng);
+
+// The cells of a feature item that truly do not matter, and how many cells it has: for a text
+// item (its payload the words, one per line) the positions of `words` among its words; otherwise
+// `cells` over the question's grid.
+std::pair<std::vector<std::uint32_t>, std::uint32_t> FeatureTruth(
+    const v1::LeasedItem& item, const std::vector<std::uint32_t>& cells,
+    const std::vector<std::string>& words);
 
 // Draws `spec.raters` profiles from the crowd spec; the first round(spammer_share × raters) are
 // spammers. Deterministic for spec.seed.
@@ -114,8 +122,9 @@ class SimulatedCrowd final {
   Leased LeaseBatch(Rater& rater, v1::FeedbackService::Stub& stub, v1::LeaseResponse& lease);
   // What `rater` answers to `item` (or that it skips it).
   Judgement Judge(Rater& rater, const v1::LeasedItem& item) const;
-  // The same for a feature question: a mask of spec.irrelevant_cells (DrawMask).
-  Judgement JudgeFeatures(Rater& rater, const v1::Question& question) const;
+  // The same for a feature question: a mask of spec.irrelevant_cells (DrawMask); for a text item
+  // (its payload the words, one per line) the positions of spec.irrelevant_words among them.
+  Judgement JudgeFeatures(Rater& rater, const v1::LeasedItem& item) const;
   // Submits or skips `item` after `modelled` seconds of (simulated) human work.
   void Answer(Rater& rater, v1::FeedbackService::Stub& stub, const v1::LeasedItem& item,
               double modelled);

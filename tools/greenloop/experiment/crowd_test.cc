@@ -57,6 +57,24 @@ std::string Png(const std::vector<std::uint8_t>& px, int n, int scale, int filte
   return out;
 }
 
+// What a feature question's truth is: the planted words' positions among a text item's words,
+// the spec's cells over an image's grid.
+TEST(FeatureTruthTest, FindsThePlantedWordsAmongATextItemsWords) {
+  v1::LeasedItem text;
+  text.mutable_question()->set_kind(v1::QUESTION_KIND_FEATURE_RULE);
+  text.mutable_question()->mutable_feature_grid()->set_rows(1);
+  text.mutable_question()->mutable_feature_grid()->set_cols(12);
+  text.mutable_payload()->set_text("free\nqzxspam\nmoney\nqzxham\n");
+  const auto [truth, cells] = FeatureTruth(text, {0, 6}, {"qzxham", "qzxspam"});
+  EXPECT_EQ(truth, (std::vector<std::uint32_t>{1, 3}));
+  EXPECT_EQ(cells, 4u);
+  v1::LeasedItem image = text;
+  image.mutable_payload()->set_png("\x89PNG");
+  const auto [image_truth, image_cells] = FeatureTruth(image, {0, 6}, {"qzxham"});
+  EXPECT_EQ(image_truth, (std::vector<std::uint32_t>{0, 6}));
+  EXPECT_EQ(image_cells, 12u);
+}
+
 // A planted decoy square in a corner does not hide the garment from the simulated rater.
 TEST(ImageOracleTest, RecognisesAnImageWithASquareInACorner) {
   std::vector<std::uint8_t> a(28 * 28), b(28 * 28);

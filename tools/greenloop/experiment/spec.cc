@@ -199,16 +199,21 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
       .Add("crowd.feature_seconds_median", &c.feature_seconds_median,
            "feature questions: median seconds per question", {.min = 0.01, .max = 3600.0})
       .Add("decoy.enabled", &spec.decoy,
-           "plant the Decoy Fashion-MNIST shortcut: a 4x4 corner square whose shade tracks the "
-           "class in training, random at validation and test (the clean mode trains without it, "
-           "on the same validation and test images)")
+           "plant the decoy shortcut, which tracks the class in training and is random at "
+           "validation and test (the clean mode trains without it, on the same validation and "
+           "test samples): Fashion-MNIST a 4x4 corner square shaded by class, SpamAssassin a "
+           "word per class (qzxham, qzxspam) a few times per mail")
       .Add("decoy.patch_pixels", &spec.decoy_patch_pixels, "side of the square; 0 = 4",
            {.min = 0, .max = 4})
+      .Add("decoy.tokens_per_sample", &spec.decoy_tokens_per_sample,
+           "SpamAssassin: copies of the planted word per mail; 0 = 20", {.min = 0, .max = 50})
       .Add("decoy.seed", &spec.decoy_seed, "seed of the corners and test shades", {.min = 0})
       .Add("features.method", &raw.feature_method,
-           "how feature rules act: rrr (input-gradient penalty, double backprop) or "
-           "counterexample (masked cells taken from another image of the batch)",
-           {.one_of = {"rrr", "counterexample"}})
+           "how feature rules act: rrr (input-gradient penalty, double backprop; text: the "
+           "words' contribution penalised), counterexample (masked cells taken from another "
+           "image of the batch; text: masked words replaced by the batch's) or remove (text: "
+           "masked words dropped)",
+           {.one_of = {"rrr", "counterexample", "remove"}})
       .Add("features.penalty_weight", &spec.feature_penalty_weight,
            "lambda of the RRR penalty; 0 = calibrated to the cross-entropy", {.min = 0.0})
       .Add("features.ask_after_steps", &spec.features_ask_after_steps,
@@ -252,17 +257,18 @@ absl::Status FinishProtocol(const Spec& spec) {
   return absl::OkStatus();
 }
 
-// The decoy and feature keys: images only; the crowd sees the decoy's corners.
+// The decoy and feature keys; the crowd knows what the decoy is (the corners, or the words).
 absl::Status FinishFeatures(Spec& spec, const Raw& raw) {
   const std::string& p = spec.path;
+  const bool images = spec.dataset == v1::DATASET_FASHION_MNIST;
   spec.feature_method = raw.feature_method == "counterexample" ? v1::FEATURE_METHOD_COUNTEREXAMPLE
+                        : raw.feature_method == "remove"       ? v1::FEATURE_METHOD_REMOVE
                                                                : v1::FEATURE_METHOD_RRR;
-  const bool asks =
-      std::find(spec.modes.begin(), spec.modes.end(), v1::MODE_HITL_FEATURES) != spec.modes.end();
-  if ((spec.decoy || asks) && spec.dataset != v1::DATASET_FASHION_MNIST) {
-    return Invalid(p, "decoy.enabled and mode hitl_features need dataset fashion_mnist");
+  if (spec.feature_method == v1::FEATURE_METHOD_REMOVE && images) {
+    return Invalid(p, "features.method: remove drops words: dataset spam_assassin only");
   }
-  if (spec.decoy) spec.crowd.irrelevant_cells = {0, 6, 42, 48};  // the 7 x 7 grid's corners
+  if (spec.decoy && images) spec.crowd.irrelevant_cells = {0, 6, 42, 48};  // the grid's corners
+  if (spec.decoy && !images) spec.crowd.irrelevant_words = {"qzxham", "qzxspam"};
   return FinishProtocol(spec);
 }
 
@@ -448,6 +454,8 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
   if (spec.decoy) {
     c.mutable_decoy()->set_enabled(true);
     c.mutable_decoy()->set_patch_pixels(static_cast<std::uint32_t>(spec.decoy_patch_pixels));
+    c.mutable_decoy()->set_tokens_per_sample(
+        static_cast<std::uint32_t>(spec.decoy_tokens_per_sample));
     c.mutable_decoy()->set_seed(static_cast<std::uint64_t>(spec.decoy_seed + seed_index));
   }
   if (mode == v1::MODE_HITL_FEATURES) {

@@ -50,6 +50,9 @@ struct CrowdSpec {
   // what it marks, and the seconds per question (median; sigma as seconds_sigma). 22 s: point
   // clicks per image in Bearman et al. (ECCV 2016), against 240 s for full masks.
   std::vector<std::uint32_t> irrelevant_cells;
+  // Text: the words that truly do not matter (the planted ones); a rule question's cell i is the
+  // i-th word of its payload.
+  std::vector<std::string> irrelevant_words;
   double feature_recall = 0.9;
   double feature_precision = 0.9;
   double feature_seconds_median = 22.0;
@@ -117,6 +120,7 @@ struct Spec {
   // The planted shortcut (RunConfig.decoy) and how feature rules act on training.
   bool decoy = false;
   std::int64_t decoy_patch_pixels = 0;
+  std::int64_t decoy_tokens_per_sample = 0;  // SpamAssassin: copies of the planted word; 0 = 20
   std::int64_t decoy_seed = 5;
   v1::FeatureMethod feature_method = v1::FEATURE_METHOD_RRR;
   double feature_penalty_weight = 0.0;

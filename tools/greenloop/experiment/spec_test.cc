@@ -44,6 +44,28 @@ TEST(SpecTest, ShippedExamplesLoad) {
   EXPECT_EQ(fm->noise_kind, v1::LABEL_NOISE_KIND_SYMMETRIC);
 }
 
+// The decoy examples: the crowd knows the planted feature (corners, words), and the run configs
+// carry the decoy and the feature method.
+TEST(SpecTest, DecoyExamplesTellTheCrowdWhatWasPlanted) {
+  absl::StatusOr<Spec> images = LoadSpec(Source("examples/fashion-mnist-decoy.yaml"));
+  ASSERT_TRUE(images.ok()) << images.status();
+  EXPECT_EQ(images->crowd.irrelevant_cells, (std::vector<std::uint32_t>{0, 6, 42, 48}));
+  EXPECT_TRUE(images->crowd.irrelevant_words.empty());
+  absl::StatusOr<Spec> text = LoadSpec(Source("examples/spam-assassin-decoy.yaml"));
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(text->crowd.irrelevant_words, (std::vector<std::string>{"qzxham", "qzxspam"}));
+  EXPECT_TRUE(text->crowd.irrelevant_cells.empty());
+  const v1::RunConfig c = RunConfigFor(*text, v1::MODE_HITL_FEATURES, "exp-1", "rules-1", 0);
+  EXPECT_TRUE(c.decoy().enabled());
+  EXPECT_EQ(c.decoy().tokens_per_sample(), 20u);
+  EXPECT_EQ(c.feature_feedback().method(), v1::FEATURE_METHOD_REMOVE);
+  absl::StatusOr<Spec> bad = LoadSpec(
+      Write(std::string(kMinimal) + "decoy: {enabled: true}\nfeatures: {method: remove}\n"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("remove drops words"), std::string_view::npos)
+      << bad.status();
+}
+
 TEST(SpecTest, DefaultsFollowCifar10N) {
   absl::StatusOr<Spec> s = LoadSpec(Write(kMinimal));
   ASSERT_TRUE(s.ok()) << s.status();
