@@ -84,10 +84,15 @@ absl::Status FeatureTraining::AddConfigRules() {
   return absl::OkStatus();
 }
 
-absl::Status FeatureTraining::AddRule(const v1::FeatureRule& rule, std::string_view field) {
+absl::Status FeatureTraining::AddRule(const v1::FeatureRule& rule, std::string_view field,
+                                      ClassifierImpl* model) {
   absl::Status s =
       rule.irrelevant_tokens().empty() ? masks_.AddRule(rule, field) : words_.AddRule(rule, field);
-  if (s.ok()) added_.push_back(rule);
+  if (!s.ok()) return s;
+  added_.push_back(rule);
+  if (model != nullptr && method_ == v1::FEATURE_METHOD_REMOVE) {
+    model->ForgetTokens(torch::tensor(words_.Ids(rule), torch::kInt64));
+  }
   return s;
 }
 

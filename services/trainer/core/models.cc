@@ -42,6 +42,11 @@ class BagOfWordsImpl final : public ClassifierImpl {
     return fc_->forward(bag_->forward(input.values, input.offsets));
   }
 
+  void ForgetTokens(const torch::Tensor& token_ids) override {
+    torch::NoGradGuard no_grad;
+    bag_->weight.index_fill_(0, token_ids, 0.0);
+  }
+
   torch::Tensor TokenContributions(const torch::Tensor& token_ids, bool rows_only) override {
     const torch::Tensor out = rows_only ? fc_->weight.detach() : fc_->weight;
     return torch::nn::functional::linear(bag_->weight.index_select(0, token_ids), out);

@@ -50,6 +50,9 @@ class ClassifierImpl : public torch::nn::Module {
                                            bool /*rows_only*/ = false) {
     return {};
   }
+  // Bag of words only: zeroes the embedding rows of `token_ids` [N], so that those words add
+  // nothing until training teaches them again. A no-op for other models.
+  virtual void ForgetTokens(const torch::Tensor& /*token_ids*/) {}
 };
 
 // Returns the model of `kind` for `dataset` (MODEL_KIND_UNSPECIFIED: the dataset's own).

@@ -197,9 +197,6 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
         "config.mode is required: MODE_BASELINE, MODE_HITL, MODE_AUTO, MODE_HYBRID, MODE_CLEAN, "
         "MODE_PRUNE or MODE_HITL_FEATURES");
   }
-  if (AsksForFeatures(c.mode()) && c.dataset() != v1::DATASET_FASHION_MNIST) {
-    return Invalid("config.mode MODE_HITL_FEATURES needs DATASET_FASHION_MNIST (image cells)");
-  }
   if (AsksForFeatures(c.mode()) && c.feature_feedback().ask_after_steps() == 0) {
     c.mutable_feature_feedback()->set_ask_after_steps(50);
   }

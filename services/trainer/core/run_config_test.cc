@@ -102,6 +102,13 @@ TEST(ValidateStartRun, ChecksTheDecoyAndTheFeatureRules) {
   text.mutable_config()->mutable_feature_feedback()->set_method(v1::FEATURE_METHOD_REMOVE);
   text.mutable_config()->mutable_decoy()->set_tokens_per_sample(3);
   EXPECT_TRUE(ValidateStartRun(text).ok()) << ValidateStartRun(text).status();
+  v1::StartRunRequest asks = text;  // raters asked about words
+  asks.mutable_config()->set_mode(v1::MODE_HITL_FEATURES);
+  asks.mutable_config()->mutable_feedback()->set_endpoint("127.0.0.1:7102");
+  asks.mutable_config()->mutable_feedback()->set_campaign_id("rules-1");
+  absl::StatusOr<v1::StartRunRequest> asked = ValidateStartRun(asks);
+  ASSERT_TRUE(asked.ok()) << asked.status();
+  EXPECT_EQ(asked->config().feature_feedback().ask_after_steps(), 50u);
   bad = text;
   bad.mutable_config()->mutable_feature_feedback()->mutable_rules(0)->set_label(2);
   ExpectInvalid(bad, "rules[0].label 2 is not one of the 2 classes");

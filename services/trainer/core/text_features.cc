@@ -78,6 +78,14 @@ TokenMasks::Batch TokenMasks::ForInput(const ModelInput& input, const torch::Ten
   return batch;
 }
 
+std::vector<std::int64_t> TokenMasks::Ids(const v1::FeatureRule& rule) const {
+  std::vector<std::int64_t> ids;
+  for (const std::string& word : rule.irrelevant_tokens()) {
+    if (const auto it = ids_.find(word); it != ids_.end()) ids.push_back(it->second);
+  }
+  return ids;
+}
+
 torch::Tensor TokenSamples(const ModelInput& input) {
   const std::int64_t total = input.values.size(0);
   const std::int64_t mails = input.offsets.size(0);

@@ -57,6 +57,9 @@ class TokenMasks final {
   };
   Batch ForInput(const ModelInput& input, const torch::Tensor& labels) const;
 
+  // The token ids of the words of `rule` the vocabulary holds.
+  std::vector<std::int64_t> Ids(const v1::FeatureRule& rule) const;
+
  private:
   int classes_ = 0;
   int rules_ = 0;

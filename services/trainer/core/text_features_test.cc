@@ -279,9 +279,11 @@ TEST_F(DecoySpamRuns, RatersMarkThePlantedWordsAmongTheModelsTopWords) {
   config.mutable_feedback()->set_endpoint("fake:7102");
   config.mutable_feedback()->set_campaign_id("rules-1");
   config.mutable_feature_feedback()->set_method(v1::FEATURE_METHOD_REMOVE);
-  config.mutable_feature_feedback()->set_ask_after_steps(20);
+  config.mutable_feature_feedback()->set_ask_after_steps(50);
+  absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
+  ASSERT_TRUE(valid.ok()) << valid.status();
   testing::FakeFeedbackQueue crowd(*ds, /*delay_polls=*/3);
-  const TrainingOutcome o = RunOnce(config, *ds, &crowd);
+  const TrainingOutcome o = RunOnce(*valid, *ds, &crowd);
   ASSERT_EQ(o.state, v1::RUN_STATE_SUCCEEDED) << o.error_message;
   const v1::CampaignSpec spec = crowd.campaign("rules-1");
   EXPECT_EQ(spec.feature_grid().rows(), 1u);

@@ -589,7 +589,7 @@ class Loop final {
       }
       const std::optional<v1::FeatureRule>& rule = v.rule;  // decided on rank 0
       if (!rule) continue;
-      if (absl::Status s = features_.AddRule(*rule, "verdict"); !s.ok()) {
+      if (absl::Status s = features_.AddRule(*rule, "verdict", model_.get()); !s.ok()) {
         logging::Warn("ignoring a rule verdict that does not fit the dataset",
                       {{"run", opts_.run_id}, {"error", s.ToString()}});
         continue;

@@ -5,8 +5,10 @@
 #   tests/bench/features/run_bench.sh [--seeds=N] [--spec=FILE]... [--build=DIR]
 #
 # Default specs: examples/fashion-mnist-decoy.yaml (Decoy Fashion-MNIST: baseline, clean images,
-# hitl_features with the RRR penalty) and examples/fashion-mnist-decoy-counterexample.yaml (the
-# same with counterexamples), 3 seeds, build dir `build`. Starts its own stack on free
+# hitl_features with the RRR penalty), examples/fashion-mnist-decoy-counterexample.yaml (the same
+# with counterexamples), examples/spam-assassin-decoy.yaml (Decoy SpamAssassin: baseline, clean
+# mails, hitl_features removing the marked words) and examples/spam-assassin-decoy-rrr.yaml (the
+# same with the contribution penalty), 3 seeds, build dir `build`. Starts its own stack on free
 # loopback ports (tests/integration/experiment/stack.sh), runs `greenloop experiment run` with
 # `seeds:` replaced by --seeds, prints what each run did and ends with a `spec: NAME` line and one
 # line per mode for each spec:
@@ -15,7 +17,8 @@
 #
 # test: the test split's accuracy of the final models (its decoys shaded at random, the same images
 # in every mode, clean included); decoy_saliency: the share of their
-# input-gradient saliency on the decoy's cell; energy_to_target: estimated joules (trainer and
+# input-gradient saliency on the decoy's cell (text: the share of the words' contribution the
+# planted word carries); energy_to_target: estimated joules (trainer and
 # feedback infrastructure) to the spec's target on the validation split, over the seeds that
 # reached it (nan: none did); share: that energy over the same seed's baseline joules per step
 # times the steps it took (what a step costs against a baseline step); rater_min: modelled.
@@ -36,7 +39,8 @@ for arg in "$@"; do
 done
 [[ "$SEEDS" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --seeds must be a positive integer" >&2; exit 2; }
 ((${#SPECS[@]} > 0)) ||
-  SPECS=(examples/fashion-mnist-decoy.yaml examples/fashion-mnist-decoy-counterexample.yaml)
+  SPECS=(examples/fashion-mnist-decoy.yaml examples/fashion-mnist-decoy-counterexample.yaml
+         examples/spam-assassin-decoy.yaml examples/spam-assassin-decoy-rrr.yaml)
 WORK="$(cd "$BUILD" && pwd)/bench-features"
 for tool in jq psql; do command -v "$tool" >/dev/null || stack_fail "$tool is not installed"; done
 

@@ -47,7 +47,8 @@ std::vector<Row> Rows(const cli::ExperimentResult& r) {
     row.best_acc = fmt::format("{:.4f}", m.best_accuracy());
     row.time = fmt::format("{:.1f} s", m.duration_seconds());
     row.co2 = fmt::format("{:.4f}", m.carbon_grams());
-    row.verdicts = m.verdicts_applied() > 0
+    // Label verdicts are checked against the clean labels; a rule verdict has no label to check.
+    row.verdicts = m.verdicts_applied() > 0 && m.mode() != "hitl_features"
                        ? fmt::format("{} ({:.0f} % right)", m.verdicts_applied(),
                                      100.0 * static_cast<double>(m.verdicts_correct()) /
                                          static_cast<double>(m.verdicts_applied()))
@@ -297,7 +298,7 @@ std::string MarkdownReport(const cli::ExperimentResult& result,
                     m.verdicts_received(), m.verdicts_applied(), m.samples_relabelled(),
                     m.samples_dropped(), m.samples_reweighted(), m.items_enqueued()),
         "");
-    if (m.verdicts_applied() > 0) {
+    if (m.verdicts_applied() > 0 && m.mode() != "hitl_features") {
       row("verdict precision",
           fmt::format("{:.1f} % ({} of {} applied verdicts right against the clean labels)",
                       100.0 * static_cast<double>(m.verdicts_correct()) /

@@ -88,6 +88,11 @@ TEST(ReportTest, VerdictPrecisionAgainstCleanLabels) {
   EXPECT_THAT(md, HasSubstr("75.0 % (30 of 40 applied verdicts right against the clean labels)"));
   // No verdicts applied: no precision to show.
   EXPECT_THAT(SummaryTable(Example()), Not(HasSubstr("% right")));
+  // Rule verdicts (hitl_features) have no label to be right against.
+  r.mutable_modes(1)->set_mode("hitl_features");
+  r.mutable_modes(1)->set_verdicts_correct(0);
+  EXPECT_THAT(SummaryTable(r), Not(HasSubstr("% right")));
+  EXPECT_THAT(MarkdownReport(r, {}), Not(HasSubstr("applied verdicts right")));
 }
 
 TEST(ReportTest, WritesMarkdownAndSelfContainedHtml) {

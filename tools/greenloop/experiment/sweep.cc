@@ -302,7 +302,7 @@ PointFigures FiguresOf(const std::optional<cli::ModeResult>& baseline, const cli
     if (base > 0) f.saved_share = *f.saved_joules / base;
     f.joules_per_rater_minute = JoulesSavedPerRaterMinute(*baseline, run);
   }
-  if (run.verdicts_applied() > 0) {
+  if (run.verdicts_applied() > 0 && run.mode() != "hitl_features") {  // rules have no label
     f.verdict_precision =
         static_cast<double>(run.verdicts_correct()) / static_cast<double>(run.verdicts_applied());
   }
