@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include "services/trainer/core/decoy.h"
+#include "services/trainer/core/png.h"
+#include "services/trainer/core/rater_items.h"
 
 namespace greenloop::trainer {
 namespace {
@@ -289,6 +291,24 @@ std::vector<std::vector<std::uint8_t>> RuleEvidence(ClassifierImpl& model,
     }
   }
   model.train(was_training);
+  return out;
+}
+
+v1::Explanation Explain(ClassifierImpl& model, const LoadedDataset& dataset,
+                        const torch::Tensor& test_images) {
+  v1::Explanation out;
+  if (!dataset.vocabulary.empty()) {
+    for (const auto& words : TopTokens(model, dataset, dataset.train.labels, kRuleWords)) {
+      *out.add_class_words()->mutable_words() = {words.begin(), words.end()};
+    }
+    return out;
+  }
+  const std::vector<std::vector<std::uint8_t>> pictures =
+      RuleEvidence(model, dataset, dataset.test.clean_labels, test_images, 64);
+  std::vector<std::uint8_t> stacked;
+  for (const auto& p : pictures) stacked.insert(stacked.end(), p.begin(), p.end());
+  const int rows = dataset.image_rows * static_cast<int>(pictures.size());
+  out.set_png(EncodeGreyscalePng(stacked, rows, 2 * dataset.image_cols, 3));
   return out;
 }
 

@@ -183,6 +183,12 @@ std::vector<std::vector<std::uint8_t>> RuleEvidence(ClassifierImpl& model,
                                                     const torch::Tensor& images, int per_class);
 inline constexpr double kSaliencyPasses = 3.0;
 
+// What `model` looks at for each class: images, RuleEvidence over up to 64 test images per class
+// (their clean labels), the classes' pictures stacked in one PNG scaled 3×; text, the
+// kRuleWords words that pull it most towards each class (TopTokens, the training labels).
+v1::Explanation Explain(ClassifierImpl& model, const LoadedDataset& dataset,
+                        const torch::Tensor& test_images);
+
 // The λ that makes λ · `penalty` equal `cross_entropy`; nullopt when the penalty is too small to
 // calibrate on (below 1e-12) or either value is not finite.
 std::optional<double> CalibratePenaltyWeight(double cross_entropy, double penalty);

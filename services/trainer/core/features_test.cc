@@ -230,6 +230,19 @@ TEST_F(DecoyRuns, TheBaselineLearnsTheShortcutAndTheRuleUndoesIt) {
   EXPECT_GT(*rrr.test_accuracy, *baseline.test_accuracy + 0.05);
   EXPECT_GT(*counter.test_accuracy, *baseline.test_accuracy + 0.05);
   EXPECT_GT(rrr.progress.feature_penalty_weight(), 0);  // calibrated
+  // What the final model looks at: one PNG, a row per class of 28 × 56 pixels, scaled 3×.
+  ASSERT_TRUE(baseline.explanation.has_value());
+  const std::string& png = baseline.explanation->png();
+  ASSERT_GT(png.size(), 24u);
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+  auto be32 = [&](std::size_t at) {
+    return (static_cast<std::uint32_t>(static_cast<unsigned char>(png[at])) << 24) |
+           (static_cast<std::uint32_t>(static_cast<unsigned char>(png[at + 1])) << 16) |
+           (static_cast<std::uint32_t>(static_cast<unsigned char>(png[at + 2])) << 8) |
+           static_cast<std::uint32_t>(static_cast<unsigned char>(png[at + 3]));
+  };
+  EXPECT_EQ(be32(16), 56u * 3);       // IHDR width
+  EXPECT_EQ(be32(20), 10u * 28 * 3);  // IHDR height
   // RRR's double backpropagation is counted; counterexamples cost what a plain step costs.
   EXPECT_GT(rrr.progress.macs(), 2.5 * baseline.progress.macs());
   EXPECT_DOUBLE_EQ(counter.progress.macs(), baseline.progress.macs());

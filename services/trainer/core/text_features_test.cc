@@ -300,6 +300,12 @@ TEST_F(DecoySpamRuns, RatersMarkThePlantedWordsAmongTheModelsTopWords) {
               *baseline.decoy_saliency);
   EXPECT_GT(*o.test_accuracy, *baseline.test_accuracy + 0.15);
   EXPECT_LT(*o.decoy_saliency, *baseline.decoy_saliency / 4);
+  // What the final models weigh most for spam: the planted word before the rule, not after.
+  ASSERT_TRUE(baseline.explanation && o.explanation);
+  ASSERT_EQ(baseline.explanation->class_words_size(), 2);
+  ASSERT_EQ(o.explanation->class_words_size(), 2);
+  EXPECT_THAT(baseline.explanation->class_words(1).words(), Contains("qzxspam"));
+  EXPECT_THAT(o.explanation->class_words(1).words(), ::testing::Not(Contains("qzxspam")));
 }
 
 }  // namespace

@@ -611,6 +611,7 @@ class Loop final {
     const SplitScore final_score = ScoreSplit(*model_, ds_, ds_.test, test_images_);
     if (final_score.count > 0) outcome.test_accuracy = final_score.correct / final_score.count;
     outcome.decoy_saliency = DecoySaliency(*model_, ds_, ds_.test, test_images_);
+    if (outcome.decoy_saliency) outcome.explanation = Explain(*model_, ds_, test_images_);
     if (best_state_.empty()) {
       outcome.best_test_accuracy = outcome.test_accuracy;
       return;

@@ -99,6 +99,8 @@ struct TrainingOutcome {
   std::optional<double> best_smoothed_eval_accuracy;
   // Runs with a decoy (validation runs): the final model's saliency share on it, test split.
   std::optional<double> decoy_saliency;
+  // Runs with a decoy: what the final model looks at per class (Explain in features.h).
+  std::optional<v1::Explanation> explanation;
   std::string checkpoint_path;
   std::vector<EvaluationPoint> curve;  // this session's evaluations
   std::uint64_t changes_correct = 0;   // this session's human/auto changes that were right

@@ -1,6 +1,7 @@
 #include "tools/greenloop/experiment/feature_summary.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <limits>
@@ -88,6 +89,45 @@ std::string FeatureLines(const cli::ExperimentResult& result) {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> ExplanationPictures(
+    const cli::ExperimentResult& result) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const cli::ModeResult& m : result.modes()) {
+    if (m.seed_index() != 0 || m.explanation_png().empty()) continue;
+    out.emplace_back(fmt::format("explanation-{}.png", m.mode()), m.explanation_png());
+  }
+  return out;
+}
+
+namespace {
+
+// What the first seed's final models look at: a picture per mode (images), or each class's
+// strongest words (text).
+std::string ExplanationMarkdown(const cli::ExperimentResult& result) {
+  std::string md;
+  for (const auto& [name, png] : ExplanationPictures(result)) {
+    md += fmt::format("![{}]({})\n\n", name.substr(12, name.size() - 16), name);
+  }
+  std::string words;
+  for (const cli::ModeResult& m : result.modes()) {
+    if (m.seed_index() != 0) continue;
+    for (int c = 0; c < m.explanation_words_size(); ++c) {
+      words += fmt::format("| {} | {} | {} |\n", m.mode(), c,
+                           fmt::join(m.explanation_words(c).words(), " "));
+    }
+  }
+  if (!words.empty()) {
+    md += "| mode | class | strongest words, first seed |\n|---|---|---|\n" + words + "\n";
+  }
+  if (md.empty()) return "";
+  return "### What the final models look at (first seed)\n\n" + md +
+         "Pictures: a row per class (class 0 on top); left the mean of up to 64 test images of the "
+         "class, right where the model looks (its mean input-gradient saliency; bright: a "
+         "lot). Words: those that pull the model most towards the class.\n\n";
+}
+
+}  // namespace
+
 std::string FeatureMarkdown(const cli::ExperimentResult& result) {
   if (!HasDecoy(result)) return "";
   return "## Feature feedback (planted decoy)\n\n```\n" + FeatureLines(result) +
@@ -97,7 +137,8 @@ std::string FeatureMarkdown(const cli::ExperimentResult& result) {
          "(chance for one cell of 49: 0.02); `energy_to_target`: estimated joules, trainer and "
          "feedback infrastructure, to the target on the validation split, over the seeds that "
          "reached it; `share`: that energy over the seed's baseline joules per step times the "
-         "steps taken (what a step costs against a baseline step); `rater_min`: modelled.\n\n";
+         "steps taken (what a step costs against a baseline step); `rater_min`: modelled.\n\n" +
+         ExplanationMarkdown(result);
 }
 
 }  // namespace greenloop::experiment

@@ -20,6 +20,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tools/greenloop/experiment/results.pb.h"
 
@@ -31,8 +33,14 @@ bool HasDecoy(const cli::ExperimentResult& result);
 // The `features:` lines, one per mode in first-run order; empty without a decoy.
 std::string FeatureLines(const cli::ExperimentResult& result);
 
-// The report's section on the decoy ("## Feature feedback"): the lines and what each field means;
+// The report's section on the decoy ("## Feature feedback"): the lines, what each field means,
+// and what the first seed's final models look at (ExplanationPictures, the words of text runs);
 // empty without a decoy.
 std::string FeatureMarkdown(const cli::ExperimentResult& result);
+
+// The pictures of what the final models look at: for the first seed of each mode whose run has
+// one, the file name the report gives it ("explanation-MODE.png") and its PNG bytes.
+std::vector<std::pair<std::string, std::string>> ExplanationPictures(
+    const cli::ExperimentResult& result);
 
 }  // namespace greenloop::experiment

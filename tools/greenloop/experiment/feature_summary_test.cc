@@ -46,6 +46,29 @@ TEST(FeatureLines, AverageSeedsAndPriceAStepAgainstTheBaselines) {
   EXPECT_THAT(md, HasSubstr("hitl_features test=0.8600"));
 }
 
+// What the first seed's models look at: its pictures, named by mode, and its words.
+TEST(FeatureMarkdown, ShowsWhatTheFirstSeedsModelsLookAt) {
+  cli::ExperimentResult r;
+  r.set_dataset("fashion_mnist");
+  cli::ModeResult first = MakeRun("baseline", 0, 0.5, 0.2, 10, 10);
+  first.set_explanation_png("\x89PNG-baseline");
+  cli::ModeResult second = MakeRun("baseline", 1, 0.5, 0.2, 10, 10);
+  second.set_explanation_png("\x89PNG-seed1");
+  cli::ModeResult text = MakeRun("hitl_features", 0, 0.9, 0.01, 10, 10);
+  text.add_explanation_words()->add_words("hello");
+  *text.add_explanation_words()->mutable_words()->Add() = "free";
+  text.mutable_explanation_words(1)->add_words("money");
+  for (const auto& m : {first, second, text}) *r.add_modes() = m;
+  const auto pictures = ExplanationPictures(r);
+  ASSERT_EQ(pictures.size(), 1u);
+  EXPECT_EQ(pictures[0].first, "explanation-baseline.png");
+  EXPECT_EQ(pictures[0].second, "\x89PNG-baseline");
+  const std::string md = FeatureMarkdown(r);
+  EXPECT_THAT(md, HasSubstr("### What the final models look at (first seed)"));
+  EXPECT_THAT(md, HasSubstr("![baseline](explanation-baseline.png)"));
+  EXPECT_THAT(md, HasSubstr("| hitl_features | 1 | free money |"));
+}
+
 TEST(FeatureLines, ASaliencyNoRunMeasuredIsNan) {
   cli::ExperimentResult r;
   r.set_dataset("fashion_mnist");

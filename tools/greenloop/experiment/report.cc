@@ -9,6 +9,7 @@
 #include <optional>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "tools/greenloop/experiment/feature_summary.h"
 #include "tools/greenloop/experiment/summary.h"
 
@@ -136,6 +137,18 @@ std::string MarkdownToHtml(const std::string& md, const std::string& dir,
       html += "<h1>" + EscapeHtml(line.substr(2)) + "</h1>\n";
     } else if (line.rfind("## ", 0) == 0) {
       html += "<h2>" + EscapeHtml(line.substr(3)) + "</h2>\n";
+    } else if (line.rfind("### ", 0) == 0) {
+      html += "<h3>" + EscapeHtml(line.substr(4)) + "</h3>\n";
+    } else if (line.rfind("![", 0) == 0 && line.ends_with(".png)")) {
+      const std::string name =
+          line.substr(line.find('(') + 1, line.rfind(')') - line.find('(') - 1);
+      std::ifstream png(out / name, std::ios::binary);
+      std::stringstream ss;
+      ss << png.rdbuf();
+      html += fmt::format(
+          "<figure><img alt='{0}' src='data:image/png;base64,{1}'><figcaption>{0}"
+          "</figcaption></figure>\n",
+          EscapeHtml(name), absl::Base64Escape(ss.str()));
     } else if (line.rfind("![", 0) == 0) {
       const std::string name =
           line.substr(line.find('(') + 1, line.rfind(')') - line.find('(') - 1);
@@ -436,6 +449,9 @@ absl::StatusOr<ReportFiles> WriteReport(const cli::ExperimentResult& result,
   }
   for (const std::string& p : plots) files.plots.push_back((out / p).string());
 
+  for (const auto& [name, png] : ExplanationPictures(result)) {
+    std::ofstream(out / name, std::ios::binary) << png;
+  }
   std::string md = MarkdownReport(result, plots);
   if (!files.plot_warning.empty()) md += "_" + files.plot_warning + "_\n";
   files.markdown = (out / "report.md").string();

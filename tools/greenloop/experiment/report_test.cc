@@ -115,5 +115,26 @@ TEST(ReportTest, WritesMarkdownAndSelfContainedHtml) {
   std::filesystem::remove_all(dir);
 }
 
+// A decoy run's explanation picture is written next to the report and inlined in the HTML.
+TEST(ReportTest, InlinesTheExplanationPictures) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("report-x-" + std::to_string(::getpid())))
+          .string();
+  cli::ExperimentResult r = Example();
+  r.mutable_modes(0)->set_decoy_saliency(0.3);
+  r.mutable_modes(0)->set_explanation_png("PNGDATA");
+  absl::StatusOr<ReportFiles> files = WriteReport(r, dir);
+  ASSERT_TRUE(files.ok()) << files.status();
+  const std::filesystem::path picture = std::filesystem::path(dir) / r.experiment_id() /
+                                        ("explanation-" + r.modes(0).mode() + ".png");
+  EXPECT_TRUE(std::filesystem::exists(picture)) << picture;
+  std::ifstream html(files->html);
+  std::stringstream ss;
+  ss << html.rdbuf();
+  EXPECT_THAT(ss.str(), HasSubstr("<h3>What the final models look at (first seed)</h3>"));
+  EXPECT_THAT(ss.str(), HasSubstr("src='data:image/png;base64,UE5HREFUQQ=='"));
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace greenloop::experiment

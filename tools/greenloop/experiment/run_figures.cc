@@ -124,6 +124,11 @@ void FillFromRun(const v1::Run& run, bool stopped_by_user, cli::ModeResult& m) {
   if (run.has_test_accuracy()) m.set_test_accuracy(run.test_accuracy());
   if (run.has_best_test_accuracy()) m.set_best_test_accuracy(run.best_test_accuracy());
   if (run.has_decoy_saliency()) m.set_decoy_saliency(run.decoy_saliency());
+  m.set_explanation_png(run.explanation().png());
+  m.clear_explanation_words();
+  for (const v1::WordList& words : run.explanation().class_words()) {
+    *m.add_explanation_words()->mutable_words() = words.words();
+  }
   m.set_feature_rules(p.feature_rules());
   if (run.has_best_smoothed_eval_accuracy()) {
     m.set_best_smoothed_accuracy(run.best_smoothed_eval_accuracy());
