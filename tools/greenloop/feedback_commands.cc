@@ -262,9 +262,11 @@ int Rate(const std::vector<std::string_view>& args, const config::Environment& e
     out << q.prompt() << "\n";
     std::vector<std::pair<std::string, v1::Answer>> keys;
     v1::Answer cells_answer;
-    if (features && item.payload().has_png()) {
-      out << CellTable(q.feature_grid().rows(), q.feature_grid().cols(),
-                       q.kind() == v1::QUESTION_KIND_FEATURE_RULE);
+    if (features) {  // a text item's words were numbered above
+      if (item.payload().has_png()) {
+        out << CellTable(q.feature_grid().rows(), q.feature_grid().cols(),
+                         q.kind() == v1::QUESTION_KIND_FEATURE_RULE);
+      }
     } else if (q.kind() == v1::QUESTION_KIND_LABEL_CHOICE) {
       for (int i = 0; i < q.labels_size(); ++i) {
         v1::Answer a;

@@ -35,6 +35,7 @@ std::vector<v1::ItemInput> FeatureReview::Questions(ClassifierImpl& model,
         TopTokens(model, dataset_, labels, kRuleWords);
     questions_.clear();
     for (std::size_t c = 0; c < words.size(); ++c) {
+      if (words[c].empty()) continue;  // nothing the class's mails share to ask about
       items.push_back(RuleItemForWords(dataset_, static_cast<std::int64_t>(c), words[c]));
       v1::FeatureRule& q = questions_.emplace_back();
       q.set_label(static_cast<std::uint32_t>(c));
@@ -61,6 +62,10 @@ void FeatureReview::StepEnded(ClassifierImpl& model, const torch::Tensor& images
   }
   const std::vector<v1::ItemInput> items =
       Questions(model, images, labels, macs_per_sample, progress);
+  if (items.empty()) {
+    asked_ = true;  // no class has anything to ask about
+    return;
+  }
   const absl::Status s = feedback_->Enqueue(config_.feedback().campaign_id(), items);
   if (!s.ok()) {
     progress.set_feedback_errors(progress.feedback_errors() + 1);
@@ -70,6 +75,7 @@ void FeatureReview::StepEnded(ClassifierImpl& model, const torch::Tensor& images
     return;
   }
   asked_ = true;
+  just_asked_ = true;
   progress.set_items_enqueued(progress.items_enqueued() + items.size());
   emit_(v1::PROGRESS_EVENT_KIND_SELECTION,
         fmt::format("asked raters {} rule questions (one per class) at step {}", items.size(),

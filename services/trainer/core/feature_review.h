@@ -18,6 +18,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "greenloop/v1/trainer.pb.h"
@@ -48,6 +49,8 @@ class FeatureReview final {
   // Whether the questions went out; a resumed run sets it from its checkpoint.
   bool asked() const { return asked_; }
   void set_asked(bool asked) { asked_ = asked; }
+  // Whether the questions went out since the last call (the run checkpoints then); resets.
+  bool TakeJustAsked() { return std::exchange(just_asked_, false); }
   // Text: the words each question showed (label: the class), for a checkpoint; a resumed run
   // puts them back.
   const std::vector<v1::FeatureRule>& questions() const { return questions_; }
@@ -65,6 +68,7 @@ class FeatureReview final {
   std::string run_id_;
   Emit emit_;
   bool asked_ = false;
+  bool just_asked_ = false;
   std::uint64_t next_step_;
   std::vector<v1::FeatureRule> questions_;  // text: the words asked, per class
 

@@ -75,25 +75,28 @@ FeatureTraining::FeatureTraining(const v1::FeatureFeedback& config, const Loaded
       words_(dataset),
       weight_(config.penalty_weight()) {}
 
-absl::Status FeatureTraining::AddConfigRules() {
+absl::Status FeatureTraining::AddConfigRules(ClassifierImpl* model) {
   for (int i = 0; i < config_.rules_size(); ++i) {
     const std::string field = fmt::format("config.feature_feedback.rules[{}]", i);
     absl::Status s = config_.rules(i).irrelevant_tokens().empty()
                          ? masks_.AddRule(config_.rules(i), field)
                          : words_.AddRule(config_.rules(i), field);
     if (!s.ok()) return s;
+    if (model != nullptr && method_ == v1::FEATURE_METHOD_REMOVE) {
+      ForgetWords(*model, nullptr, words_.Ids(config_.rules(i)));
+    }
   }
   return absl::OkStatus();
 }
 
 absl::Status FeatureTraining::AddRule(const v1::FeatureRule& rule, std::string_view field,
-                                      ClassifierImpl* model) {
+                                      ClassifierImpl* model, torch::optim::Adam* optimizer) {
   absl::Status s =
       rule.irrelevant_tokens().empty() ? masks_.AddRule(rule, field) : words_.AddRule(rule, field);
   if (!s.ok()) return s;
   added_.push_back(rule);
   if (model != nullptr && method_ == v1::FEATURE_METHOD_REMOVE) {
-    model->ForgetTokens(torch::tensor(words_.Ids(rule), torch::kInt64));
+    ForgetWords(*model, optimizer, words_.Ids(rule));
   }
   return s;
 }

@@ -79,16 +79,18 @@ class FeatureTraining final {
   // `config` is RunConfig.feature_feedback; its rules are added by AddConfigRules().
   FeatureTraining(const v1::FeatureFeedback& config, const LoadedDataset& dataset);
 
-  // Adds the config's rules; INVALID_ARGUMENT naming config.feature_feedback.rules[i].
-  absl::Status AddConfigRules();
+  // Adds the config's rules; INVALID_ARGUMENT naming config.feature_feedback.rules[i]. With
+  // `model`, removal makes it forget their words first (ForgetWords): a word dropped from every
+  // training mail would otherwise keep its random initial row at evaluation.
+  absl::Status AddConfigRules(ClassifierImpl* model = nullptr);
   // Adds one more rule (e.g. from raters); errors as FeatureMasks::AddRule. With `model`, removal
-  // also makes the model forget the rule's words (ClassifierImpl::ForgetTokens): a word dropped
-  // from every mail that carried it is never seen again, and what the model learnt from it before
-  // the rule would stay (measured on Decoy SpamAssassin with the rules at step 50: 0.83 test
-  // without forgetting, against 0.95 for RRR, which unlearns). A checkpoint's rules are added
-  // without it (the checkpoint's weights already forgot).
+  // also makes the model forget the rule's words (ForgetWords, Adam's moments of their rows in
+  // `optimizer` too): a word dropped from every mail that carried it is never seen again, and what
+  // the model learnt from it before the rule would stay (measured on Decoy SpamAssassin with the
+  // rules at step 50: 0.83 test without forgetting, against 0.95 for RRR, which unlearns). A
+  // checkpoint's rules are added without it (the checkpoint's weights already forgot).
   absl::Status AddRule(const v1::FeatureRule& rule, std::string_view field,
-                       ClassifierImpl* model = nullptr);
+                       ClassifierImpl* model = nullptr, torch::optim::Adam* optimizer = nullptr);
   // The rules added after the config's (from raters), in order, for a checkpoint.
   const std::vector<v1::FeatureRule>& added_rules() const { return added_; }
   // Puts a checkpoint's λ back (0: calibrate again).

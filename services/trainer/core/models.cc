@@ -42,9 +42,10 @@ class BagOfWordsImpl final : public ClassifierImpl {
     return fc_->forward(bag_->forward(input.values, input.offsets));
   }
 
-  void ForgetTokens(const torch::Tensor& token_ids) override {
+  torch::Tensor ForgetTokens(const torch::Tensor& token_ids) override {
     torch::NoGradGuard no_grad;
     bag_->weight.index_fill_(0, token_ids, 0.0);
+    return bag_->weight;
   }
 
   torch::Tensor TokenContributions(const torch::Tensor& token_ids, bool rows_only) override {

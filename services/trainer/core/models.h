@@ -51,8 +51,9 @@ class ClassifierImpl : public torch::nn::Module {
     return {};
   }
   // Bag of words only: zeroes the embedding rows of `token_ids` [N], so that those words add
-  // nothing until training teaches them again. A no-op for other models.
-  virtual void ForgetTokens(const torch::Tensor& /*token_ids*/) {}
+  // nothing until training teaches them again, and returns the embedding parameter (for its
+  // optimizer state: ForgetWords). A no-op returning an undefined tensor for other models.
+  virtual torch::Tensor ForgetTokens(const torch::Tensor& /*token_ids*/) { return {}; }
 };
 
 // Returns the model of `kind` for `dataset` (MODEL_KIND_UNSPECIFIED: the dataset's own).

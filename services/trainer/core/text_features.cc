@@ -86,6 +86,21 @@ std::vector<std::int64_t> TokenMasks::Ids(const v1::FeatureRule& rule) const {
   return ids;
 }
 
+void ForgetWords(ClassifierImpl& model, torch::optim::Adam* optimizer,
+                 const std::vector<std::int64_t>& ids) {
+  if (ids.empty()) return;
+  const torch::Tensor index = torch::tensor(ids, torch::kInt64);
+  const torch::Tensor weight = model.ForgetTokens(index);
+  if (!weight.defined() || optimizer == nullptr) return;
+  auto& states = optimizer->state();
+  const auto it = states.find(c10::guts::to_string(weight.unsafeGetTensorImpl()));
+  if (it == states.end()) return;  // no step yet: no moments
+  auto& adam = static_cast<torch::optim::AdamParamState&>(*it->second);
+  torch::NoGradGuard no_grad;
+  adam.exp_avg().index_fill_(0, index, 0.0);
+  adam.exp_avg_sq().index_fill_(0, index, 0.0);
+}
+
 torch::Tensor TokenSamples(const ModelInput& input) {
   const std::int64_t total = input.values.size(0);
   const std::int64_t mails = input.offsets.size(0);
@@ -107,8 +122,10 @@ ModelInput DropTokens(const ModelInput& input, const torch::Tensor& masked) {
 }
 
 torch::Tensor ReplaceTokens(const torch::Tensor& values, const torch::Tensor& masked) {
+  const torch::Tensor pool = values.masked_select(masked.logical_not());
+  if (pool.numel() == 0) return torch::where(masked, torch::zeros_like(values), values);
   const torch::Tensor donors =
-      values.index_select(0, torch::randint(values.size(0), {values.size(0)}, torch::kInt64));
+      pool.index_select(0, torch::randint(pool.size(0), {values.size(0)}, torch::kInt64));
   return torch::where(masked, donors, values);
 }
 

@@ -67,6 +67,11 @@ class TokenMasks final {
   torch::Tensor class_masks_;  // [classes, vocabulary] bool
 };
 
+// Makes `model` forget the words `ids`: their embedding rows zeroed and, with `optimizer`, the
+// same rows of Adam's moment estimates, so that no momentum from before moves them again.
+void ForgetWords(ClassifierImpl& model, torch::optim::Adam* optimizer,
+                 const std::vector<std::int64_t>& ids);
+
 // The mail each token of a bag-of-words input belongs to, [T] int64.
 torch::Tensor TokenSamples(const ModelInput& input);
 
@@ -74,8 +79,8 @@ torch::Tensor TokenSamples(const ModelInput& input);
 // pooling to zeros.
 ModelInput DropTokens(const ModelInput& input, const torch::Tensor& masked);
 
-// `values` [T] with each masked token replaced by a token of the batch drawn at random (torch's
-// global generator, seeded by the run).
+// `values` [T] with each masked token replaced by an unmasked token of the batch drawn at random
+// (torch's global generator, seeded by the run); by the unknown token when every token is masked.
 torch::Tensor ReplaceTokens(const torch::Tensor& values, const torch::Tensor& masked);
 
 // The RRR penalty for text: Σ over masked tokens of ‖centred contribution / mail length‖²,

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <functional>
 
 #include "services/trainer/core/decoy.h"
 #include "services/trainer/core/run_config.h"
@@ -107,8 +109,11 @@ TEST(ReplaceTokens, ReplacesOnlyTheMaskedWordsWithWordsOfTheBatch) {
   EXPECT_EQ(out[0], 1);
   EXPECT_EQ(out[2], 2);
   EXPECT_EQ(out[4], 3);
+  // From the unmasked words only: never the masked word itself.
   for (std::size_t i : {1u, 3u})
-    EXPECT_THAT(std::vector<std::int64_t>({1, 4, 2, 3}), Contains(out[i]));
+    EXPECT_THAT(std::vector<std::int64_t>({1, 2, 3}), Contains(out[i]));
+  // Every word masked: the unknown token.
+  EXPECT_THAT(Values(ReplaceTokens(Ids({4, 4}), Ids({1, 1}).to(torch::kBool))), ElementsAre(0, 0));
 }
 
 // The penalty is the masked occurrences' squared centred contribution over the mail's length,
@@ -306,6 +311,58 @@ TEST_F(DecoySpamRuns, RatersMarkThePlantedWordsAmongTheModelsTopWords) {
   ASSERT_EQ(o.explanation->class_words_size(), 2);
   EXPECT_THAT(baseline.explanation->class_words(1).words(), Contains("qzxspam"));
   EXPECT_THAT(o.explanation->class_words(1).words(), ::testing::Not(Contains("qzxspam")));
+}
+
+// The words a rule question showed are checkpointed as soon as it goes out (a crash before the
+// epoch's end must not lose them), and a resumed run decodes the raters' answers with them.
+TEST_F(DecoySpamRuns, AResumedRunDecodesAnswersWithTheWordsItAskedBefore) {
+  auto ds = Load();
+  v1::RunConfig config = Config(std::nullopt);
+  config.set_mode(v1::MODE_HITL_FEATURES);
+  config.mutable_feedback()->set_endpoint("fake:7102");
+  config.mutable_feedback()->set_campaign_id("rules-1");
+  config.mutable_feature_feedback()->set_method(v1::FEATURE_METHOD_REMOVE);
+  config.mutable_feature_feedback()->set_ask_after_steps(20);
+  config.mutable_budget()->set_max_epochs(1);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("greenloop-words-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  config.set_checkpoint_dir(dir.string());
+  absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
+  ASSERT_TRUE(valid.ok()) << valid.status();
+  // The answers come 30 polls after the questions: after the first run stops at step 40.
+  testing::FakeFeedbackQueue crowd(*ds, /*delay_polls=*/30);
+  testing::RecordingListener events;
+  int steps = 0;
+  auto run = [&](bool resume, std::function<bool()> stop) {
+    testing::FakeEnergyMeter energy;
+    TrainingPorts ports;
+    ports.energy = &energy;
+    ports.feedback = &crowd;
+    ports.listener = &events;
+    ports.stop_requested = std::move(stop);
+    RankOptions options;
+    options.run_id = "run-words";
+    options.node = "node-a";
+    options.pid = getpid();
+    options.threads = 2;
+    options.resume = resume;
+    return Train(*valid, *ds, options, ports);
+  };
+  const TrainingOutcome first = run(false, [&] { return ++steps > 40; });
+  ASSERT_EQ(first.state, v1::RUN_STATE_STOPPED) << first.error_message;
+  EXPECT_EQ(first.progress.feature_rules(), 0u);
+  bool checkpointed_after_asking = false;
+  for (const auto& e : events.events()) {
+    checkpointed_after_asking |=
+        e.kind == v1::PROGRESS_EVENT_KIND_CHECKPOINT && e.progress.step() == 21;
+  }
+  EXPECT_TRUE(checkpointed_after_asking) << "no checkpoint right after the questions went out";
+  const TrainingOutcome second = run(true, nullptr);
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(second.state, v1::RUN_STATE_SUCCEEDED) << second.error_message;
+  EXPECT_EQ(crowd.enqueued().size(), 2u) << "asked again after resuming";
+  EXPECT_EQ(second.progress.feature_rules(), 2u) << "the answers were not decoded after resuming";
 }
 
 }  // namespace

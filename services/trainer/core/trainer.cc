@@ -48,7 +48,8 @@ enum Control : std::size_t {
   kFailed = 5,              // > 0: some rank's loss was not finite
   kCalibrationLoss = 6,     // λ calibration (FeatureTraining::Calibrating): cross-entropy, summed
   kCalibrationPenalty = 7,  // and the evenly-spread penalty, summed
-  kControlSize = 8,
+  kCheckpoint = 8,          // > 0: rank 0's rule questions went out; every rank checkpoints
+  kControlSize = 9,
 };
 
 constexpr std::uint64_t kEpochSeedSalt = 0x9E3779B97F4A7C15ULL;
@@ -211,7 +212,7 @@ class Loop final {
     train_images_ = ImagesTensor(ds_.train, ds_);
     test_images_ = ImagesTensor(ds_.test, ds_);
     if (HasValidation()) validation_images_ = ImagesTensor(ds_.validation, ds_);
-    GREENLOOP_RETURN_IF_ERROR_LOOP(features_.AddConfigRules());
+    GREENLOOP_RETURN_IF_ERROR_LOOP(features_.AddConfigRules(model_.get()));
     if (ds_.train.size() < global_batch()) {
       return absl::InvalidArgumentError(fmt::format(
           "the training set holds {} samples, fewer than one global batch ({} × {} ranks)",
@@ -455,6 +456,7 @@ class Loop final {
     control[kSamples] = static_cast<float>(positions.size());
     control[kCovered] = static_cast<float>(batch.covered);
     control[kFailed] = batch.failure.empty() ? 0.0f : 1.0f;
+    control[kCheckpoint] = rank() == 0 && feature_review_.TakeJustAsked() ? 1.0f : 0.0f;
     const bool calibrating = features_.Calibrating(progress_.step());
     if (calibrating) {
       const std::array<float, 2> pair = features_.TakeCalibration();
@@ -476,6 +478,9 @@ class Loop final {
     CountStep(control[kSamples], batch, positions.size());
     AddMacs(control[kCovered], features_.ExtraPassesPerCovered());
     if (control[kVerdictCount] > 0) GREENLOOP_RETURN_IF_ERROR_LOOP(ApplyPending());
+    // What was asked (a text question's words) must survive a crash before the epoch's end: the
+    // raters' answers name positions in it.
+    if (control[kCheckpoint] > 0) WriteCheckpoint(false);
     if (progress_.step() % opts_.step_event_every == 0) EmitStep();
     if (control[kStop] > 0) {
       WriteCheckpoint(false);
@@ -589,7 +594,8 @@ class Loop final {
       }
       const std::optional<v1::FeatureRule>& rule = v.rule;  // decided on rank 0
       if (!rule) continue;
-      if (absl::Status s = features_.AddRule(*rule, "verdict", model_.get()); !s.ok()) {
+      if (absl::Status s = features_.AddRule(*rule, "verdict", model_.get(), optimizer_.get());
+          !s.ok()) {
         logging::Warn("ignoring a rule verdict that does not fit the dataset",
                       {{"run", opts_.run_id}, {"error", s.ToString()}});
         continue;

@@ -117,6 +117,7 @@ TEST(FeedbackCli, RatesATextRuleQuestionByNumberedWords) {
   EXPECT_THAT(out.str(), HasSubstr("    3  click\n"));
   EXPECT_THAT(out.str(), HasSubstr("numbers of the words"));
   EXPECT_THAT(out.str(), HasSubstr("unknown key 'x y'"));
+  EXPECT_THAT(out.str(), Not(HasSubstr("y) yes"))) << "a rule question has no yes/no";
   EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_rating_masks WHERE cells = '{1,3}'"), 1);
 }
 
