@@ -213,6 +213,18 @@ class DecoySpamRuns : public ::testing::Test {
     return *valid;
   }
 
+  // MODE_HITL_FEATURES with removal on the fake crowd's campaign, the rules asked at step
+  // `ask_after` (not validated).
+  static v1::RunConfig AsksRaters(std::uint32_t ask_after) {
+    v1::RunConfig config = Config(std::nullopt);
+    config.set_mode(v1::MODE_HITL_FEATURES);
+    config.mutable_feedback()->set_endpoint("fake:7102");
+    config.mutable_feedback()->set_campaign_id("rules-1");
+    config.mutable_feature_feedback()->set_method(v1::FEATURE_METHOD_REMOVE);
+    config.mutable_feature_feedback()->set_ask_after_steps(ask_after);
+    return config;
+  }
+
   static TrainingOutcome RunOnce(const v1::RunConfig& config, const LoadedDataset& ds,
                                  testing::FakeFeedbackQueue* feedback = nullptr) {
     testing::FakeEnergyMeter energy;
@@ -279,12 +291,7 @@ TEST_F(DecoySpamRuns, TheBaselineLearnsThePlantedWordAndAWordRuleUndoesIt) {
 // most; the crowd marks the planted words and the run ignores them.
 TEST_F(DecoySpamRuns, RatersMarkThePlantedWordsAmongTheModelsTopWords) {
   auto ds = Load();
-  v1::RunConfig config = Config(std::nullopt);
-  config.set_mode(v1::MODE_HITL_FEATURES);
-  config.mutable_feedback()->set_endpoint("fake:7102");
-  config.mutable_feedback()->set_campaign_id("rules-1");
-  config.mutable_feature_feedback()->set_method(v1::FEATURE_METHOD_REMOVE);
-  config.mutable_feature_feedback()->set_ask_after_steps(50);
+  v1::RunConfig config = AsksRaters(50);
   absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
   ASSERT_TRUE(valid.ok()) << valid.status();
   testing::FakeFeedbackQueue crowd(*ds, /*delay_polls=*/3);
@@ -317,12 +324,7 @@ TEST_F(DecoySpamRuns, RatersMarkThePlantedWordsAmongTheModelsTopWords) {
 // epoch's end must not lose them), and a resumed run decodes the raters' answers with them.
 TEST_F(DecoySpamRuns, AResumedRunDecodesAnswersWithTheWordsItAskedBefore) {
   auto ds = Load();
-  v1::RunConfig config = Config(std::nullopt);
-  config.set_mode(v1::MODE_HITL_FEATURES);
-  config.mutable_feedback()->set_endpoint("fake:7102");
-  config.mutable_feedback()->set_campaign_id("rules-1");
-  config.mutable_feature_feedback()->set_method(v1::FEATURE_METHOD_REMOVE);
-  config.mutable_feature_feedback()->set_ask_after_steps(20);
+  v1::RunConfig config = AsksRaters(20);
   config.mutable_budget()->set_max_epochs(1);
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("greenloop-words-" + std::to_string(getpid()));
