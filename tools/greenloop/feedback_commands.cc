@@ -19,11 +19,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The feature grid as a table of cell numbers, for a rater in a terminal. A rule's picture has the
-// class's mean image on its left half: the numbers are that half's cells.
-std::string CellTable(std::uint32_t rows, std::uint32_t cols, bool rule) {
-  std::string out =
-      rule ? "cells of the left picture (the class's mean image):\n" : "cells of the picture:\n";
+// The feature grid as a table of cell numbers, for a rater in a terminal. A two-panel picture (a
+// rule's, or an item's whose grid has evidence_panel) has the item, or the class's mean image, on
+// its left half and the model's evidence on the right: the numbers are the left half's cells.
+std::string CellTable(std::uint32_t rows, std::uint32_t cols, bool two_panels) {
+  std::string out = two_panels
+                        ? "cells of the left picture (the right one: where the model looks):\n"
+                        : "cells of the picture:\n";
   for (std::uint32_t r = 0; r < rows; ++r) {
     out += " ";
     for (std::uint32_t c = 0; c < cols; ++c) out += fmt::format(" {:>3}", r * cols + c);
@@ -264,8 +266,9 @@ int Rate(const std::vector<std::string_view>& args, const config::Environment& e
     v1::Answer cells_answer;
     if (features) {  // a text item's words were numbered above
       if (item.payload().has_png()) {
-        out << CellTable(q.feature_grid().rows(), q.feature_grid().cols(),
-                         q.kind() == v1::QUESTION_KIND_FEATURE_RULE);
+        out << CellTable(
+            q.feature_grid().rows(), q.feature_grid().cols(),
+            q.kind() == v1::QUESTION_KIND_FEATURE_RULE || q.feature_grid().evidence_panel());
       }
     } else if (q.kind() == v1::QUESTION_KIND_LABEL_CHOICE) {
       for (int i = 0; i < q.labels_size(); ++i) {

@@ -1,8 +1,8 @@
 // Feature questions on the rater page (QUESTION_KIND_FEATURE_MASK, QUESTION_KIND_FEATURE_RULE):
 // a grid of toggle buttons over the image, one per cell of the campaign's feature grid. Tap (or
-// focus and press Space) to mark a cell the model should ignore; "c" confirms. A rule's picture is
-// two panels wide (the class's mean image, then where the model looks): the grid covers the left
-// one. A text item's payload is a list of words, one per line (e.g. the words the model weighs
+// focus and press Space) to mark a cell the model should ignore; "c" confirms. A rule's picture,
+// and an item's whose grid says evidencePanel, is two panels wide (the item or the class's mean
+// image, then where the model looks): the grid covers the left one. A text item's payload is a list of words, one per line (e.g. the words the model weighs
 // most for a class): each word is a toggle button, cell i the i-th word (wordGrid). Loaded before
 // app.js, which calls featureGrid() or wordGrid() from show().
 
@@ -10,6 +10,11 @@ const FEATURE_KINDS = ["QUESTION_KIND_FEATURE_MASK", "QUESTION_KIND_FEATURE_RULE
 
 function isFeatureQuestion(q) {
   return FEATURE_KINDS.includes(q.kind);
+}
+
+// Whether the picture of `q` is two panels wide, the cells covering the left one.
+function twoPanels(q) {
+  return q.kind === "QUESTION_KIND_FEATURE_RULE" || Boolean(q.featureGrid && q.featureGrid.evidencePanel);
 }
 
 // Lays the grid of `q` over `img` (inside `payload`) and returns { cells() } → the marked cells.
@@ -26,7 +31,7 @@ function featureGrid(q, payload, img) {
   grid.setAttribute("aria-label", "cells to ignore");
   grid.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
   grid.style.gridTemplateRows = `repeat(${rows}, 1fr)`;
-  grid.style.width = q.kind === "QUESTION_KIND_FEATURE_RULE" ? "50%" : "100%";
+  grid.style.width = twoPanels(q) ? "50%" : "100%";
   const marked = new Set();
   for (let cell = 0; cell < rows * cols; ++cell) {
     const b = document.createElement("button");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/status/status.h"
 #include "services/trainer/core/decoy.h"
 #include "services/trainer/core/png.h"
 #include "services/trainer/core/rater_items.h"
@@ -25,7 +26,8 @@ FeatureMasks::FeatureMasks(const LoadedDataset& dataset)
   if (cells() > 0) class_masks_ = torch::zeros({classes_, 1, rows_, cols_}, torch::kFloat32);
 }
 
-absl::Status FeatureMasks::AddRule(const v1::FeatureRule& rule, std::string_view field) {
+absl::Status FeatureMasks::AddRule(const v1::FeatureRule& rule, std::string_view field,
+                                   std::optional<std::int64_t> position) {
   if (cells() == 0) {
     return absl::InvalidArgumentError(
         fmt::format("{}: only image datasets have feature cells", field));
@@ -49,7 +51,10 @@ absl::Status FeatureMasks::AddRule(const v1::FeatureRule& rule, std::string_view
   const torch::Tensor pixels = cell_mask.repeat_interleave(kFeatureCellPixels, 0)
                                    .repeat_interleave(kFeatureCellPixels, 1)
                                    .unsqueeze(0);
-  if (rule.has_label()) {
+  if (position) {
+    torch::Tensor& mask = sample_masks_[*position];
+    mask = mask.defined() ? torch::maximum(mask, pixels) : pixels;
+  } else if (rule.has_label()) {
     class_masks_[rule.label()] = torch::maximum(class_masks_[rule.label()], pixels);
   } else {
     class_masks_ = torch::maximum(class_masks_, pixels.unsqueeze(0));
@@ -58,10 +63,17 @@ absl::Status FeatureMasks::AddRule(const v1::FeatureRule& rule, std::string_view
   return absl::OkStatus();
 }
 
-FeatureMasks::Batch FeatureMasks::ForLabels(const torch::Tensor& labels) const {
+FeatureMasks::Batch FeatureMasks::ForBatch(const torch::Tensor& labels,
+                                           std::span<const std::int64_t> positions) const {
   if (empty()) return {};
   Batch batch;
   batch.mask = class_masks_.index_select(0, labels);
+  for (std::size_t i = 0; i < positions.size() && !sample_masks_.empty(); ++i) {
+    const auto it = sample_masks_.find(positions[i]);
+    if (it == sample_masks_.end()) continue;
+    const auto row = static_cast<std::int64_t>(i);
+    batch.mask[row] = torch::maximum(batch.mask[row], it->second);
+  }
   batch.covered = batch.mask.flatten(1).amax(1).gt(0).sum().item<std::int64_t>();
   if (batch.covered == 0) return {};
   return batch;
@@ -73,43 +85,65 @@ FeatureTraining::FeatureTraining(const v1::FeatureFeedback& config, const Loaded
                                                                 : config.method()),
       masks_(dataset),
       words_(dataset),
-      weight_(config.penalty_weight()) {}
+      weight_(config.penalty_weight()) {
+  positions_.reserve(dataset.train.refs.size());
+  for (std::size_t i = 0; i < dataset.train.refs.size(); ++i) {
+    positions_.emplace(dataset.train.refs[i], static_cast<std::int64_t>(i));
+  }
+}
+
+absl::StatusOr<std::optional<std::int64_t>> FeatureTraining::PositionOf(
+    const v1::FeatureRule& rule, std::string_view field) const {
+  if (!rule.has_sample()) return std::optional<std::int64_t>();
+  if (rule.has_label()) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: a per-item mask (sample) covers one sample: no label", field));
+  }
+  const auto it = positions_.find(rule.sample());
+  if (it == positions_.end()) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}.sample {} is not in the run's training split", field, rule.sample()));
+  }
+  return std::optional<std::int64_t>(it->second);
+}
 
 absl::Status FeatureTraining::AddConfigRules(ClassifierImpl* model) {
   for (int i = 0; i < config_.rules_size(); ++i) {
     const std::string field = fmt::format("config.feature_feedback.rules[{}]", i);
-    absl::Status s = config_.rules(i).irrelevant_tokens().empty()
-                         ? masks_.AddRule(config_.rules(i), field)
-                         : words_.AddRule(config_.rules(i), field);
-    if (!s.ok()) return s;
-    if (model != nullptr && method_ == v1::FEATURE_METHOD_REMOVE) {
-      ForgetWords(*model, nullptr, words_.Ids(config_.rules(i)));
-    }
+    GREENLOOP_RETURN_IF_ERROR(Add(config_.rules(i), field, model, nullptr));
   }
   return absl::OkStatus();
 }
 
 absl::Status FeatureTraining::AddRule(const v1::FeatureRule& rule, std::string_view field,
                                       ClassifierImpl* model, torch::optim::Adam* optimizer) {
-  absl::Status s =
-      rule.irrelevant_tokens().empty() ? masks_.AddRule(rule, field) : words_.AddRule(rule, field);
-  if (!s.ok()) return s;
+  GREENLOOP_RETURN_IF_ERROR(Add(rule, field, model, optimizer));
   added_.push_back(rule);
-  if (model != nullptr && method_ == v1::FEATURE_METHOD_REMOVE) {
+  return absl::OkStatus();
+}
+
+absl::Status FeatureTraining::Add(const v1::FeatureRule& rule, std::string_view field,
+                                  ClassifierImpl* model, torch::optim::Adam* optimizer) {
+  absl::StatusOr<std::optional<std::int64_t>> position = PositionOf(rule, field);
+  if (!position.ok()) return position.status();
+  GREENLOOP_RETURN_IF_ERROR(rule.irrelevant_tokens().empty()
+                                ? masks_.AddRule(rule, field, *position)
+                                : words_.AddRule(rule, field, *position));
+  if (model != nullptr && method_ == v1::FEATURE_METHOD_REMOVE && !rule.has_sample()) {
     ForgetWords(*model, optimizer, words_.Ids(rule));
   }
-  return s;
+  return absl::OkStatus();
 }
 
 std::int64_t FeatureTraining::Prepare(ModelInput& input, const torch::Tensor& labels,
-                                      std::uint64_t step) {
+                                      std::uint64_t step, std::span<const std::int64_t> positions) {
   std::int64_t covered = 0;
   if (input.offsets.defined()) {
-    TokenMasks::Batch batch = words_.ForInput(input, labels);
+    TokenMasks::Batch batch = words_.ForInput(input, labels, positions);
     batch_mask_ = batch.masked;
     covered = batch.covered;
   } else {
-    FeatureMasks::Batch batch = masks_.ForLabels(labels);
+    FeatureMasks::Batch batch = masks_.ForBatch(labels, positions);
     batch_mask_ = batch.mask;
     covered = batch.covered;
   }
@@ -254,13 +288,42 @@ std::optional<double> DecoySaliency(ClassifierImpl& model, const LoadedDataset& 
   return share_sum / static_cast<double>(n);
 }
 
+namespace {
+
+// One evidence picture: `image` [rows, cols] (normalised pixels) on the left, `saliency`
+// [rows, cols] scaled to its maximum on the right, rows × 2·cols greyscale bytes.
+std::vector<std::uint8_t> TwoPanels(const torch::Tensor& image, const torch::Tensor& saliency) {
+  const auto rows = static_cast<int>(image.size(0));
+  const auto cols = static_cast<int>(image.size(1));
+  const torch::Tensor left =
+      ((image * kFashionStd + kFashionMean) * 255).clamp(0, 255).to(torch::kUInt8).contiguous();
+  const torch::Tensor right = (saliency / saliency.max().clamp_min(1e-30) * 255)
+                                  .clamp(0, 255)
+                                  .to(torch::kUInt8)
+                                  .contiguous();
+  std::vector<std::uint8_t> picture(static_cast<std::size_t>(rows * 2 * cols), 0);
+  const std::uint8_t* l = left.data_ptr<std::uint8_t>();
+  const std::uint8_t* r = right.data_ptr<std::uint8_t>();
+  for (int y = 0; y < rows; ++y) {
+    std::copy_n(l + y * cols, cols, picture.data() + y * 2 * cols);
+    std::copy_n(r + y * cols, cols, picture.data() + y * 2 * cols + cols);
+  }
+  return picture;
+}
+
+// |∂ Σ_k log p̂_k / ∂x| of `model` on `x` [B, 1, rows, cols], [B, rows, cols].
+torch::Tensor Saliency(ClassifierImpl& model, const torch::Tensor& x) {
+  torch::Tensor leaf = x.clone().requires_grad_(true);
+  return LogProbInputGradient(model.forward(ModelInput{leaf, {}}), leaf, false).abs().squeeze(1);
+}
+
+}  // namespace
+
 std::vector<std::vector<std::uint8_t>> RuleEvidence(ClassifierImpl& model,
                                                     const LoadedDataset& dataset,
                                                     const std::vector<std::int64_t>& labels,
                                                     const torch::Tensor& images, int per_class) {
   const int classes = dataset.num_classes();
-  const int rows = dataset.image_rows;
-  const int cols = dataset.image_cols;
   std::vector<std::vector<std::int64_t>> members(static_cast<std::size_t>(classes));
   for (std::size_t i = 0; i < labels.size(); ++i) {
     auto& m = members[static_cast<std::size_t>(labels[i])];
@@ -270,29 +333,29 @@ std::vector<std::vector<std::uint8_t>> RuleEvidence(ClassifierImpl& model,
   model.eval();
   std::vector<std::vector<std::uint8_t>> out(static_cast<std::size_t>(classes));
   for (int c = 0; c < classes; ++c) {
-    std::vector<std::uint8_t>& picture = out[static_cast<std::size_t>(c)];
-    picture.assign(static_cast<std::size_t>(rows * 2 * cols), 0);
     const auto& m = members[static_cast<std::size_t>(c)];
-    if (m.empty()) continue;
-    const torch::Tensor index = torch::tensor(m, torch::kInt64);
-    torch::Tensor x = images.index_select(0, index).clone().requires_grad_(true);
-    const torch::Tensor saliency =
-        LogProbInputGradient(model.forward(ModelInput{x, {}}), x, false).abs().mean(0)[0];
-    const torch::Tensor mean = ((x.detach().mean(0)[0] * kFashionStd + kFashionMean) * 255)
-                                   .clamp(0, 255)
-                                   .to(torch::kUInt8)
-                                   .contiguous();
-    const torch::Tensor heat = (saliency / saliency.max().clamp_min(1e-30) * 255)
-                                   .clamp(0, 255)
-                                   .to(torch::kUInt8)
-                                   .contiguous();
-    const std::uint8_t* left = mean.data_ptr<std::uint8_t>();
-    const std::uint8_t* right = heat.data_ptr<std::uint8_t>();
-    for (int r = 0; r < rows; ++r) {
-      std::copy_n(left + r * cols, cols, picture.data() + r * 2 * cols);
-      std::copy_n(right + r * cols, cols, picture.data() + r * 2 * cols + cols);
+    if (m.empty()) {
+      out[static_cast<std::size_t>(c)].assign(
+          static_cast<std::size_t>(dataset.image_rows * 2 * dataset.image_cols), 0);
+      continue;
     }
+    const torch::Tensor x = images.index_select(0, torch::tensor(m, torch::kInt64));
+    out[static_cast<std::size_t>(c)] = TwoPanels(x.mean(0)[0], Saliency(model, x).mean(0));
   }
+  model.train(was_training);
+  return out;
+}
+
+std::vector<std::vector<std::uint8_t>> SampleEvidence(ClassifierImpl& model,
+                                                      const torch::Tensor& images,
+                                                      const std::vector<std::int64_t>& positions) {
+  std::vector<std::vector<std::uint8_t>> out;
+  if (positions.empty()) return out;
+  const bool was_training = model.is_training();
+  model.eval();
+  const torch::Tensor x = images.index_select(0, torch::tensor(positions, torch::kInt64));
+  const torch::Tensor saliency = Saliency(model, x);
+  for (std::int64_t i = 0; i < x.size(0); ++i) out.push_back(TwoPanels(x[i][0], saliency[i]));
   model.train(was_training);
   return out;
 }

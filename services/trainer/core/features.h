@@ -26,9 +26,11 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "greenloop/v1/trainer.pb.h"
 #include "services/trainer/core/datasets.h"
 #include "services/trainer/core/models.h"
@@ -37,7 +39,8 @@
 namespace greenloop::trainer {
 
 // The irrelevant-pixel masks of a run's rules, per class: a rule for every sample applies to all
-// classes, a class rule to the samples training sees with that label.
+// classes, a class rule to the samples training sees with that label, a per-item mask to its
+// sample only.
 class FeatureMasks final {
  public:
   // An empty set for `dataset` (no rule yet). Text datasets have no grid: AddRule refuses.
@@ -52,15 +55,18 @@ class FeatureMasks final {
 
   // Adds `rule`; INVALID_ARGUMENT naming `field` (e.g. "config.feature_feedback.rules[2]") for a
   // dataset without a grid, no cells, a cell outside the grid or a label outside the classes.
-  absl::Status AddRule(const v1::FeatureRule& rule, std::string_view field);
+  // `position`: a per-item mask's sample (FeatureRule.sample) as a position in the training split.
+  absl::Status AddRule(const v1::FeatureRule& rule, std::string_view field,
+                       std::optional<std::int64_t> position = std::nullopt);
 
   // The pixel masks [B, 1, rows, cols] (1: ignore) of samples whose training labels are `labels`
-  // [B] (int64), and how many of them a rule covers. Undefined tensor when none is covered.
+  // [B] (int64) and, when given, whose training positions are `positions` (per-item masks), and
+  // how many of them a rule covers. Undefined tensor when none is covered.
   struct Batch {
     torch::Tensor mask;
     std::int64_t covered = 0;
   };
-  Batch ForLabels(const torch::Tensor& labels) const;
+  Batch ForBatch(const torch::Tensor& labels, std::span<const std::int64_t> positions = {}) const;
 
  private:
   int rows_ = 0;
@@ -69,7 +75,8 @@ class FeatureMasks final {
   int grid_cols_ = 0;
   int classes_ = 0;
   int rules_ = 0;
-  torch::Tensor class_masks_;  // [classes, 1, rows, cols], float
+  torch::Tensor class_masks_;                                     // [classes, 1, rows, cols]
+  std::unordered_map<std::int64_t, torch::Tensor> sample_masks_;  // position → [1, rows, cols]
 };
 
 // What one run's training does with its rules, step by step: masks the covered samples of a batch
@@ -83,12 +90,14 @@ class FeatureTraining final {
   // `model`, removal makes it forget their words first (ForgetWords): a word dropped from every
   // training mail would otherwise keep its random initial row at evaluation.
   absl::Status AddConfigRules(ClassifierImpl* model = nullptr);
-  // Adds one more rule (e.g. from raters); errors as FeatureMasks::AddRule. With `model`, removal
+  // Adds one more rule (e.g. from raters); errors as FeatureMasks::AddRule, and a per-item mask
+  // (FeatureRule.sample) whose sample is not in the training split. With `model`, removal
   // also makes the model forget the rule's words (ForgetWords, Adam's moments of their rows in
   // `optimizer` too): a word dropped from every mail that carried it is never seen again, and what
   // the model learnt from it before the rule would stay (measured on Decoy SpamAssassin with the
   // rules at step 50: 0.83 test without forgetting, against 0.95 for RRR, which unlearns). A
-  // checkpoint's rules are added without it (the checkpoint's weights already forgot).
+  // checkpoint's rules are added without it (the checkpoint's weights already forgot). A per-item
+  // mask is never forgotten: the other mails still carry its words.
   absl::Status AddRule(const v1::FeatureRule& rule, std::string_view field,
                        ClassifierImpl* model = nullptr, torch::optim::Adam* optimizer = nullptr);
   // The rules added after the config's (from raters), in order, for a checkpoint.
@@ -109,10 +118,12 @@ class FeatureTraining final {
   static constexpr std::uint64_t kCalibrationStep = 20;
 
   // Before the forward pass of step `step` (0-based) on a batch whose training labels are
-  // `labels`: counterexamples replace the covered samples' masked pixels; RRR makes the input
-  // require gradients; text: REMOVE drops the masked words, counterexamples replace them. Returns
-  // the samples the rules act on this step.
-  std::int64_t Prepare(ModelInput& input, const torch::Tensor& labels, std::uint64_t step);
+  // `labels` and training positions `positions` (for per-item masks; empty: none apply):
+  // counterexamples replace the covered samples' masked pixels; RRR makes the input require
+  // gradients; text: REMOVE drops the masked words, counterexamples replace them. Returns the
+  // samples the rules act on this step.
+  std::int64_t Prepare(ModelInput& input, const torch::Tensor& labels, std::uint64_t step,
+                       std::span<const std::int64_t> positions = {});
   // After the forward pass of `model` (RRR): `loss` + λ · penalty / `batch_size`. While λ is not
   // calibrated, `loss` itself, and the batch's (cross-entropy, penalty) pair is kept for
   // TakeCalibration() (images: the evenly-spread penalty). INVALID_ARGUMENT naming
@@ -137,14 +148,22 @@ class FeatureTraining final {
  private:
   v1::FeatureFeedback config_;
   v1::FeatureMethod method_;
-  FeatureMasks masks_;  // images
-  TokenMasks words_;    // text
+  FeatureMasks masks_;                                         // images
+  TokenMasks words_;                                           // text
+  std::unordered_map<std::uint64_t, std::int64_t> positions_;  // SampleRef.index → position
   double weight_ = 0;
   std::vector<v1::FeatureRule> added_;
   std::array<float, 2> calibration_ = {0, 0};
   // The prepared batch's pixel masks (images) or masked tokens (text); undefined when none is
   // covered.
   torch::Tensor batch_mask_;
+  // Adds `rule` to the masks (and forgets its words, see AddRule), without recording it.
+  absl::Status Add(const v1::FeatureRule& rule, std::string_view field, ClassifierImpl* model,
+                   torch::optim::Adam* optimizer);
+  // A per-item mask's sample as a training position; INVALID_ARGUMENT naming `field` when the
+  // training split lacks it. nullopt for other rules.
+  absl::StatusOr<std::optional<std::int64_t>> PositionOf(const v1::FeatureRule& rule,
+                                                         std::string_view field) const;
   // `total`, or INVALID_ARGUMENT naming the penalty weight when it is not finite.
   absl::StatusOr<torch::Tensor> Checked(const torch::Tensor& total,
                                         const torch::Tensor& penalty) const;
@@ -184,6 +203,15 @@ std::vector<std::vector<std::uint8_t>> RuleEvidence(ClassifierImpl& model,
                                                     const std::vector<std::int64_t>& labels,
                                                     const torch::Tensor& images, int per_class);
 inline constexpr double kSaliencyPasses = 3.0;
+
+// The evidence shown with a per-item mask question, one picture per training position of
+// `positions` (rows of `images`, the training split's ImagesTensor): the sample on the left, the
+// input-gradient saliency of `model` on it on the right (scaled to 0..255), rows × 2·cols greyscale
+// bytes each. Outside autograd of the model's parameters; about kSaliencyPasses forward passes per
+// sample.
+std::vector<std::vector<std::uint8_t>> SampleEvidence(ClassifierImpl& model,
+                                                      const torch::Tensor& images,
+                                                      const std::vector<std::int64_t>& positions);
 
 // What `model` looks at for each class: images, RuleEvidence over up to 64 test images per class
 // (their clean labels), the classes' pictures stacked in one PNG scaled 3×; text, the

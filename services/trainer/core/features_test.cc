@@ -12,6 +12,7 @@
 #include <set>
 
 #include "services/trainer/core/decoy.h"
+#include "services/trainer/core/feature_review.h"
 #include "services/trainer/core/run_config.h"
 #include "services/trainer/core/trainer.h"
 #include "services/trainer/testing/fakes.h"
@@ -43,9 +44,9 @@ TEST(FeatureMasks, AClassRuleCoversItsClassAndAGlobalRuleEveryone) {
   FeatureMasks masks(Images());
   EXPECT_EQ(masks.cells(), 49);
   EXPECT_TRUE(masks.empty());
-  EXPECT_EQ(masks.ForLabels(Labels({0, 1})).covered, 0);
+  EXPECT_EQ(masks.ForBatch(Labels({0, 1})).covered, 0);
   ASSERT_TRUE(masks.AddRule(Rule({48}, 3), "r").ok());
-  FeatureMasks::Batch b = masks.ForLabels(Labels({0, 3, 3}));
+  FeatureMasks::Batch b = masks.ForBatch(Labels({0, 3, 3}));
   EXPECT_EQ(b.covered, 2);
   ASSERT_EQ(b.mask.sizes(), (std::vector<std::int64_t>{3, 1, 28, 28}));
   EXPECT_EQ(b.mask[0].sum().item<float>(), 0);
@@ -53,11 +54,64 @@ TEST(FeatureMasks, AClassRuleCoversItsClassAndAGlobalRuleEveryone) {
   EXPECT_EQ(b.mask[1].sum().item<float>(), 16);
   EXPECT_EQ(b.mask[1][0].slice(0, 24, 28).slice(1, 24, 28).sum().item<float>(), 16);
   ASSERT_TRUE(masks.AddRule(Rule({0}), "r").ok());
-  b = masks.ForLabels(Labels({0, 3}));
+  b = masks.ForBatch(Labels({0, 3}));
   EXPECT_EQ(b.covered, 2);
   EXPECT_EQ(b.mask[0].sum().item<float>(), 16);
   EXPECT_EQ(b.mask[1].sum().item<float>(), 32);
   EXPECT_EQ(masks.rules(), 2);
+}
+
+TEST(FeatureMasks, APerItemMaskCoversItsSampleOnly) {
+  FeatureMasks masks(Images());
+  v1::FeatureRule item = Rule({0});
+  item.set_sample(17);
+  ASSERT_TRUE(masks.AddRule(item, "r", /*position=*/5).ok());
+  ASSERT_TRUE(masks.AddRule(Rule({48}, 2), "r").ok());
+  const std::vector<std::int64_t> positions = {4, 5, 6};
+  const FeatureMasks::Batch b = masks.ForBatch(Labels({1, 1, 2}), positions);
+  EXPECT_EQ(b.covered, 2);
+  EXPECT_EQ(b.mask[0].sum().item<float>(), 0);   // position 4: nothing
+  EXPECT_EQ(b.mask[1].sum().item<float>(), 16);  // position 5: its own cell 0
+  EXPECT_EQ(b.mask[1][0].slice(0, 0, 4).slice(1, 0, 4).sum().item<float>(), 16);
+  EXPECT_EQ(b.mask[2].sum().item<float>(), 16);  // class 2's rule only
+  // Without positions, a per-item mask covers no one.
+  EXPECT_EQ(masks.ForBatch(Labels({1, 1})).covered, 0);
+}
+
+TEST(FeatureTraining, RefusesAPerItemMaskOutsideTheTrainingSplitOrWithALabel) {
+  LoadedDataset ds = Images();
+  ds.train.refs = {100, 101, 102};
+  FeatureTraining training(v1::FeatureFeedback(), ds);
+  v1::FeatureRule item = Rule({0});
+  item.set_sample(101);
+  EXPECT_TRUE(training.AddRule(item, "verdict").ok());
+  item.set_sample(7);
+  absl::Status s = training.AddRule(item, "verdict");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("verdict.sample 7 is not in the run's training"));
+  item.set_sample(102);
+  item.set_label(1);
+  s = training.AddRule(item, "verdict");
+  EXPECT_THAT(std::string(s.message()), HasSubstr("per-item mask (sample)"));
+  EXPECT_EQ(training.rules(), 1);
+  ASSERT_EQ(training.added_rules().size(), 1u);
+  EXPECT_EQ(training.added_rules()[0].sample(), 101u);
+}
+
+TEST(ItemsToAsk, DrawsDistinctSamplesEvenlyOverTheClassesAsTheyAllow) {
+  // Class 0: 10 samples, class 1: 3, class 2: 20.
+  std::vector<std::int64_t> labels(33, 2);
+  std::fill_n(labels.begin(), 10, 0);
+  std::fill_n(labels.begin() + 10, 3, 1);
+  const std::vector<std::int64_t> picked = ItemsToAsk(labels, 3, 15, 42);
+  ASSERT_EQ(picked.size(), 15u);
+  std::vector<int> per_class(3, 0);
+  for (std::int64_t p : picked) ++per_class[static_cast<std::size_t>(labels[p])];
+  EXPECT_EQ(per_class, (std::vector<int>{6, 3, 6}));  // class 1 runs out after 3
+  EXPECT_EQ(std::set<std::int64_t>(picked.begin(), picked.end()).size(), 15u);
+  EXPECT_EQ(ItemsToAsk(labels, 3, 15, 42), picked);  // seeded
+  EXPECT_NE(ItemsToAsk(labels, 3, 15, 43), picked);
+  EXPECT_EQ(ItemsToAsk(labels, 3, 100, 1).size(), 33u);  // no more than the split holds
 }
 
 TEST(FeatureMasks, RefusesBadRulesNamingTheField) {
@@ -91,15 +145,14 @@ TEST(RrrPenalty, CountsOnlyTheGradientUnderTheMaskAndIsDifferentiable) {
   FeatureMasks masks(Images());
   ASSERT_TRUE(masks.AddRule(Rule({0}), "r").ok());
   ASSERT_TRUE(masks.AddRule(Rule({48}, 1), "r").ok());
-  torch::Tensor on_corner = masks.ForLabels(Labels({0, 0, 0, 0})).mask;
+  torch::Tensor on_corner = masks.ForBatch(Labels({0, 0, 0, 0})).mask;
   torch::Tensor penalty = RrrPenalty(logits, x, on_corner);
   EXPECT_GT(penalty.item<double>(), 0);
   EXPECT_TRUE(penalty.requires_grad());
   FeatureMasks elsewhere(Images());
   ASSERT_TRUE(elsewhere.AddRule(Rule({48}), "r").ok());
   logits = model.forward({x, {}});
-  EXPECT_EQ(RrrPenalty(logits, x, elsewhere.ForLabels(Labels({0, 0, 0, 0})).mask).item<double>(),
-            0);
+  EXPECT_EQ(RrrPenalty(logits, x, elsewhere.ForBatch(Labels({0, 0, 0, 0})).mask).item<double>(), 0);
 }
 
 TEST(Counterexamples, TakeTheMaskedPixelsFromAnotherSampleOfTheBatch) {
@@ -109,7 +162,7 @@ TEST(Counterexamples, TakeTheMaskedPixelsFromAnotherSampleOfTheBatch) {
       torch::arange(1, 5, torch::kFloat32).view({4, 1, 1, 1}).expand({4, 1, 28, 28}).contiguous();
   FeatureMasks masks(Images());
   ASSERT_TRUE(masks.AddRule(Rule({6}, 1), "r").ok());
-  const torch::Tensor mask = masks.ForLabels(Labels({1, 1, 1, 0})).mask;
+  const torch::Tensor mask = masks.ForBatch(Labels({1, 1, 1, 0})).mask;
   const torch::Tensor y = Counterexamples(x, mask);
   std::set<float> donors;
   for (int i = 0; i < 4; ++i) {
@@ -277,6 +330,50 @@ TEST_F(DecoyRuns, RatersRulesFromTheQueueUndoTheShortcut) {
               *o.test_accuracy, *o.decoy_saliency, o.progress.feature_penalty_weight(),
               *baseline.test_accuracy);
   EXPECT_GT(*o.test_accuracy, *baseline.test_accuracy + 0.05);  // measured 0.78 vs 0.67
+  EXPECT_LT(*o.decoy_saliency, *baseline.decoy_saliency / 4);
+}
+
+// FeatureFeedback.item_questions: per-item mask questions instead of the rules, each sample shown
+// next to the model's saliency on it; each verdict's mask acts on its own sample only.
+TEST_F(DecoyRuns, PerItemMasksFromTheQueueActOnTheirSamples) {
+  auto decoyed = Load(true);
+  v1::RunConfig config = AsksRaters();
+  config.mutable_feature_feedback()->set_item_questions(200);
+  absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
+  ASSERT_TRUE(valid.ok()) << valid.status();
+  testing::FakeFeedbackQueue crowd(*decoyed, /*delay_polls=*/5);
+  const TrainingOutcome o = RunOnce(*valid, *decoyed, &crowd);
+  ASSERT_EQ(o.state, v1::RUN_STATE_SUCCEEDED) << o.error_message;
+  const v1::CampaignSpec spec = crowd.campaign("rules-1");
+  EXPECT_EQ(spec.question_kind(), v1::QUESTION_KIND_FEATURE_MASK);
+  EXPECT_TRUE(spec.feature_grid().evidence_panel());
+  const std::vector<v1::ItemInput> items = crowd.enqueued();
+  ASSERT_EQ(items.size(), 200u);
+  std::set<std::uint64_t> samples;
+  std::vector<int> per_class(10, 0);
+  for (const v1::ItemInput& item : items) {
+    samples.insert(item.sample().index());
+    ++per_class[item.given_label()];
+    const std::string& png = item.payload().png();
+    ASSERT_EQ(png.substr(1, 3), "PNG");
+    // IHDR width: the sample and its saliency side by side, scaled 6×.
+    EXPECT_EQ(static_cast<unsigned char>(png[18]) * 256 + static_cast<unsigned char>(png[19]),
+              56 * 6);
+  }
+  EXPECT_EQ(samples.size(), 200u);
+  for (int c = 0; c < 10; ++c) EXPECT_EQ(per_class[static_cast<std::size_t>(c)], 20) << c;
+  EXPECT_EQ(o.progress.feature_rules(), 200u);
+  // The masked samples came up in batches: λ was calibrated on them and RRR's extra passes paid.
+  EXPECT_GT(o.progress.feature_penalty_weight(), 0);
+  const TrainingOutcome baseline = RunOnce(Config(std::nullopt), *decoyed);
+  ASSERT_TRUE(o.test_accuracy && baseline.test_accuracy && o.decoy_saliency);
+  EXPECT_GT(o.progress.macs(), 1.05 * baseline.progress.macs());
+  std::printf("per-item masks: test %.4f saliency %.3f (baseline %.4f saliency %.3f)\n",
+              *o.test_accuracy, *o.decoy_saliency, *baseline.test_accuracy,
+              *baseline.decoy_saliency);
+  // Measured: 0.77 test with 0.4 % of the saliency on the decoy, against the baseline's 0.67 and
+  // 7 %: masks on 5 % of the images teach the whole net to look away from the corners.
+  EXPECT_GT(*o.test_accuracy, *baseline.test_accuracy + 0.05);
   EXPECT_LT(*o.decoy_saliency, *baseline.decoy_saliency / 4);
 }
 

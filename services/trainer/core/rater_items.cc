@@ -61,11 +61,45 @@ v1::CampaignSpec RuleCampaignFor(const LoadedDataset& dataset, const std::string
   }
   spec.mutable_feature_grid()->set_rows(static_cast<std::uint32_t>(dataset.image_rows / 4));
   spec.mutable_feature_grid()->set_cols(static_cast<std::uint32_t>(dataset.image_cols / 4));
+  spec.mutable_feature_grid()->set_evidence_panel(true);
   spec.set_instructions(
       "Left: the average image of the class. Right: where the model looks (bright: a lot). Tap "
       "the cells of the left picture that say nothing about what the item is, where the model "
       "should not look for every item of this class, then confirm. Skip when you cannot tell.");
   return spec;
+}
+
+v1::CampaignSpec MaskCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
+                                 const v1::FeedbackTarget& target) {
+  v1::CampaignSpec spec = RuleCampaignFor(dataset, run_id, target);
+  spec.set_display_name(fmt::format("{}: what to ignore in this item", run_id));
+  spec.set_question_kind(v1::QUESTION_KIND_FEATURE_MASK);
+  spec.set_instructions(
+      dataset.vocabulary.empty()
+          ? "Left: the item. Right: where the model looks (bright: a lot). Tap the cells of the "
+            "left picture that say nothing about what the item is, where the model should not "
+            "look, then confirm (none is a valid answer). Skip when you cannot tell."
+          : "The words of this mail that make the model think it is of its class, strongest "
+            "first. Tap the words that say nothing about whether it is, words the model should "
+            "ignore, then confirm (none is a valid answer). Skip when you cannot tell.");
+  return spec;
+}
+
+v1::ItemInput MaskItemFor(const LoadedDataset& dataset, std::size_t position,
+                          std::int64_t given_label, std::span<const std::uint8_t> evidence) {
+  v1::ItemInput item = ItemFor(dataset, position, given_label);
+  item.mutable_payload()->set_png(
+      EncodeGreyscalePng(evidence, dataset.image_rows, 2 * dataset.image_cols, 6));
+  return item;
+}
+
+v1::ItemInput MaskItemForWords(const LoadedDataset& dataset, std::size_t position,
+                               std::int64_t given_label, const std::vector<std::string>& words) {
+  v1::ItemInput item = ItemFor(dataset, position, given_label);
+  std::string text;
+  for (const std::string& w : words) text += w + "\n";
+  item.mutable_payload()->set_text(text);
+  return item;
 }
 
 v1::ItemInput RuleItemFor(const LoadedDataset& dataset, std::int64_t label,

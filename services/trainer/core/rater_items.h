@@ -4,7 +4,8 @@
 // greyscale PNG for images, the mail's text for SpamAssassin) and the label training uses now.
 // The caller adds the model's prediction and the priority it knows. LabelCampaignFor() is the
 // campaign a run's label questions go to, RuleCampaignFor() the one its feature rules go to
-// (MODE_HITL_FEATURES): the one place a run's campaign is described.
+// (MODE_HITL_FEATURES), MaskCampaignFor() the one its per-item masks go to
+// (FeatureFeedback.item_questions): the one place a run's campaign is described.
 //
 // Thread-safety: a pure function of the dataset.
 #pragma once
@@ -38,6 +39,23 @@ inline constexpr int kRuleWords = 12;
 // i-th word), the classes as labels, and k and agreement from `target`.
 v1::CampaignSpec RuleCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
                                  const v1::FeedbackTarget& target);
+
+// The per-item mask campaign of run `run_id` (FeatureFeedback.item_questions): one
+// QUESTION_KIND_FEATURE_MASK item per sample asked, over the grid RuleCampaignFor() uses (images:
+// two panels, the sample and its saliency), the classes as labels, k and agreement from `target`.
+v1::CampaignSpec MaskCampaignFor(const LoadedDataset& dataset, const std::string& run_id,
+                                 const v1::FeedbackTarget& target);
+
+// The per-item mask item of training sample `position`, whose training label is `given_label`:
+// its SampleRef, its payload the model's evidence `evidence` on it (rows × 2·cols: the sample on
+// the left, its saliency on the right; SampleEvidence in features.h).
+v1::ItemInput MaskItemFor(const LoadedDataset& dataset, std::size_t position,
+                          std::int64_t given_label, std::span<const std::uint8_t> evidence);
+
+// The per-item mask item of training mail `position`: its payload the mail's words that push the
+// model most towards `given_label` (MailTopTokens in text_features.h), one per line.
+v1::ItemInput MaskItemForWords(const LoadedDataset& dataset, std::size_t position,
+                               std::int64_t given_label, const std::vector<std::string>& words);
 
 // The rule item of class `label`: its key is the class (SampleRef index = label), its payload the
 // model's evidence `evidence`, a rows × 2·cols greyscale picture (the class's mean image on the

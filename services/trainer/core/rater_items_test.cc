@@ -79,5 +79,40 @@ TEST(RuleCampaignFor, ATextRunAsksAboutWords) {
   EXPECT_EQ(item.sample().dataset(), v1::DATASET_SPAM_ASSASSIN);
 }
 
+// Per-item mask questions: the rule campaign's grid, asked about one sample each; an image item's
+// picture is the sample next to its saliency (evidence_panel), a text item's the mail's words.
+TEST(MaskCampaignFor, AsksAboutOneSampleAndShowsTheModelsEvidenceOnIt) {
+  LoadedDataset ds;
+  ds.dataset = v1::DATASET_FASHION_MNIST;
+  ds.image_rows = ds.image_cols = 28;
+  ds.label_names = {"a", "b"};
+  ds.label_display_names = {"A", "B"};
+  ds.train.refs = {40, 41};
+  ds.train.pixels.assign(2 * 784, 7);
+  const v1::CampaignSpec spec = MaskCampaignFor(ds, "exp-1-hitl-features", {});
+  EXPECT_EQ(spec.question_kind(), v1::QUESTION_KIND_FEATURE_MASK);
+  EXPECT_EQ(spec.feature_grid().rows(), 7u);
+  EXPECT_EQ(spec.feature_grid().cols(), 7u);
+  EXPECT_TRUE(spec.feature_grid().evidence_panel());
+  EXPECT_NE(spec.instructions().find("Left: the item"), std::string::npos);
+  const std::vector<std::uint8_t> evidence(28 * 56, 200);
+  const v1::ItemInput item = MaskItemFor(ds, 1, 0, evidence);
+  EXPECT_EQ(item.sample().index(), 41u);
+  EXPECT_EQ(item.given_label(), 0u);
+  EXPECT_EQ(item.payload().png(), EncodeGreyscalePng(evidence, 28, 56, 6));
+  LoadedDataset text;
+  text.dataset = v1::DATASET_SPAM_ASSASSIN;
+  text.label_names = {"ham", "spam"};
+  text.label_display_names = {"Ham", "Spam"};
+  text.vocabulary = {"<unk>", "free"};
+  text.train.refs = {5};
+  text.train_display_text = {"free money"};
+  const v1::ItemInput mail = MaskItemForWords(text, 0, 1, {"free", "qzxspam"});
+  EXPECT_EQ(mail.payload().text(), "free\nqzxspam\n");
+  EXPECT_EQ(mail.sample().index(), 5u);
+  EXPECT_EQ(MaskCampaignFor(text, "r", {}).feature_grid().cols(),
+            static_cast<std::uint32_t>(kRuleWords));
+}
+
 }  // namespace
 }  // namespace greenloop::trainer

@@ -104,6 +104,9 @@ absl::Status ValidateRule(const v1::FeatureRule& r, int i, bool images) {
     return Invalid(
         fmt::format("{}.label {} is not one of the {} classes", field, r.label(), classes));
   }
+  if (r.has_label() && r.has_sample()) {
+    return Invalid(fmt::format("{}: a per-item mask (sample) covers one sample: no label", field));
+  }
   return absl::OkStatus();
 }
 
@@ -129,6 +132,10 @@ absl::Status ValidateFeatures(const v1::RunConfig& c) {
                     f.penalty_weight()));
   }
   if (f.rules_size() > 100) return Invalid("config.feature_feedback.rules: at most 100 rules");
+  if (f.item_questions() > kMaxItemQuestions) {
+    return Invalid(fmt::format("config.feature_feedback.item_questions must be at most {}, got {}",
+                               kMaxItemQuestions, f.item_questions()));
+  }
   for (int i = 0; i < f.rules_size(); ++i) {
     GREENLOOP_RETURN_IF_ERROR(ValidateRule(f.rules(i), i, images));
   }

@@ -4,6 +4,7 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -38,8 +39,11 @@ inline bool JudgesSamples(v1::Mode mode) {
   return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_AUTO;
 }
 
-// Whether `mode` asks raters for feature rules.
+// Whether `mode` asks raters for feature rules (or per-item masks).
 inline bool AsksForFeatures(v1::Mode mode) { return mode == v1::MODE_HITL_FEATURES; }
+
+// FeatureFeedback.item_questions at most: one enqueue batch.
+inline constexpr std::uint32_t kMaxItemQuestions = 500;
 
 // Whether `mode` may prune its epochs (RunConfig.pruning): every judging mode and MODE_PRUNE.
 inline bool MayPrune(v1::Mode mode) { return JudgesSamples(mode) || mode == v1::MODE_PRUNE; }

@@ -139,6 +139,12 @@ TEST(ValidateStartRun, ChecksTheDecoyAndTheFeatureRules) {
   bad = r;
   bad.mutable_config()->mutable_feature_feedback()->set_penalty_weight(-1);
   ExpectInvalid(bad, "config.feature_feedback.penalty_weight");
+  bad = r;  // a per-item mask covers its sample, not a class
+  bad.mutable_config()->mutable_feature_feedback()->mutable_rules(0)->set_sample(3);
+  ExpectInvalid(bad, "rules[0]: a per-item mask (sample) covers one sample: no label");
+  bad = r;
+  bad.mutable_config()->mutable_feature_feedback()->set_item_questions(501);
+  ExpectInvalid(bad, "config.feature_feedback.item_questions must be at most 500");
 }
 
 TEST(ValidateIdentifier, FollowsCommonProto) {

@@ -33,7 +33,8 @@ TokenMasks::TokenMasks(const LoadedDataset& dataset) : classes_(dataset.num_clas
       torch::zeros({classes_, static_cast<std::int64_t>(dataset.vocabulary.size())}, torch::kBool);
 }
 
-absl::Status TokenMasks::AddRule(const v1::FeatureRule& rule, std::string_view field) {
+absl::Status TokenMasks::AddRule(const v1::FeatureRule& rule, std::string_view field,
+                                 std::optional<std::int64_t> position) {
   if (!class_masks_.defined()) {
     return absl::InvalidArgumentError(fmt::format("{}: only text datasets have words", field));
   }
@@ -55,7 +56,10 @@ absl::Status TokenMasks::AddRule(const v1::FeatureRule& rule, std::string_view f
     ids.push_back(it->second);
   }
   const torch::Tensor index = torch::tensor(ids, torch::kInt64);
-  if (rule.has_label()) {
+  if (position) {
+    torch::Tensor& words = sample_words_[*position];
+    words = words.defined() ? torch::cat({words, index}) : index;
+  } else if (rule.has_label()) {
     class_masks_[rule.label()].index_fill_(0, index, true);
   } else {
     class_masks_.index_fill_(1, index, true);
@@ -64,11 +68,23 @@ absl::Status TokenMasks::AddRule(const v1::FeatureRule& rule, std::string_view f
   return absl::OkStatus();
 }
 
-TokenMasks::Batch TokenMasks::ForInput(const ModelInput& input, const torch::Tensor& labels) const {
+TokenMasks::Batch TokenMasks::ForInput(const ModelInput& input, const torch::Tensor& labels,
+                                       std::span<const std::int64_t> positions) const {
   if (empty()) return {};
   const torch::Tensor samples = TokenSamples(input);
   Batch batch;
   batch.masked = class_masks_.index({labels.index_select(0, samples), input.values});
+  const std::int64_t total = input.values.size(0);
+  for (std::size_t i = 0; i < positions.size() && !sample_words_.empty(); ++i) {
+    const auto it = sample_words_.find(positions[i]);
+    if (it == sample_words_.end()) continue;
+    const auto mail = static_cast<std::int64_t>(i);
+    const std::int64_t begin = input.offsets[mail].item<std::int64_t>();
+    const std::int64_t end =
+        mail + 1 < input.offsets.size(0) ? input.offsets[mail + 1].item<std::int64_t>() : total;
+    torch::Tensor span = batch.masked.slice(0, begin, end);
+    span.logical_or_(torch::isin(input.values.slice(0, begin, end), it->second));
+  }
   batch.covered = torch::zeros({labels.size(0)}, torch::kFloat32)
                       .index_add_(0, samples, batch.masked.to(torch::kFloat32))
                       .gt(0)
@@ -191,6 +207,41 @@ std::vector<std::vector<std::string>> TopTokens(ClassifierImpl& model, const Loa
     for (std::size_t i = 0; i < n; ++i) {
       out[cls].push_back(dataset.vocabulary[static_cast<std::size_t>(candidates[i])]);
     }
+  }
+  return out;
+}
+
+std::vector<std::string> MailTopTokens(ClassifierImpl& model, const LoadedDataset& dataset,
+                                       std::size_t position, std::int64_t label, int count) {
+  const Split& split = dataset.train;
+  std::unordered_map<std::int64_t, double> share;  // word → its share of the mail's bag
+  const std::int64_t begin = split.offsets[position];
+  const std::int64_t end = split.offsets[position + 1];
+  for (std::int64_t p = begin; p < end; ++p) {
+    const std::int64_t t = split.tokens[static_cast<std::size_t>(p)];
+    if (t != 0) share[t] += 1.0 / static_cast<double>(end - begin);
+  }
+  std::vector<std::int64_t> ids;
+  ids.reserve(share.size());
+  for (const auto& [t, _] : share) ids.push_back(t);
+  std::sort(ids.begin(), ids.end());
+  if (ids.empty()) return {};
+  torch::NoGradGuard no_grad;
+  const torch::Tensor score =
+      Centred(model.TokenContributions(torch::tensor(ids, torch::kInt64))).contiguous();
+  const float* s = score.data_ptr<float>();
+  const int classes = dataset.num_classes();
+  std::vector<std::size_t> order(ids.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto pull = [&](std::size_t i) {
+    return s[static_cast<std::int64_t>(i) * classes + label] * share[ids[i]];
+  };
+  const auto n = std::min<std::size_t>(order.size(), static_cast<std::size_t>(count));
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
+                    [&](std::size_t a, std::size_t b) { return pull(a) > pull(b); });
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(dataset.vocabulary[static_cast<std::size_t>(ids[order[i]])]);
   }
   return out;
 }

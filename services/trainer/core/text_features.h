@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -36,7 +37,7 @@
 namespace greenloop::trainer {
 
 // The words of a run's rules, per class: a rule for every mail applies to all classes, a class
-// rule to the mails training sees with that label.
+// rule to the mails training sees with that label, a per-item mask to its mail only.
 class TokenMasks final {
  public:
   // An empty set for `dataset` (no rule yet). Image datasets have no words: AddRule refuses.
@@ -46,16 +47,20 @@ class TokenMasks final {
   int rules() const { return rules_; }
 
   // Adds `rule`; INVALID_ARGUMENT naming `field` for a dataset without words, no words, a word the
-  // vocabulary lacks or a label outside the classes.
-  absl::Status AddRule(const v1::FeatureRule& rule, std::string_view field);
+  // vocabulary lacks or a label outside the classes. `position`: a per-item mask's mail
+  // (FeatureRule.sample) as a position in the training split.
+  absl::Status AddRule(const v1::FeatureRule& rule, std::string_view field,
+                       std::optional<std::int64_t> position = std::nullopt);
 
-  // Which tokens of `input` (a batch of mails whose training labels are `labels` [B]) a rule
-  // masks, [T] bool, and how many mails hold one. Undefined tensor when none does.
+  // Which tokens of `input` (a batch of mails whose training labels are `labels` [B] and, when
+  // given, whose training positions are `positions`, for per-item masks) a rule masks, [T] bool,
+  // and how many mails hold one. Undefined tensor when none does.
   struct Batch {
     torch::Tensor masked;
     std::int64_t covered = 0;
   };
-  Batch ForInput(const ModelInput& input, const torch::Tensor& labels) const;
+  Batch ForInput(const ModelInput& input, const torch::Tensor& labels,
+                 std::span<const std::int64_t> positions = {}) const;
 
   // The token ids of the words of `rule` the vocabulary holds.
   std::vector<std::int64_t> Ids(const v1::FeatureRule& rule) const;
@@ -64,7 +69,8 @@ class TokenMasks final {
   int classes_ = 0;
   int rules_ = 0;
   std::unordered_map<std::string, std::int64_t> ids_;
-  torch::Tensor class_masks_;  // [classes, vocabulary] bool
+  torch::Tensor class_masks_;                                     // [classes, vocabulary] bool
+  std::unordered_map<std::int64_t, torch::Tensor> sample_words_;  // position → ids [n] int64
 };
 
 // Makes `model` forget the words `ids`: their embedding rows zeroed and, with `optimizer`, the
@@ -95,6 +101,12 @@ torch::Tensor ContributionPenalty(ClassifierImpl& model, const ModelInput& input
 std::vector<std::vector<std::string>> TopTokens(ClassifierImpl& model, const LoadedDataset& dataset,
                                                 const std::vector<std::int64_t>& labels,
                                                 int per_class);
+
+// The explanation of one training mail (position `position`, training label `label`): up to
+// `count` of its distinct words that push `model` most towards `label` (centred contribution times
+// the word's share of the mail's bag), strongest first; the unknown word is never shown.
+std::vector<std::string> MailTopTokens(ClassifierImpl& model, const LoadedDataset& dataset,
+                                       std::size_t position, std::int64_t label, int count);
 
 // The share of each mail's summed |centred contribution| that its planted decoy words carry,
 // averaged over the mails of `split`; nullopt without a decoy.

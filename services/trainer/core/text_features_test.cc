@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <set>
+#include <sstream>
 
 #include "services/trainer/core/decoy.h"
 #include "services/trainer/core/run_config.h"
@@ -62,6 +64,47 @@ TEST(TokenMasks, AClassRuleMasksItsWordInItsClassOnly) {
   EXPECT_THAT(Values(masks.ForInput(input, Ids({0, 1})).masked.to(torch::kInt64)),
               ElementsAre(1, 0, 1, 0, 1));
   EXPECT_EQ(masks.rules(), 2);
+}
+
+TEST(TokenMasks, APerItemMaskMasksItsWordsInItsMailOnly) {
+  LoadedDataset ds = Words();
+  TokenMasks masks(ds);
+  v1::FeatureRule item = WordRule({"qzxspam", "money"});
+  item.set_sample(31);
+  ASSERT_TRUE(masks.AddRule(item, "r", /*position=*/9).ok());
+  // Mail 0 (position 8): free qzxspam; mail 1 (position 9): qzxspam money qzxspam.
+  const ModelInput input{Ids({1, 4, 4, 2, 4}), Ids({0, 2})};
+  const std::vector<std::int64_t> positions = {8, 9};
+  const TokenMasks::Batch batch = masks.ForInput(input, Ids({1, 1}), positions);
+  ASSERT_TRUE(batch.masked.defined());
+  EXPECT_EQ(batch.covered, 1);
+  EXPECT_THAT(Values(batch.masked.to(torch::kInt64)), ElementsAre(0, 0, 1, 1, 1));
+  // The same mail at another place in the batch, and no positions at all.
+  const std::vector<std::int64_t> swapped = {9, 8};
+  EXPECT_THAT(Values(masks.ForInput(input, Ids({1, 1}), swapped).masked.to(torch::kInt64)),
+              ElementsAre(0, 1, 0, 0, 0));
+  EXPECT_FALSE(masks.ForInput(input, Ids({1, 1})).masked.defined());
+}
+
+// A model whose words' contributions are fixed: word t pulls class 1 by t (class 0 by −t).
+struct FixedWords : ClassifierImpl {
+  torch::Tensor forward(const ModelInput& /*input*/) override { return torch::zeros({1, 2}); }
+  torch::Tensor TokenContributions(const torch::Tensor& ids, bool) override {
+    const torch::Tensor t = ids.to(torch::kFloat32).unsqueeze(1);
+    return torch::cat({-t, t}, 1);
+  }
+};
+
+TEST(MailTopTokens, RanksAMailsOwnDistinctWordsByTheirPullTowardsItsLabel) {
+  LoadedDataset ds = Words();
+  // Mail 0: <unk> free qzxspam hello qzxspam; mail 1: money.
+  ds.train.tokens = {0, 1, 4, 3, 4, 2};
+  ds.train.offsets = {0, 5, 6};
+  FixedWords model;
+  EXPECT_THAT(MailTopTokens(model, ds, 0, /*label=*/1, 12),
+              ElementsAre("qzxspam", "hello", "free"));  // no <unk>, each word once
+  EXPECT_THAT(MailTopTokens(model, ds, 0, /*label=*/0, 2), ElementsAre("free", "hello"));
+  EXPECT_THAT(MailTopTokens(model, ds, 1, 1, 12), ElementsAre("money"));
 }
 
 TEST(TokenMasks, RefusesBadRulesNamingTheField) {
@@ -318,6 +361,54 @@ TEST_F(DecoySpamRuns, RatersMarkThePlantedWordsAmongTheModelsTopWords) {
   ASSERT_EQ(o.explanation->class_words_size(), 2);
   EXPECT_THAT(baseline.explanation->class_words(1).words(), Contains("qzxspam"));
   EXPECT_THAT(o.explanation->class_words(1).words(), ::testing::Not(Contains("qzxspam")));
+}
+
+// Per-item masks on text: each question's payload is its mail's words the model weighs most; the
+// crowd marks the planted word. The penalty on its contribution in those mails reaches the word's
+// embedding row, which every mail shares, so it unlearns the word in the others too, though less
+// than a class rule, which covers every mail (measured: 0.85 test with 26 % of the contribution on
+// the planted word, against the baseline's 0.73 and 36 %, and 0.95 for the class rules).
+TEST_F(DecoySpamRuns, PerItemMasksNameAMailsOwnWordsAndThePenaltyUnlearnsThem) {
+  auto ds = Load();
+  v1::RunConfig config = AsksRaters(50);
+  config.mutable_feature_feedback()->set_method(v1::FEATURE_METHOD_RRR);
+  config.mutable_feature_feedback()->set_item_questions(40);
+  absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
+  ASSERT_TRUE(valid.ok()) << valid.status();
+  testing::FakeFeedbackQueue crowd(*ds, /*delay_polls=*/3);
+  const TrainingOutcome o = RunOnce(*valid, *ds, &crowd);
+  ASSERT_EQ(o.state, v1::RUN_STATE_SUCCEEDED) << o.error_message;
+  EXPECT_EQ(crowd.campaign("rules-1").question_kind(), v1::QUESTION_KIND_FEATURE_MASK);
+  const std::vector<v1::ItemInput> items = crowd.enqueued();
+  ASSERT_EQ(items.size(), 40u);
+  std::uint32_t with_planted = 0;
+  for (const v1::ItemInput& item : items) {
+    std::size_t position = ds->train.refs.size();
+    for (std::size_t i = 0; i < ds->train.refs.size(); ++i) {
+      if (ds->train.refs[i] == item.sample().index()) position = i;
+    }
+    ASSERT_LT(position, ds->train.refs.size());
+    // Every word shown is one of the mail's own, at most 12 of them.
+    std::set<std::string> own;
+    for (std::int64_t p = ds->train.offsets[position]; p < ds->train.offsets[position + 1]; ++p) {
+      own.insert(
+          ds->vocabulary[static_cast<std::size_t>(ds->train.tokens[static_cast<std::size_t>(p)])]);
+    }
+    std::istringstream words(item.payload().text());
+    int shown = 0;
+    for (std::string w; std::getline(words, w); ++shown) EXPECT_TRUE(own.contains(w)) << w;
+    EXPECT_LE(shown, 12);
+    with_planted += item.payload().text().find("qzx") != std::string::npos;
+  }
+  EXPECT_GT(with_planted, 30u);  // the model weighs its shortcut heavily by step 50
+  EXPECT_EQ(o.progress.feature_rules(), with_planted);
+  const TrainingOutcome baseline = RunOnce(Config(std::nullopt), *ds);
+  ASSERT_TRUE(o.test_accuracy && baseline.test_accuracy && o.decoy_saliency);
+  std::printf("per-item word masks (rrr): test %.4f share %.3f (baseline %.4f share %.3f)\n",
+              *o.test_accuracy, *o.decoy_saliency, *baseline.test_accuracy,
+              *baseline.decoy_saliency);
+  EXPECT_GT(*o.test_accuracy, *baseline.test_accuracy + 0.06);
+  EXPECT_LT(*o.decoy_saliency, *baseline.decoy_saliency * 0.85);
 }
 
 // The words a rule question showed are checkpointed as soon as it goes out (a crash before the

@@ -247,9 +247,11 @@ class Loop final {
       return absl::FailedPreconditionError(
           "MODE_HITL, MODE_HYBRID and MODE_HITL_FEATURES need a feedback queue");
     }
-    const v1::CampaignSpec spec = AsksForFeatures(config_.mode())
-                                      ? RuleCampaignFor(ds_, opts_.run_id, config_.feedback())
-                                      : LabelCampaignFor(ds_, opts_.run_id, config_.feedback());
+    const v1::CampaignSpec spec = !AsksForFeatures(config_.mode())
+                                      ? LabelCampaignFor(ds_, opts_.run_id, config_.feedback())
+                                  : config_.feature_feedback().item_questions() > 0
+                                      ? MaskCampaignFor(ds_, opts_.run_id, config_.feedback())
+                                      : RuleCampaignFor(ds_, opts_.run_id, config_.feedback());
     absl::Status s = ports_.feedback->EnsureCampaign(config_.feedback().campaign_id(), spec);
     // A campaign made beforehand with another display name or k is the experiment's choice.
     if (!s.ok() && !absl::IsAlreadyExists(s)) {
@@ -389,7 +391,7 @@ class Loop final {
     torch::Tensor target = torch::tensor(labels, torch::kInt64);
     torch::Tensor weight = torch::tensor(weights, torch::kFloat32);
     const std::int64_t covered =
-        features_.active() ? features_.Prepare(input, target, progress_.step()) : 0;
+        features_.active() ? features_.Prepare(input, target, progress_.step(), positions) : 0;
     torch::Tensor logits = model_->forward(input);
     torch::Tensor per_sample = torch::nn::functional::cross_entropy(
         logits, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
@@ -571,15 +573,16 @@ class Loop final {
     return absl::OkStatus();
   }
 
-  // Takes the feature-rule verdicts out of `verdicts` and, in MODE_HITL_FEATURES, puts their rules
-  // in force (every rank, in broadcast order). A verdict of the other kind than the mode asks (a
-  // campaign reused with another question) is dropped with a warning, so a rule item's class index
-  // never relabels a training sample, nor a label verdict becomes a rule.
+  // Takes the feature-rule and feature-mask verdicts out of `verdicts` and, in MODE_HITL_FEATURES,
+  // puts their rules in force (every rank, in broadcast order). A verdict of the other kind than
+  // the mode asks (a campaign reused with another question) is dropped with a warning, so a rule
+  // item's class index never relabels a training sample, nor a label verdict becomes a rule.
   void ApplyRules(std::vector<PendingVerdict>& verdicts) {
     const bool features = AsksForFeatures(config_.mode());
     std::vector<PendingVerdict> samples;
     for (PendingVerdict& v : verdicts) {
-      const bool is_rule = v.verdict.question_kind() == v1::QUESTION_KIND_FEATURE_RULE;
+      const bool is_rule = v.verdict.question_kind() == v1::QUESTION_KIND_FEATURE_RULE ||
+                           v.verdict.question_kind() == v1::QUESTION_KIND_FEATURE_MASK;
       if (!is_rule && !features) {
         samples.push_back(std::move(v));
         continue;
@@ -601,12 +604,14 @@ class Loop final {
         continue;
       }
       progress_.set_verdicts_applied(progress_.verdicts_applied() + 1);
-      Emit(v1::PROGRESS_EVENT_KIND_VERDICTS_APPLIED,
-           rule->irrelevant_tokens().empty()
-               ? fmt::format("rule for class {}: ignore {} cells", rule->label(),
-                             rule->irrelevant_cells_size())
-               : fmt::format("rule for class {}: ignore the words {}", rule->label(),
-                             fmt::join(rule->irrelevant_tokens(), ", ")));
+      if (!rule->has_sample()) {  // per-item masks are too many to tell one by one
+        Emit(v1::PROGRESS_EVENT_KIND_VERDICTS_APPLIED,
+             rule->irrelevant_tokens().empty()
+                 ? fmt::format("rule for class {}: ignore {} cells", rule->label(),
+                               rule->irrelevant_cells_size())
+                 : fmt::format("rule for class {}: ignore the words {}", rule->label(),
+                               fmt::join(rule->irrelevant_tokens(), ", ")));
+      }
     }
     verdicts = std::move(samples);
   }

@@ -78,8 +78,9 @@ class FakeEnergyMeter final : public EnergyMeter {
 
 // A feedback queue with a perfect simulated crowd: an enqueued item gets a LABEL_CHOICE verdict
 // with its clean label once TakeVerdicts() has been called `delay_polls` more times. In a
-// QUESTION_KIND_FEATURE_RULE campaign every rule's verdict marks rule_cells() (by default the
-// four corners, where a decoy sits); a text rule's, the planted words ("qzx…") among its words.
+// QUESTION_KIND_FEATURE_RULE or QUESTION_KIND_FEATURE_MASK campaign every image item's verdict
+// marks rule_cells() (by default the four corners, where a decoy sits); a text item's, the planted
+// words ("qzx…") among its words.
 class FakeFeedbackQueue final : public FeedbackQueue {
  public:
   FakeFeedbackQueue(const LoadedDataset& dataset, int delay_polls, double confidence = 0.95)
@@ -122,7 +123,9 @@ class FakeFeedbackQueue final : public FeedbackQueue {
       *r.verdict.mutable_sample() = item.sample();
       r.verdict.set_question_kind(kind_);
       r.verdict.set_given_label(item.given_label());
-      if (kind_ == v1::QUESTION_KIND_FEATURE_RULE && item.payload().has_text()) {
+      const bool features =
+          kind_ == v1::QUESTION_KIND_FEATURE_RULE || kind_ == v1::QUESTION_KIND_FEATURE_MASK;
+      if (features && item.payload().has_text()) {
         // Text: the positions of the planted words ("qzx…") among the item's words.
         std::uint32_t cell = 0;
         std::istringstream words(item.payload().text());
@@ -130,7 +133,7 @@ class FakeFeedbackQueue final : public FeedbackQueue {
           if (w.starts_with("qzx")) r.verdict.mutable_feature_mask()->add_irrelevant_cells(cell);
         }
         r.verdict.mutable_feature_mask();
-      } else if (kind_ == v1::QUESTION_KIND_FEATURE_RULE) {
+      } else if (features) {
         for (std::uint32_t cell : rule_cells_)
           r.verdict.mutable_feature_mask()->add_irrelevant_cells(cell);
       } else {

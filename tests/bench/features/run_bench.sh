@@ -7,8 +7,10 @@
 # Default specs: examples/fashion-mnist-decoy.yaml (Decoy Fashion-MNIST: baseline, clean images,
 # hitl_features with the RRR penalty), examples/fashion-mnist-decoy-counterexample.yaml (the same
 # with counterexamples), examples/spam-assassin-decoy.yaml (Decoy SpamAssassin: baseline, clean
-# mails, hitl_features removing the marked words) and examples/spam-assassin-decoy-rrr.yaml (the
-# same with the contribution penalty), 3 seeds, build dir `build`. Starts its own stack on free
+# mails, hitl_features removing the marked words), examples/spam-assassin-decoy-rrr.yaml (the
+# same with the contribution penalty), and examples/fashion-mnist-decoy-items.yaml and
+# examples/spam-assassin-decoy-items.yaml (per-item masks instead of the class rules), 3 seeds,
+# build dir `build`. Starts its own stack on free
 # loopback ports (tests/integration/experiment/stack.sh), runs `greenloop experiment run` with
 # `seeds:` replaced by --seeds, prints what each run did and ends with a `spec: NAME` line and one
 # line per mode for each spec:
@@ -22,7 +24,7 @@
 # feedback infrastructure) to the spec's target on the validation split, over the seeds that
 # reached it (nan: none did); share: that energy over the same seed's baseline joules per step
 # times the steps it took (what a step costs against a baseline step); rater_min: modelled.
-# About 4 minutes on 2 cores with the defaults.
+# About 15 minutes on 2 cores with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source tests/integration/experiment/stack.sh
@@ -40,7 +42,8 @@ done
 [[ "$SEEDS" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --seeds must be a positive integer" >&2; exit 2; }
 ((${#SPECS[@]} > 0)) ||
   SPECS=(examples/fashion-mnist-decoy.yaml examples/fashion-mnist-decoy-counterexample.yaml
-         examples/spam-assassin-decoy.yaml examples/spam-assassin-decoy-rrr.yaml)
+         examples/spam-assassin-decoy.yaml examples/spam-assassin-decoy-rrr.yaml
+         examples/fashion-mnist-decoy-items.yaml examples/spam-assassin-decoy-items.yaml)
 WORK="$(cd "$BUILD" && pwd)/bench-features"
 for tool in jq psql; do command -v "$tool" >/dev/null || stack_fail "$tool is not installed"; done
 

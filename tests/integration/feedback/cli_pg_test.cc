@@ -121,5 +121,45 @@ TEST(FeedbackCli, RatesATextRuleQuestionByNumberedWords) {
   EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_rating_masks WHERE cells = '{1,3}'"), 1);
 }
 
+// A per-item mask question whose picture has the model's evidence on its right half: the table
+// numbers the left picture's cells.
+TEST(FeedbackCli, RatesAPerItemMaskOnTheLeftPanel) {
+  FeedbackEnv env;
+  v1::CreateCampaignRequest req;
+  req.set_campaign_id("masks");
+  v1::CampaignSpec* spec = req.mutable_spec();
+  spec->set_question_kind(v1::QUESTION_KIND_FEATURE_MASK);
+  spec->set_ratings_per_item(1);
+  spec->mutable_feature_grid()->set_rows(7);
+  spec->mutable_feature_grid()->set_cols(7);
+  spec->mutable_feature_grid()->set_evidence_panel(true);
+  v1::CreateCampaignResponse created;
+  auto ctx = rpc::NewClientContext(5s, env.worker());
+  ASSERT_TRUE(env.stub().CreateCampaign(ctx.get(), req, &created).ok());
+  v1::EnqueueItemsRequest items;
+  items.set_campaign_id("masks");
+  v1::ItemInput* item = items.add_items();
+  item->mutable_sample()->set_dataset(v1::DATASET_FASHION_MNIST);
+  item->mutable_sample()->set_index(4);
+  item->mutable_payload()->set_png(std::string("\x89PNG\r\n\x1a\n", 8) + "rest");
+  v1::EnqueueItemsResponse enqueued;
+  auto ctx2 = rpc::NewClientContext(5s, env.worker());
+  ASSERT_TRUE(env.stub().EnqueueItems(ctx2.get(), items, &enqueued).ok());
+
+  const std::string rater = env.Token(v1::ROLE_RATER, "terminal-masks");
+  const config::Environment rater_env = {{"GREENLOOP_SERVER", env.grpc_target()},
+                                         {"GREENLOOP_TOKEN", rater}};
+  std::istringstream keys("0 48\n");
+  std::ostringstream out, err;
+  ASSERT_EQ(
+      cli::Rate({"--campaign=masks", "--exit_when_empty", "--image_dir=" + ::testing::TempDir()},
+                rater_env, keys, out, err),
+      cli::kExitOk)
+      << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("cells of the left picture (the right one: where the model"));
+  EXPECT_THAT(out.str(), HasSubstr("   42  43  44  45  46  47  48\n"));
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_rating_masks WHERE cells = '{0,48}'"), 1);
+}
+
 }  // namespace
 }  // namespace greenloop::feedback::testing

@@ -153,10 +153,39 @@ void CreateRuleCampaign(Service& s, const std::string& token, const std::string&
   ASSERT_TRUE(s.stub().EnqueueItems(ctx2.get(), e, &er).ok());
 }
 
-// Runs a node script against the service's page; returns its output and exit status.
-std::pair<std::string, int> RunNode(const char* script, int port, const std::string& token) {
+// A per-item mask campaign whose items' pictures are two panels (the item, the model's evidence),
+// with one image item.
+void CreateMaskCampaign(Service& s, const std::string& token, const std::string& id) {
+  v1::CreateCampaignRequest c;
+  c.set_campaign_id(id);
+  c.mutable_spec()->set_display_name("e2e " + id);
+  c.mutable_spec()->set_question_kind(v1::QUESTION_KIND_FEATURE_MASK);
+  c.mutable_spec()->mutable_feature_grid()->set_rows(7);
+  c.mutable_spec()->mutable_feature_grid()->set_cols(7);
+  c.mutable_spec()->mutable_feature_grid()->set_evidence_panel(true);
+  c.mutable_spec()->set_ratings_per_item(1);
+  v1::CreateCampaignResponse cr;
+  auto ctx = rpc::NewClientContext(5s, token);
+  ASSERT_TRUE(s.stub().CreateCampaign(ctx.get(), c, &cr).ok());
+  v1::EnqueueItemsRequest e;
+  e.set_campaign_id(id);
+  std::string png;
+  ASSERT_TRUE(absl::Base64Unescape(kPngBase64, &png));
+  v1::ItemInput* item = e.add_items();
+  item->mutable_sample()->set_dataset(v1::DATASET_FASHION_MNIST);
+  item->mutable_sample()->set_index(7);
+  item->mutable_payload()->set_png(png);
+  v1::EnqueueItemsResponse er;
+  auto ctx2 = rpc::NewClientContext(10s, token);
+  ASSERT_TRUE(s.stub().EnqueueItems(ctx2.get(), e, &er).ok());
+}
+
+// Runs a node script against the service's page (`mode`: its optional third argument); returns
+// its output and exit status.
+std::pair<std::string, int> RunNode(const char* script, int port, const std::string& token,
+                                    const std::string& mode = "") {
   const std::string command =
-      fmt::format("node {} http://127.0.0.1:{}/ {} 2>&1", script, port, token);
+      fmt::format("node {} http://127.0.0.1:{}/ {} {} 2>&1", script, port, token, mode);
   std::string output;
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) return {"popen failed", -1};
@@ -450,6 +479,23 @@ TEST_F(FeedbackE2eTest, WebPageMarksFeatureCellsByTouchAndKeyboard) {
   EXPECT_THAT(output, HasSubstr(R"("count_after_words":"2")"));
   EXPECT_EQ(Count("SELECT count(*) FROM feedback_rating_masks WHERE cells = '{0,2}'"), 1);
   EXPECT_EQ(Count("SELECT count(*) FROM feedback_verdicts"), 2);
+  EXPECT_THAT(output, HasSubstr(R"("grid_share":0.5)"));  // a rule's picture is two panels
+}
+
+// A per-item mask whose grid has evidence_panel: the cells cover the item, the left panel.
+TEST_F(FeedbackE2eTest, WebPageCoversTheItemNotTheModelsEvidence) {
+  Service service(dir_, db_.url());
+  ASSERT_NO_FATAL_FAILURE(service.Start());
+  const std::string worker = CreateToken(service, v1::ROLE_WORKER, "trainer");
+  const std::string rater = CreateToken(service, v1::ROLE_RATER, "browser-rater");
+  ASSERT_NO_FATAL_FAILURE(CreateMaskCampaign(service, worker, "masks"));
+  const auto [output, status] =
+      RunNode(GREENLOOP_WEB_FEATURES_TEST_JS, service.http_port(), rater, "mask");
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_THAT(output, HasSubstr(R"("cells":49)"));
+  EXPECT_THAT(output, HasSubstr(R"("grid_share":0.5)"));
+  EXPECT_THAT(output, HasSubstr(R"("count":"1")"));
+  EXPECT_EQ(Count("SELECT count(*) FROM feedback_rating_masks WHERE cells = '{3}'"), 1);
 }
 
 }  // namespace

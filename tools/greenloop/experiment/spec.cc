@@ -218,6 +218,10 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
            "lambda of the RRR penalty; 0 = calibrated to the cross-entropy", {.min = 0.0})
       .Add("features.ask_after_steps", &spec.features_ask_after_steps,
            "hitl_features: steps before the rule questions go out; 0 = 50", {.min = 0})
+      .Add("features.item_questions", &spec.features_item_questions,
+           "hitl_features: 0 asks one rule per class; N asks what to ignore in N training "
+           "samples instead (per-item masks, each shown with the model's explanation of it)",
+           {.min = 0, .max = 500})
       .Add("crowd.gold_share", &c.gold_share, "share of gold items served",
            {.min = 0.0, .max = 0.5})
       .Add("crowd.show_model_prediction", &c.show_model_prediction,
@@ -463,6 +467,7 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
     f->set_method(spec.feature_method);
     f->set_penalty_weight(spec.feature_penalty_weight);
     f->set_ask_after_steps(static_cast<std::uint32_t>(spec.features_ask_after_steps));
+    f->set_item_questions(static_cast<std::uint32_t>(spec.features_item_questions));
   }
   c.set_energy_endpoint(spec.services.energy);
   c.set_experiment_id(experiment_id);

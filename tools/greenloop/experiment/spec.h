@@ -125,6 +125,7 @@ struct Spec {
   v1::FeatureMethod feature_method = v1::FEATURE_METHOD_RRR;
   double feature_penalty_weight = 0.0;
   std::int64_t features_ask_after_steps = 0;
+  std::int64_t features_item_questions = 0;  // 0: rule questions; N: N per-item masks
   CrowdSpec crowd;
   ServicesSpec services;
   std::string output_dir = ".local/experiments";

@@ -59,6 +59,13 @@ TEST(SpecTest, DecoyExamplesTellTheCrowdWhatWasPlanted) {
   EXPECT_TRUE(c.decoy().enabled());
   EXPECT_EQ(c.decoy().tokens_per_sample(), 20u);
   EXPECT_EQ(c.feature_feedback().method(), v1::FEATURE_METHOD_REMOVE);
+  EXPECT_EQ(c.feature_feedback().item_questions(), 0u);  // the class rules
+  absl::StatusOr<Spec> items = LoadSpec(Source("examples/fashion-mnist-decoy-items.yaml"));
+  ASSERT_TRUE(items.ok()) << items.status();
+  EXPECT_EQ(RunConfigFor(*items, v1::MODE_HITL_FEATURES, "exp-1", "masks-1", 0)
+                .feature_feedback()
+                .item_questions(),
+            100u);
   absl::StatusOr<Spec> bad = LoadSpec(
       Write(std::string(kMinimal) + "decoy: {enabled: true}\nfeatures: {method: remove}\n"));
   ASSERT_FALSE(bad.ok());
