@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "common/status/status.h"
 #include "services/trainer/core/decoy.h"
@@ -138,6 +139,7 @@ absl::Status FeatureTraining::Add(const v1::FeatureRule& rule, std::string_view 
 std::int64_t FeatureTraining::Prepare(ModelInput& input, const torch::Tensor& labels,
                                       std::uint64_t step, std::span<const std::int64_t> positions) {
   std::int64_t covered = 0;
+  batch_rows_ = torch::Tensor();
   if (input.offsets.defined()) {
     TokenMasks::Batch batch = words_.ForInput(input, labels, positions);
     batch_mask_ = batch.masked;
@@ -161,8 +163,20 @@ std::int64_t FeatureTraining::Prepare(ModelInput& input, const torch::Tensor& la
   }
   if (method_ == v1::FEATURE_METHOD_COUNTEREXAMPLE) {
     input.values = Counterexamples(input.values, batch_mask_);
-  } else {
+    return covered;
+  }
+  const std::int64_t batch = input.values.size(0);
+  if (2 * covered >= batch) {
+    // Most of the batch is covered: the double backpropagation runs through the step's own graph,
+    // over every sample of the batch.
     input.values = input.values.detach().requires_grad_(true);
+    extra_passes_ = kRrrPasses * static_cast<double>(batch);
+  } else {
+    // A few covered samples (per-item masks): a forward pass of their own keeps the double
+    // backpropagation off the others.
+    batch_rows_ = batch_mask_.flatten(1).amax(1).gt(0).nonzero().squeeze(1);
+    batch_mask_ = batch_mask_.index_select(0, batch_rows_);
+    extra_passes_ = (kRrrPasses + 1) * static_cast<double>(covered);
   }
   return covered;
 }
@@ -184,7 +198,13 @@ absl::StatusOr<torch::Tensor> FeatureTraining::AddPenalty(ClassifierImpl& model,
     }
     return Checked(loss + weight_ * penalty, penalty);
   }
-  const torch::Tensor gradient = LogProbInputGradient(logits, input.values, /*create_graph=*/true);
+  torch::Tensor gradient;
+  if (batch_rows_.defined()) {
+    torch::Tensor x = input.values.index_select(0, batch_rows_).detach().requires_grad_(true);
+    gradient = LogProbInputGradient(model.forward(ModelInput{x, {}}), x, /*create_graph=*/true);
+  } else {
+    gradient = LogProbInputGradient(logits, input.values, /*create_graph=*/true);
+  }
   const torch::Tensor penalty = (batch_mask_ * gradient).pow(2).sum() / batch_size;
   if (weight_ == 0) {
     // The penalty the masked pixels would carry if the model's input gradient were spread evenly
@@ -225,9 +245,7 @@ void FeatureTraining::Calibrate(double cross_entropy, double even_penalty) {
   weight_ = CalibratePenaltyWeight(cross_entropy, even_penalty).value_or(0);
 }
 
-double FeatureTraining::ExtraPassesPerCovered() const {
-  return method_ == v1::FEATURE_METHOD_RRR && masks_.cells() > 0 ? 6.0 : 0.0;
-}
+double FeatureTraining::TakeExtraPasses() { return std::exchange(extra_passes_, 0.0); }
 
 torch::Tensor LogProbInputGradient(const torch::Tensor& logits, const torch::Tensor& values,
                                    bool create_graph) {

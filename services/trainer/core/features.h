@@ -120,8 +120,9 @@ class FeatureTraining final {
   // Before the forward pass of step `step` (0-based) on a batch whose training labels are
   // `labels` and training positions `positions` (for per-item masks; empty: none apply):
   // counterexamples replace the covered samples' masked pixels; RRR makes the input require
-  // gradients; text: REMOVE drops the masked words, counterexamples replace them. Returns the
-  // samples the rules act on this step.
+  // gradients when at least half the batch is covered (else AddPenalty gives the covered samples
+  // a forward pass of their own); text: REMOVE drops the masked words, counterexamples replace
+  // them. Returns the samples the rules act on this step.
   std::int64_t Prepare(ModelInput& input, const torch::Tensor& labels, std::uint64_t step,
                        std::span<const std::int64_t> positions = {});
   // After the forward pass of `model` (RRR): `loss` + λ · penalty / `batch_size`. While λ is not
@@ -141,9 +142,12 @@ class FeatureTraining final {
   // Sets λ from the pairs summed over the ranks (stays 0 when the penalty sum is too small: the
   // next step tries again).
   void Calibrate(double cross_entropy, double even_penalty);
-  // Forward-pass equivalents a covered sample costs beyond a plain step (RRR on images: the double
-  // backpropagation, about twice the plain step's three passes; text and counterexamples: none).
-  double ExtraPassesPerCovered() const;
+  // Forward-pass equivalents of one sample that this step cost beyond a plain step, summed over
+  // the batch (RRR on images: the double backpropagation, about twice a plain step's three passes,
+  // kRrrPasses, over the whole batch when it ran through the step's graph, or over the covered
+  // samples plus their own forward pass; text and counterexamples: none); resets it.
+  double TakeExtraPasses();
+  static constexpr double kRrrPasses = 6.0;
 
  private:
   v1::FeatureFeedback config_;
@@ -157,6 +161,10 @@ class FeatureTraining final {
   // The prepared batch's pixel masks (images) or masked tokens (text); undefined when none is
   // covered.
   torch::Tensor batch_mask_;
+  // RRR on a few covered images: their rows in the batch (batch_mask_ holds only theirs);
+  // undefined when the penalty runs through the step's own graph.
+  torch::Tensor batch_rows_;
+  double extra_passes_ = 0;  // this step's, for TakeExtraPasses()
   // Adds `rule` to the masks (and forgets its words, see AddRule), without recording it.
   absl::Status Add(const v1::FeatureRule& rule, std::string_view field, ClassifierImpl* model,
                    torch::optim::Adam* optimizer);

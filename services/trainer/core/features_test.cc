@@ -155,6 +155,48 @@ TEST(RrrPenalty, CountsOnlyTheGradientUnderTheMaskAndIsDifferentiable) {
   EXPECT_EQ(RrrPenalty(logits, x, elsewhere.ForBatch(Labels({0, 0, 0, 0})).mask).item<double>(), 0);
 }
 
+// A few covered images get a forward pass of their own, so the double backpropagation skips the
+// rest of the batch; the penalty is the same as through the whole batch's graph.
+TEST(FeatureTraining, RrrOnAFewCoveredImagesPenalisesThemAloneAndCountsTheirPasses) {
+  LoadedDataset ds = Images();
+  ds.train.refs = {10, 11, 12, 13};
+  v1::FeatureFeedback config;
+  config.set_method(v1::FEATURE_METHOD_RRR);
+  config.set_penalty_weight(1.0);
+  FeatureTraining training(config, ds);
+  v1::FeatureRule item = Rule({0});
+  item.set_sample(11);
+  ASSERT_TRUE(training.AddRule(item, "verdict").ok());
+  CornerReader model;
+  const torch::Tensor x = torch::randn({4, 1, 28, 28});
+  const std::vector<std::int64_t> positions = {0, 1, 2, 3};
+  ModelInput input{x.clone(), {}};
+  ASSERT_EQ(training.Prepare(input, Labels({0, 0, 0, 0}), 100, positions), 1);
+  EXPECT_FALSE(input.values.requires_grad()) << "the batch's own graph stays plain";
+  const torch::Tensor logits = model.forward(input);
+  absl::StatusOr<torch::Tensor> total =
+      training.AddPenalty(model, torch::zeros({}), logits, input, 4.0);
+  ASSERT_TRUE(total.ok()) << total.status();
+  EXPECT_TRUE(total->requires_grad());
+  FeatureMasks masks(ds);
+  ASSERT_TRUE(masks.AddRule(item, "r", 1).ok());
+  torch::Tensor whole = x.clone().requires_grad_(true);
+  const double expected = RrrPenalty(model.forward({whole, {}}), whole,
+                                     masks.ForBatch(Labels({0, 0, 0, 0}), positions).mask)
+                              .item<double>() /
+                          4.0;
+  EXPECT_GT(expected, 0);
+  EXPECT_NEAR(total->item<double>(), expected, 1e-6 * expected);
+  EXPECT_DOUBLE_EQ(training.TakeExtraPasses(), FeatureTraining::kRrrPasses + 1);  // one sample
+  EXPECT_DOUBLE_EQ(training.TakeExtraPasses(), 0);                                // reset
+  // A rule over every sample: through the batch's graph, all four samples' passes.
+  ASSERT_TRUE(training.AddRule(Rule({48}), "verdict").ok());
+  ModelInput all{x.clone(), {}};
+  ASSERT_EQ(training.Prepare(all, Labels({0, 0, 0, 0}), 100, positions), 4);
+  EXPECT_TRUE(all.values.requires_grad());
+  EXPECT_DOUBLE_EQ(training.TakeExtraPasses(), 4 * FeatureTraining::kRrrPasses);
+}
+
 TEST(Counterexamples, TakeTheMaskedPixelsFromAnotherSampleOfTheBatch) {
   torch::manual_seed(1);
   // Sample i is all i + 1.

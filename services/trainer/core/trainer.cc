@@ -44,7 +44,7 @@ enum Control : std::size_t {
   kVerdictCount = 1,        // verdicts rank 0 is about to broadcast
   kEnergyExceeded = 2,      // > 0: some rank saw the energy budget used up
   kSamples = 3,             // samples trained this step, all ranks
-  kCovered = 4,             // of which covered by a feature rule
+  kExtraPasses = 4,         // sample-passes beyond a plain step (FeatureTraining)
   kFailed = 5,              // > 0: some rank's loss was not finite
   kCalibrationLoss = 6,     // λ calibration (FeatureTraining::Calibrating): cross-entropy, summed
   kCalibrationPenalty = 7,  // and the evenly-spread penalty, summed
@@ -79,8 +79,8 @@ v1::VerdictPolicy AutoPolicy(const v1::VerdictPolicy& policy) {
 struct BatchResult {
   double loss = 0;
   double correct = 0;
-  std::int64_t covered = 0;  // samples a feature rule covered
-  std::string failure;       // why the loss could not be used (not finite); empty when it could
+  double extra_passes = 0;  // FeatureTraining::TakeExtraPasses() of the step
+  std::string failure;      // why the loss could not be used (not finite); empty when it could
 };
 
 // One rank's run: the step loop, epoch ends, evaluations and checkpoints. What it touches lives
@@ -400,7 +400,8 @@ class Loop final {
     absl::StatusOr<torch::Tensor> loss = (per_sample * weight).sum() / nominal;
     if (covered > 0) loss = features_.AddPenalty(*model_, *loss, logits, input, nominal);
     BatchResult result{per_sample.mean().item<double>(),
-                       logits.argmax(1).eq(target).sum().item<double>(), covered, ""};
+                       logits.argmax(1).eq(target).sum().item<double>(),
+                       features_.TakeExtraPasses(), ""};
     if (!loss.ok()) {
       result.failure = std::string(loss.status().message());  // every rank fails at this step
       return result;
@@ -456,7 +457,7 @@ class Loop final {
     control[kVerdictCount] = rank() == 0 ? static_cast<float>(pending_.size()) : 0.0f;
     control[kEnergyExceeded] = energy_.exceeded() ? 1.0f : 0.0f;
     control[kSamples] = static_cast<float>(positions.size());
-    control[kCovered] = static_cast<float>(batch.covered);
+    control[kExtraPasses] = static_cast<float>(batch.extra_passes);
     control[kFailed] = batch.failure.empty() ? 0.0f : 1.0f;
     control[kCheckpoint] = rank() == 0 && feature_review_.TakeJustAsked() ? 1.0f : 0.0f;
     const bool calibrating = features_.Calibrating(progress_.step());
@@ -478,7 +479,7 @@ class Loop final {
     if (calibrating) features_.Calibrate(control[kCalibrationLoss], control[kCalibrationPenalty]);
     optimizer_->step();
     CountStep(control[kSamples], batch, positions.size());
-    AddMacs(control[kCovered], features_.ExtraPassesPerCovered());
+    AddMacs(control[kExtraPasses], 1.0);
     if (control[kVerdictCount] > 0) GREENLOOP_RETURN_IF_ERROR_LOOP(ApplyPending());
     // What was asked (a text question's words) must survive a crash before the epoch's end: the
     // raters' answers name positions in it.
