@@ -16,6 +16,7 @@
 #include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tools/greenloop/experiment_commands.h"
 #include "tools/greenloop/feedback_commands.h"
+#include "tools/greenloop/study_command.h"
 
 #ifndef GREENLOOP_VERSION
 #define GREENLOOP_VERSION "dev"
@@ -35,6 +36,7 @@ constexpr std::string_view kUsage =
     "  experiment sweep SPEC.yaml [--raters=3,6,9]     vary the crowd: energy saved vs human time\n"
     "  report EXPERIMENT|latest                        rebuild an experiment's report\n"
     "  predict --spec SPEC [--calibrate]               estimate a run's energy before it runs\n"
+    "  study SPEC.yaml --models=cnn,mlp,...            Green-ML study: energy vs model size\n"
     "  token create --role R --name NAME               create a bearer token (admin)\n"
     "  token revoke --id ID | token list               revoke or list tokens (admin)\n"
     "  rate [--campaign ID]                            rate items in the terminal (rater)\n"
@@ -233,6 +235,7 @@ int Main(const std::vector<std::string_view>& args, const config::Environment& e
   const std::map<std::string, Command, std::less<>> single = {
       {"report", ExperimentReport},
       {"predict", Predict},
+      {"study", Study},
       {"rate", [](const std::vector<std::string_view>& a, const config::Environment& e,
                   std::ostream& o, std::ostream& r) { return Rate(a, e, std::cin, o, r); }}};
 

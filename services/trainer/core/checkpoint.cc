@@ -101,11 +101,9 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& dir_name, const st
   return final_dir.string();
 }
 
-absl::StatusOr<LoadedCheckpoint> LoadLatestCheckpoint(const std::string& dir_name,
-                                                      const std::string& run_id,
-                                                      std::uint32_t world_size,
-                                                      torch::nn::Module& model,
-                                                      torch::optim::Optimizer& optimizer) {
+absl::StatusOr<LoadedCheckpoint> LoadLatestCheckpoint(
+    const std::string& dir_name, const std::string& run_id, std::uint32_t world_size,
+    torch::nn::Module& model, torch::optim::Optimizer& optimizer, const std::string& architecture) {
   const fs::path dir = dir_name;
   absl::StatusOr<std::string> latest = ReadFile(dir / "LATEST");
   if (!latest.ok()) return latest.status();
@@ -124,6 +122,12 @@ absl::StatusOr<LoadedCheckpoint> LoadLatestCheckpoint(const std::string& dir_nam
     return absl::FailedPreconditionError(
         fmt::format("checkpoint {} was written by a run of {} ranks; this one has {}",
                     path.string(), out.state.world_size(), world_size));
+  }
+  const std::string& written = out.state.architecture();
+  if (!architecture.empty() && !written.empty() && written != architecture) {
+    return absl::FailedPreconditionError(
+        fmt::format("checkpoint {} is of a {}; this run's config asks for a {}", path.string(),
+                    written, architecture));
   }
   if (absl::Status s = LoadTensors(path, model, optimizer); !s.ok()) return s;
   return out;

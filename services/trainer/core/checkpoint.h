@@ -38,11 +38,15 @@ struct LoadedCheckpoint {
 };
 
 // Loads the checkpoint LATEST names in `dir` into `model` and `optimizer` and returns its state,
-// after checking that it belongs to `run_id` and was written by `world_size` ranks.
+// after checking that it belongs to `run_id`, was written by `world_size` ranks and, when
+// `architecture` is not empty, of a model of that architecture (ModelInfo.architecture;
+// FAILED_PRECONDITION naming both otherwise; one written before architectures were recorded is
+// not checked).
 absl::StatusOr<LoadedCheckpoint> LoadLatestCheckpoint(const std::string& dir,
                                                       const std::string& run_id,
                                                       std::uint32_t world_size,
                                                       torch::nn::Module& model,
-                                                      torch::optim::Optimizer& optimizer);
+                                                      torch::optim::Optimizer& optimizer,
+                                                      const std::string& architecture = "");
 
 }  // namespace greenloop::trainer

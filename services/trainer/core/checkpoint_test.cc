@@ -81,5 +81,23 @@ TEST_F(CheckpointFiles, RefusesWhatIsMissingBrokenAnotherRunsOrAnotherWorldsSize
             absl::StatusCode::kDataLoss);
 }
 
+// A checkpoint of one architecture is not loaded into another (the run's config changed).
+TEST_F(CheckpointFiles, RefusesACheckpointOfAnotherArchitectureNamingBoth) {
+  Net net;
+  torch::optim::Adam opt(net.parameters(), torch::optim::AdamOptions(0.01));
+  internal::CheckpointState st = State(3);
+  st.set_architecture("MODEL_KIND_CNN width=8 depth=2");
+  ASSERT_TRUE(SaveCheckpoint(dir_, "c", net, opt, st).ok());
+  absl::StatusOr<LoadedCheckpoint> other =
+      LoadLatestCheckpoint(dir_, "run-1", 1, net, opt, "MODEL_KIND_RESNET width=16 depth=1");
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(other.status().message().find("is of a MODEL_KIND_CNN width=8 depth=2; this run's "
+                                          "config asks for a MODEL_KIND_RESNET width=16 depth=1"),
+            std::string_view::npos)
+      << other.status();
+  EXPECT_TRUE(
+      LoadLatestCheckpoint(dir_, "run-1", 1, net, opt, "MODEL_KIND_CNN width=8 depth=2").ok());
+}
+
 }  // namespace
 }  // namespace greenloop::trainer

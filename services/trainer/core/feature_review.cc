@@ -36,7 +36,8 @@ std::vector<v1::ItemInput> FeatureReview::Questions(ClassifierImpl& model,
   if (!dataset_.vocabulary.empty()) {
     // Every word's contribution to every class: one embedding row times the output weights.
     progress.set_macs(progress.macs() + static_cast<double>(dataset_.vocabulary_size) *
-                                            kBagEmbeddingDim * dataset_.num_classes());
+                                            static_cast<double>(model.embedding_dim()) *
+                                            dataset_.num_classes());
     const std::vector<std::vector<std::string>> words =
         TopTokens(model, dataset_, labels, kRuleWords);
     questions_.clear();
@@ -87,7 +88,8 @@ std::vector<v1::ItemInput> FeatureReview::ItemQuestions(ClassifierImpl& model,
     // Every distinct word's contribution to every class.
     progress.set_macs(progress.macs() + static_cast<double>(dataset_.train.offsets[p + 1] -
                                                             dataset_.train.offsets[p]) *
-                                            kBagEmbeddingDim * dataset_.num_classes());
+                                            static_cast<double>(model.embedding_dim()) *
+                                            dataset_.num_classes());
     items.push_back(MaskItemForWords(dataset_, p, labels[p], words));
     v1::FeatureRule& q = questions_.emplace_back();
     q.set_sample(dataset_.train.refs[p]);

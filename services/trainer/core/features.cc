@@ -276,7 +276,11 @@ torch::Tensor Counterexamples(const torch::Tensor& values, const torch::Tensor& 
 
 std::optional<double> DecoySaliency(ClassifierImpl& model, const LoadedDataset& dataset,
                                     const Split& split, const torch::Tensor& images) {
-  if (!dataset.vocabulary.empty()) return DecoyContributionShare(model, split);
+  if (!dataset.vocabulary.empty()) {
+    // Only the bag of words' contributions are exact; a Transformer's share is not measured.
+    if (!model.ExplainsTokens()) return std::nullopt;
+    return DecoyContributionShare(model, split);
+  }
   if (dataset.image_pixels() == 0 || split.decoy_cells.empty() || split.size() == 0) {
     return std::nullopt;
   }

@@ -197,7 +197,8 @@ torch::Tensor Counterexamples(const torch::Tensor& values, const torch::Tensor& 
 // The share of the input-gradient saliency |∂ Σ_k log p̂_k / ∂x| of `model` that falls on each
 // image's decoy cell (Split::decoy_cells), averaged over the images of `split`; nullopt when the
 // split has no decoy. In batches of 512, outside autograd of the model's parameters. Text: the
-// share of the words' contributions the planted words carry (DecoyContributionShare).
+// share of the words' contributions the planted words carry (DecoyContributionShare); nullopt for a
+// model whose contributions are not exact (the Transformer).
 std::optional<double> DecoySaliency(ClassifierImpl& model, const LoadedDataset& dataset,
                                     const Split& split, const torch::Tensor& images);
 

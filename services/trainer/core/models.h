@@ -1,9 +1,18 @@
-// The models the trainer trains, built with LibTorch's C++ API, and their size (parameters and
-// multiply-accumulates per sample), which feeds the before-the-run energy prediction.
+// The models the trainer trains (the model zoo), built with LibTorch's C++ API, and their size
+// (parameters and multiply-accumulates per sample, per layer), which feeds the energy prediction.
 //
-//   MODEL_KIND_CNN           images: conv 3×3 (1→8) · ReLU · max-pool 2 · conv 3×3 (8→16) · ReLU ·
-//                            max-pool 2 · linear (16·7·7→64) · ReLU · linear (64→classes)
-//   MODEL_KIND_BAG_OF_WORDS  text: EmbeddingBag (vocabulary→64, mean) · linear (64→classes)
+//   MODEL_KIND_CNN           images: depth × [conv 3×3 (width·2^i) · ReLU · max-pool 2] ·
+//                            linear (→64) · ReLU · linear (→classes); default 8 × 2: conv 1→8,
+//                            conv 8→16, linear 16·7·7→64 (52 138 parameters)
+//   MODEL_KIND_MLP           images: depth × [linear (→width) · ReLU] · linear (→classes)
+//   MODEL_KIND_LENET5        images: LeNet-5 (conv 5×5 1→6, conv 5×5 6→16, linear 400→120→84)
+//   MODEL_KIND_RESNET        images: stem, three stages of depth basic blocks (width, 2·, 4·)
+//   MODEL_KIND_MOBILENET     images: stem, depthwise-separable blocks to 2·width and 4·width
+//   MODEL_KIND_BAG_OF_WORDS  text: EmbeddingBag (vocabulary→width, mean) · linear (→classes)
+//   MODEL_KIND_TRANSFORMER   text: token and position embeddings · depth encoder layers · mean ·
+//                            linear (→classes)
+//
+// trainer.proto's ModelKind gives each kind's layers and default shape in full.
 //
 // This header includes LibTorch; only the few translation units that run tensors include it.
 //
@@ -15,7 +24,10 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "greenloop/v1/trainer.pb.h"
 #include "services/trainer/core/datasets.h"
@@ -27,9 +39,6 @@ namespace greenloop::trainer {
 inline constexpr float kFashionMean = 0.2860f;
 inline constexpr float kFashionStd = 0.3530f;
 
-// Width of the bag-of-words model's embedding.
-inline constexpr int kBagEmbeddingDim = 64;
-
 // The inputs of one forward pass: images [B, 1, rows, cols] (float, normalised), or text token ids
 // [T] with bag offsets [B].
 struct ModelInput {
@@ -37,10 +46,21 @@ struct ModelInput {
   torch::Tensor offsets;  // text only
 };
 
+// The layers one forward pass ran, recorded while a model's `layers` points here.
+using LayerTally = std::vector<v1::LayerInfo>;
+
 // A classifier: forward() returns logits [B, classes].
 class ClassifierImpl : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const ModelInput& input) = 0;
+  // While set, every convolution and linear layer of forward() appends itself, with its
+  // parameters and its MACs for one sample (DescribeModel).
+  LayerTally* layers = nullptr;
+  // Whether TokenContributions and ForgetTokens work (the bag of words): text feature feedback
+  // and the decoy's share need them.
+  virtual bool ExplainsTokens() const { return false; }
+  // The bag of words' embedding width; 0 for other models.
+  virtual std::int64_t embedding_dim() const { return 0; }
   // Bag of words only: what one occurrence of each token of `token_ids` [N] adds to the logits
   // before the mean divides by the bag's length, [N, classes] (its embedding row times the output
   // weights; exact, the model being linear after pooling). With `rows_only` it is
@@ -56,18 +76,18 @@ class ClassifierImpl : public torch::nn::Module {
   virtual torch::Tensor ForgetTokens(const torch::Tensor& /*token_ids*/) { return {}; }
 };
 
-// Returns the model of `kind` for `dataset` (MODEL_KIND_UNSPECIFIED: the dataset's own).
-// INVALID_ARGUMENT when the model does not fit the dataset (a CNN on text, a bag of words on
-// images).
+// Returns the model of `kind` and `shape` for `dataset` (MODEL_KIND_UNSPECIFIED: the dataset's
+// own; a 0 in `shape`: the kind's default). INVALID_ARGUMENT naming config.model_kind when the
+// model does not fit the dataset (an image model on text, a bag of words on images), and
+// config.model_shape when the shape does not fit the kind (ValidateModelShape).
 absl::StatusOr<std::shared_ptr<ClassifierImpl>> MakeModel(v1::ModelKind kind,
-                                                          const LoadedDataset& dataset);
+                                                          const LoadedDataset& dataset,
+                                                          const v1::ModelShape& shape = {});
 
-// The model kind a run of `dataset` uses when `kind` is unspecified.
-v1::ModelKind ResolveModelKind(v1::ModelKind kind, v1::Dataset dataset);
-
-// Returns the number of trainable parameters and the MACs of one forward pass of one sample (for
-// text, of a sample of mean length).
-v1::ModelInfo DescribeModel(ClassifierImpl& model, v1::ModelKind kind,
+// Returns the number of trainable parameters, the layers and the MACs of one forward and one
+// backward pass of one sample (images: counted on a forward pass of one blank image; text:
+// analytically, for a sample of mean length), and the architecture's name.
+v1::ModelInfo DescribeModel(ClassifierImpl& model, v1::ModelKind kind, const v1::ModelShape& shape,
                             const LoadedDataset& dataset);
 
 // All of a split's images as one normalised float tensor [N, 1, rows, cols], made once per run.

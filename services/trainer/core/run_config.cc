@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <optional>
 
 #include "common/status/status.h"
 #include "services/trainer/core/verdicts.h"
@@ -111,6 +112,25 @@ absl::Status ValidateRule(const v1::FeatureRule& r, int i, bool images) {
 }
 
 // The decoy and the feature feedback.
+absl::Status ValidateInference(const v1::InferenceBenchmark& b) {
+  if (b.batch_sizes_size() > 8) {
+    return Invalid(
+        fmt::format("config.inference.batch_sizes: at most 8, got {}", b.batch_sizes_size()));
+  }
+  for (std::uint32_t size : b.batch_sizes()) {
+    if (size == 0 || size > 4096) {
+      return Invalid(
+          fmt::format("config.inference.batch_sizes must each be 1 to 4096, got {}", size));
+    }
+  }
+  if (!std::isfinite(b.seconds_per_batch()) || b.seconds_per_batch() < 0 ||
+      b.seconds_per_batch() > 60) {
+    return Invalid(fmt::format("config.inference.seconds_per_batch must be in [0, 60], got {}",
+                               b.seconds_per_batch()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateFeatures(const v1::RunConfig& c) {
   const bool images = c.dataset() == v1::DATASET_FASHION_MNIST;
   GREENLOOP_RETURN_IF_ERROR(ValidateDecoy(c.decoy()));
@@ -139,6 +159,13 @@ absl::Status ValidateFeatures(const v1::RunConfig& c) {
   for (int i = 0; i < f.rules_size(); ++i) {
     GREENLOOP_RETURN_IF_ERROR(ValidateRule(f.rules(i), i, images));
   }
+  if (!images && c.model_kind() != v1::MODEL_KIND_BAG_OF_WORDS &&
+      (AsksForFeatures(c.mode()) || f.rules_size() > 0)) {
+    return Invalid(fmt::format(
+        "config.model_kind: feature feedback on text needs MODEL_KIND_BAG_OF_WORDS (its token "
+        "contributions are exact), not {}",
+        v1::ModelKind_Name(c.model_kind())));
+  }
   return absl::OkStatus();
 }
 
@@ -154,19 +181,18 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
     c.set_model_kind(c.dataset() == v1::DATASET_SPAM_ASSASSIN ? v1::MODEL_KIND_BAG_OF_WORDS
                                                               : v1::MODEL_KIND_CNN);
   }
-  if (c.model_kind() == v1::MODEL_KIND_CNN && c.dataset() != v1::DATASET_FASHION_MNIST) {
+  GREENLOOP_RETURN_IF_ERROR(ValidateModelShape(c.model_kind(), c.model_shape()));
+  if (IsImageModel(c.model_kind()) && c.dataset() != v1::DATASET_FASHION_MNIST) {
     return Invalid(
-        "config.model_kind: MODEL_KIND_CNN does not fit DATASET_SPAM_ASSASSIN (text); "
-        "use MODEL_KIND_BAG_OF_WORDS");
+        fmt::format("config.model_kind: {} does not fit DATASET_SPAM_ASSASSIN (text); "
+                    "use MODEL_KIND_BAG_OF_WORDS or MODEL_KIND_TRANSFORMER",
+                    v1::ModelKind_Name(c.model_kind())));
   }
-  if (c.model_kind() == v1::MODEL_KIND_BAG_OF_WORDS && c.dataset() != v1::DATASET_SPAM_ASSASSIN) {
+  if (!IsImageModel(c.model_kind()) && c.dataset() != v1::DATASET_SPAM_ASSASSIN) {
     return Invalid(
-        "config.model_kind: MODEL_KIND_BAG_OF_WORDS does not fit "
-        "DATASET_FASHION_MNIST (images); use MODEL_KIND_CNN");
-  }
-  if (c.model_kind() != v1::MODEL_KIND_CNN && c.model_kind() != v1::MODEL_KIND_BAG_OF_WORDS) {
-    return Invalid(
-        fmt::format("config.model_kind: unknown model kind {}", static_cast<int>(c.model_kind())));
+        fmt::format("config.model_kind: {} does not fit DATASET_FASHION_MNIST (images); use an "
+                    "image model, e.g. MODEL_KIND_CNN",
+                    v1::ModelKind_Name(c.model_kind())));
   }
   if (c.has_label_noise()) {
     const v1::LabelNoise& n = c.label_noise();
@@ -188,6 +214,10 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
         fmt::format("config.learning_rate must be a positive number, got {}", c.learning_rate()));
   }
   if (c.learning_rate() == 0) c.set_learning_rate(0.001);
+  if (c.threads() > 256) {
+    return Invalid(fmt::format("config.threads must be at most 256, got {}", c.threads()));
+  }
+  GREENLOOP_RETURN_IF_ERROR(ValidateInference(c.inference()));
   const v1::Budget& b = c.budget();
   if (!std::isfinite(b.max_energy_joules()) || b.max_energy_joules() < 0) {
     return Invalid("config.budget.max_energy_joules must be a non-negative number");
@@ -293,6 +323,93 @@ absl::StatusOr<v1::StartRunRequest> ValidateStartRun(const v1::StartRunRequest& 
   if (!config.ok()) return config.status();
   *r.mutable_config() = *std::move(config);
   return r;
+}
+
+v1::ModelKind ResolveModelKind(v1::ModelKind kind, v1::Dataset dataset) {
+  if (kind != v1::MODEL_KIND_UNSPECIFIED) return kind;
+  return dataset == v1::DATASET_SPAM_ASSASSIN ? v1::MODEL_KIND_BAG_OF_WORDS : v1::MODEL_KIND_CNN;
+}
+
+namespace {
+
+struct ShapeRule {
+  std::uint32_t width = 0;  // default; 0: the kind has a fixed shape
+  std::uint32_t depth = 0;
+  std::uint32_t max_depth = 0;
+};
+
+std::optional<ShapeRule> RuleOf(v1::ModelKind kind) {
+  switch (kind) {
+    case v1::MODEL_KIND_CNN:
+      return ShapeRule{8, 2, 4};  // 28 → 14 → 7 → 3 → 1
+    case v1::MODEL_KIND_MLP:
+      return ShapeRule{256, 2, 8};
+    case v1::MODEL_KIND_RESNET:
+      return ShapeRule{16, 1, 8};
+    case v1::MODEL_KIND_MOBILENET:
+      return ShapeRule{32, 2, 8};
+    case v1::MODEL_KIND_TRANSFORMER:
+      return ShapeRule{64, 2, 8};
+    case v1::MODEL_KIND_BAG_OF_WORDS:
+      return ShapeRule{64, 0, 0};  // width only
+    case v1::MODEL_KIND_LENET5:
+      return ShapeRule{};
+    default:
+      return std::nullopt;
+  }
+}
+
+constexpr std::uint32_t kMaxWidth = 512;
+
+}  // namespace
+
+v1::ModelShape ResolveModelShape(v1::ModelKind kind, const v1::ModelShape& shape) {
+  v1::ModelShape out = shape;
+  const ShapeRule rule = RuleOf(kind).value_or(ShapeRule{});
+  if (out.width() == 0) out.set_width(rule.width);
+  if (out.depth() == 0) out.set_depth(rule.depth);
+  return out;
+}
+
+absl::Status ValidateModelShape(v1::ModelKind kind, const v1::ModelShape& shape) {
+  const std::optional<ShapeRule> rule = RuleOf(kind);
+  if (!rule) {
+    return absl::InvalidArgumentError(
+        fmt::format("config.model_kind: unknown model kind {}", static_cast<int>(kind)));
+  }
+  if (rule->width == 0 && (shape.width() != 0 || shape.depth() != 0)) {
+    return absl::InvalidArgumentError(
+        fmt::format("config.model_shape: {} has a fixed shape; leave width and depth unset",
+                    v1::ModelKind_Name(kind)));
+  }
+  if (shape.width() > kMaxWidth) {
+    return absl::InvalidArgumentError(fmt::format(
+        "config.model_shape.width must be at most {}, got {}", kMaxWidth, shape.width()));
+  }
+  if (rule->depth == 0 && shape.depth() != 0) {
+    return absl::InvalidArgumentError(fmt::format(
+        "config.model_shape.depth: {} has no depth; leave it unset", v1::ModelKind_Name(kind)));
+  }
+  if (kind == v1::MODEL_KIND_TRANSFORMER && shape.width() % 4 != 0) {
+    return absl::InvalidArgumentError(
+        fmt::format("config.model_shape.width must be a multiple of 4 for MODEL_KIND_TRANSFORMER "
+                    "(4 attention heads), got {}",
+                    shape.width()));
+  }
+  if (shape.depth() > rule->max_depth) {
+    return absl::InvalidArgumentError(
+        fmt::format("config.model_shape.depth must be at most {} for {} (deeper leaves an empty "
+                    "layer on 28 × 28 images), got {}",
+                    rule->max_depth, v1::ModelKind_Name(kind), shape.depth()));
+  }
+  return absl::OkStatus();
+}
+
+std::string ArchitectureName(v1::ModelKind kind, const v1::ModelShape& shape) {
+  const v1::ModelShape s = ResolveModelShape(kind, shape);
+  if (s.width() == 0) return v1::ModelKind_Name(kind);
+  if (s.depth() == 0) return fmt::format("{} width={}", v1::ModelKind_Name(kind), s.width());
+  return fmt::format("{} width={} depth={}", v1::ModelKind_Name(kind), s.width(), s.depth());
 }
 
 }  // namespace greenloop::trainer

@@ -48,4 +48,23 @@ inline constexpr std::uint32_t kMaxItemQuestions = 500;
 // Whether `mode` may prune its epochs (RunConfig.pruning): every judging mode and MODE_PRUNE.
 inline bool MayPrune(v1::Mode mode) { return JudgesSamples(mode) || mode == v1::MODE_PRUNE; }
 
+// `shape` with the kind's defaults filled in (0 stays 0 for kinds of fixed shape).
+v1::ModelShape ResolveModelShape(v1::ModelKind kind, const v1::ModelShape& shape);
+
+// OK when `shape` fits `kind`: width at most 512 (a multiple of 4 for the Transformer), depth
+// within the kind's bound (CNN 4 on 28 × 28 images, others 8; none for the bag of words), nothing
+// set for a kind of fixed shape; else INVALID_ARGUMENT naming config.model_shape.width or .depth.
+absl::Status ValidateModelShape(v1::ModelKind kind, const v1::ModelShape& shape);
+
+// "MODEL_KIND_RESNET width=16 depth=1" (the resolved shape); the kind alone for a fixed shape.
+std::string ArchitectureName(v1::ModelKind kind, const v1::ModelShape& shape);
+
+// The model kind a run of `dataset` uses when `kind` is unspecified.
+v1::ModelKind ResolveModelKind(v1::ModelKind kind, v1::Dataset dataset);
+
+// Whether `kind` is a model for images (every kind but the bag of words and the Transformer).
+inline bool IsImageModel(v1::ModelKind kind) {
+  return kind != v1::MODEL_KIND_BAG_OF_WORDS && kind != v1::MODEL_KIND_TRANSFORMER;
+}
+
 }  // namespace greenloop::trainer

@@ -519,6 +519,7 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
     if (outcome.best_test_accuracy) run.set_best_test_accuracy(*outcome.best_test_accuracy);
     if (outcome.decoy_saliency) run.set_decoy_saliency(*outcome.decoy_saliency);
     if (outcome.explanation) *run.mutable_explanation() = *outcome.explanation;
+    *run.mutable_inference() = {outcome.inference.begin(), outcome.inference.end()};
     if (outcome.best_smoothed_eval_accuracy) {
       run.set_best_smoothed_eval_accuracy(*outcome.best_smoothed_eval_accuracy);
     }

@@ -223,9 +223,9 @@ TEST(TopTokens, NamesTheWordsThatPushTheModelTowardsEachClass) {
 // Whole runs on Decoy SpamAssassin: the planted word, and the rule that undoes it.
 class DecoySpamRuns : public ::testing::Test {
  protected:
-  static std::shared_ptr<const LoadedDataset> Load() {
+  static std::shared_ptr<const LoadedDataset> Load(bool decoy = true) {
     v1::Decoy d;
-    d.set_enabled(true);
+    d.set_enabled(decoy);
     d.set_seed(5);
     DatasetLocations where;
     if (const char* dir = std::getenv("GREENLOOP_TEST_SPAM_ASSASSIN_DIR")) {
@@ -303,6 +303,33 @@ TEST_F(DecoySpamRuns, TheDecoyWordsArePlantedInTheVocabularyAndEveryMail) {
   }
   // At test the word is a random class's: tied about half the time.
   EXPECT_NEAR(static_cast<double>(tied) / static_cast<double>(ds->test.size()), 0.5, 0.06);
+}
+
+// The zoo's Transformer trains on the real mails through the whole loop; its decoy share is not
+// measured (its token contributions are not exact), and it reports its layers.
+TEST_F(DecoySpamRuns, TheTransformerLearnsTheMailsAndReportsItsLayers) {
+  auto ds = Load(/*decoy=*/false);
+  v1::RunConfig config = Config(std::nullopt);
+  config.clear_decoy();
+  config.set_model_kind(v1::MODEL_KIND_TRANSFORMER);
+  config.mutable_model_shape()->set_width(32);
+  config.mutable_model_shape()->set_depth(1);
+  config.mutable_budget()->set_max_epochs(0);
+  config.mutable_budget()->set_max_steps(40);
+  const TrainingOutcome o = RunOnce(config, *ds);
+  ASSERT_EQ(o.state, v1::RUN_STATE_SUCCEEDED) << o.error_message;
+  ASSERT_TRUE(o.test_accuracy);
+  std::printf("transformer 32x1, 40 steps: test %.4f, %lu parameters, %lu MACs per sample\n",
+              *o.test_accuracy, o.model.parameter_count(), o.model.macs_per_sample());
+  // Above always answering the test split's majority class (ham).
+  double ham = 0;
+  for (std::int64_t label : ds->test.clean_labels) ham += label == 0;
+  const double majority = ham / static_cast<double>(ds->test.size());
+  std::printf("majority class share of the test split: %.4f\n", majority);
+  EXPECT_GT(*o.test_accuracy, majority + 0.03);
+  EXPECT_FALSE(o.decoy_saliency);
+  EXPECT_EQ(o.model.architecture(), "MODEL_KIND_TRANSFORMER width=32 depth=1");
+  EXPECT_EQ(o.model.layers(1).name(), "layer0.attention");
 }
 
 TEST_F(DecoySpamRuns, TheBaselineLearnsThePlantedWordAndAWordRuleUndoesIt) {

@@ -16,6 +16,7 @@
 #include "services/trainer/core/feature_review.h"
 #include "services/trainer/core/features.h"
 #include "services/trainer/core/gradients.h"
+#include "services/trainer/core/inference_bench.h"
 #include "services/trainer/core/models.h"
 #include "services/trainer/core/pruning.h"
 #include "services/trainer/core/rater_items.h"
@@ -126,6 +127,18 @@ class Loop final {
                       {{"run", opts_.run_id}, {"error", FirstLine(e.what())}});
       }
     }
+    if (finish.state != v1::RUN_STATE_FAILED && opts_.rank == 0 && model_ != nullptr) {
+      try {
+        outcome.inference = BenchmarkInference(
+            *model_, ds_, test_images_, config_.inference(), model_info_,
+            {.meter = ports_.energy, .run_id = opts_.run_id, .pid = opts_.pid, .stop = [this] {
+               return ports_.stop_requested && ports_.stop_requested();
+             }});
+      } catch (const std::exception& e) {
+        logging::Warn("cannot benchmark inference",
+                      {{"run", opts_.run_id}, {"error", FirstLine(e.what())}});
+      }
+    }
     progress_.set_feature_rules(static_cast<std::uint32_t>(features_.rules()));
     progress_.set_feature_penalty_weight(features_.penalty_weight());
     progress_.set_state(finish.state);
@@ -200,12 +213,18 @@ class Loop final {
   }
 
   absl::Status Setup() {
-    if (opts_.threads > 0) torch::set_num_threads(opts_.threads);
+    // LibTorch's own default, read before any run changed it: a run that sets no threads does
+    // not inherit the previous run's.
+    static const int default_threads = torch::get_num_threads();
+    torch::set_num_threads(config_.threads() > 0 ? static_cast<int>(config_.threads())
+                           : opts_.threads > 0   ? opts_.threads
+                                                 : default_threads);
     torch::manual_seed(config_.seed());
-    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model = MakeModel(config_.model_kind(), ds_);
+    absl::StatusOr<std::shared_ptr<ClassifierImpl>> model =
+        MakeModel(config_.model_kind(), ds_, config_.model_shape());
     if (!model.ok()) return model.status();
     model_ = *model;
-    model_info_ = DescribeModel(*model_, config_.model_kind(), ds_);
+    model_info_ = DescribeModel(*model_, config_.model_kind(), config_.model_shape(), ds_);
     if (ports_.listener != nullptr) ports_.listener->OnModel(model_info_);
     optimizer_ = std::make_unique<torch::optim::Adam>(
         model_->parameters(), torch::optim::AdamOptions(config_.learning_rate()));
@@ -732,6 +751,7 @@ class Loop final {
     st.set_run_id(opts_.run_id);
     st.set_rank(opts_.rank);
     st.set_world_size(world());
+    st.set_architecture(model_info_.architecture());
     st.set_epoch(progress_.epoch());
     st.set_step(progress_.step());
     st.set_step_in_epoch(step_in_epoch_);
@@ -782,8 +802,8 @@ class Loop final {
   }
 
   absl::Status LoadCheckpoint() {
-    absl::StatusOr<LoadedCheckpoint> loaded =
-        LoadLatestCheckpoint(RankDir(), opts_.run_id, world(), *model_, *optimizer_);
+    absl::StatusOr<LoadedCheckpoint> loaded = LoadLatestCheckpoint(
+        RankDir(), opts_.run_id, world(), *model_, *optimizer_, model_info_.architecture());
     if (!loaded.ok()) return loaded.status();
     const internal::CheckpointState& st = loaded->state;
     GREENLOOP_RETURN_IF_ERROR_LOOP(

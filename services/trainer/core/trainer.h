@@ -101,6 +101,8 @@ struct TrainingOutcome {
   std::optional<double> decoy_saliency;
   // Runs with a decoy: what the final model looks at per class (Explain in features.h).
   std::optional<v1::Explanation> explanation;
+  // RunConfig.inference (rank 0): the final model's inference cost per batch size.
+  std::vector<v1::InferenceFigures> inference;
   std::string checkpoint_path;
   std::vector<EvaluationPoint> curve;  // this session's evaluations
   std::uint64_t changes_correct = 0;   // this session's human/auto changes that were right

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "services/trainer/core/inference_bench.h"
 #include "services/trainer/core/run_config.h"
 #include "services/trainer/testing/fakes.h"
 
@@ -93,6 +94,81 @@ std::unique_ptr<Ran> RunOnce(const v1::RunConfig& config, const LoadedDataset& d
 }
 
 double FinalAccuracy(const TrainingOutcome& o) { return o.progress.eval_accuracy(); }
+
+// A model of the zoo trains through the whole loop, reports its layers, and its checkpoint is
+// not resumed by a run that asks for another architecture.
+TEST(Train, AZooModelTrainsAndItsCheckpointKeepsItsArchitecture) {
+  v1::RunConfig config = Config(v1::MODE_BASELINE);
+  config.set_model_kind(v1::MODEL_KIND_MOBILENET);
+  config.mutable_model_shape()->set_width(8);
+  config.mutable_model_shape()->set_depth(1);
+  config.mutable_budget()->set_max_epochs(0);
+  config.mutable_budget()->set_max_steps(60);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("greenloop-zoo-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  config.set_checkpoint_dir(dir.string());
+  auto ds = Load(config, 1000);
+  int steps = 0;
+  auto first = RunOnce(config, *ds, nullptr, false, [&] { return ++steps > 30; });
+  ASSERT_EQ(first->outcome.state, v1::RUN_STATE_STOPPED) << first->outcome.error_message;
+  EXPECT_EQ(first->outcome.model.architecture(), "MODEL_KIND_MOBILENET width=8 depth=1");
+  EXPECT_EQ(first->outcome.model.layers(0).name(), "stem");
+  EXPECT_GT(first->outcome.model.backward_macs_per_sample(),
+            first->outcome.model.macs_per_sample());
+  v1::RunConfig other = config;
+  other.set_model_kind(v1::MODEL_KIND_RESNET);
+  other.clear_model_shape();
+  auto refused = RunOnce(other, *ds, nullptr, /*resume=*/true);
+  EXPECT_EQ(refused->outcome.state, v1::RUN_STATE_FAILED);
+  EXPECT_THAT(refused->outcome.error_message,
+              ::testing::HasSubstr("is of a MODEL_KIND_MOBILENET width=8 depth=1; this run's "
+                                   "config asks for a MODEL_KIND_RESNET width=16 depth=1"));
+  auto resumed = RunOnce(config, *ds, nullptr, /*resume=*/true);
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(resumed->outcome.state, v1::RUN_STATE_SUCCEEDED) << resumed->outcome.error_message;
+  EXPECT_EQ(resumed->outcome.progress.step(), 60u);
+  EXPECT_GT(FinalAccuracy(resumed->outcome), 0.2);  // chance is 0.10
+}
+
+// After the run, the final model's forward passes are timed and metered per batch size, each
+// batch size as a collector run of its own; a run on one thread sets LibTorch to one thread.
+TEST(Train, TheInferenceBenchmarkMetersEachBatchSizeAsARunOfItsOwn) {
+  v1::RunConfig config = Config(v1::MODE_BASELINE);
+  config.mutable_budget()->set_max_epochs(0);
+  config.mutable_budget()->set_max_steps(20);
+  config.set_threads(1);
+  config.mutable_inference()->add_batch_sizes(1);
+  config.mutable_inference()->add_batch_sizes(64);
+  config.mutable_inference()->set_seconds_per_batch(0.3);
+  auto ds = Load(config, 1000);
+  FakeEnergyMeter energy;
+  auto ran = RunOnce(config, *ds, nullptr, false, nullptr, &energy);
+  ASSERT_EQ(ran->outcome.state, v1::RUN_STATE_SUCCEEDED) << ran->outcome.error_message;
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  ASSERT_EQ(ran->outcome.inference.size(), 2u);
+  EXPECT_EQ(energy.registers(), 3);  // the training run, then one per batch size
+  EXPECT_EQ(energy.unregisters(), 3);
+  for (const v1::InferenceFigures& f : ran->outcome.inference) {
+    EXPECT_EQ(f.error(), "");
+    EXPECT_GE(f.samples(), f.batch_size());
+    EXPECT_EQ(f.samples() % f.batch_size(), 0u);
+    EXPECT_GE(f.seconds(), 0.3);
+    EXPECT_GT(f.energy_joules(), 0);
+    EXPECT_DOUBLE_EQ(f.joules_per_sample(), f.energy_joules() / static_cast<double>(f.samples()));
+    EXPECT_DOUBLE_EQ(f.macs(), static_cast<double>(f.samples()) * 333056);
+  }
+  const v1::InferenceFigures& one = ran->outcome.inference[0];
+  const v1::InferenceFigures& batch = ran->outcome.inference[1];
+  EXPECT_EQ(batch.energy_run_id(), "run-test-i64");
+  EXPECT_GT(batch.latency_ms(), one.latency_ms());
+  std::printf(
+      "inference: batch 1 %.3f ms %.0f samples/s %.3g J/sample; batch 64 %.3f ms %.0f "
+      "samples/s %.3g J/sample (fake meter)\n",
+      one.latency_ms(), one.samples_per_second(), one.joules_per_sample(), batch.latency_ms(),
+      batch.samples_per_second(), batch.joules_per_sample());
+  EXPECT_EQ(InferenceRunId(std::string(63, 'r'), 256), std::string(58, 'r') + "-i256");
+}
 
 TEST(Train, BaselineLearnsFashionMnistAndReportsItsSizeAndEnergy) {
   v1::RunConfig config = Config(v1::MODE_BASELINE);

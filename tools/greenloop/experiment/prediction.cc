@@ -144,4 +144,37 @@ absl::StatusOr<double> LeaveOneOutError(std::span<const RunObservation> runs) {
   return sum / static_cast<double>(runs.size());
 }
 
+std::string ArchitectureFamily(const std::string& architecture) {
+  return architecture.substr(0, architecture.find(' '));
+}
+
+absl::StatusOr<double> LeaveOneArchitectureOutError(std::span<const RunObservation> runs) {
+  std::vector<std::string> architectures;
+  for (const RunObservation& r : runs) {
+    const std::string family = ArchitectureFamily(r.features.architecture);
+    if (std::find(architectures.begin(), architectures.end(), family) == architectures.end()) {
+      architectures.push_back(family);
+    }
+  }
+  if (architectures.size() < 2) {
+    return absl::FailedPreconditionError(fmt::format(
+        "{} architecture(s) among the stored runs; leave-one-architecture-out needs at least 2",
+        architectures.size()));
+  }
+  double sum = 0;
+  for (const std::string& left_out : architectures) {
+    std::vector<RunObservation> rest;
+    for (const RunObservation& r : runs) {
+      if (ArchitectureFamily(r.features.architecture) != left_out) rest.push_back(r);
+    }
+    absl::StatusOr<EnergyModel> m = FitEnergyModel(rest);
+    if (!m.ok()) return m.status();
+    for (const RunObservation& r : runs) {
+      if (ArchitectureFamily(r.features.architecture) != left_out) continue;
+      sum += std::abs(RelativeError(m->Predict(r.features).energy_joules, r.energy_joules));
+    }
+  }
+  return sum / static_cast<double>(runs.size());
+}
+
 }  // namespace greenloop::experiment

@@ -8,6 +8,7 @@
 //   absl::StatusOr<EnergyModel> model = FitEnergyModel(stored_runs);
 //   Estimate e = model->Predict(features);         // joules, with a 95 % interval
 //   absl::StatusOr<double> loo = LeaveOneOutError(stored_runs);  // mean |relative error|
+//   absl::StatusOr<double> loao = LeaveOneArchitectureOutError(stored_runs);
 //
 // Thread-safety: plain values and pure functions.
 #pragma once
@@ -45,7 +46,14 @@ struct RunFeatures {
   double samples_processed = 0;  // training samples over the whole run
   double batch_size = 0;         // global batch
   std::string node_kind;         // e.g. the CPU model; one-hot in the regression
+  // The model as the trainer names it, e.g. "MODEL_KIND_RESNET width=16 depth=1" (empty: a run
+  // stored before the zoo, of the dataset's default model). Not a regression column: its family
+  // (ArchitectureFamily) is the group LeaveOneArchitectureOutError leaves out.
+  std::string architecture;
 };
+
+// The family of an architecture name: the model kind, without its shape ("MODEL_KIND_RESNET").
+std::string ArchitectureFamily(const std::string& architecture);
 struct RunObservation {
   RunFeatures features;
   double energy_joules = 0;  // measured (or estimated) active energy of the whole run
@@ -81,5 +89,11 @@ absl::StatusOr<EnergyModel> FitEnergyModel(std::span<const RunObservation> runs)
 // Mean absolute relative error of predicting each run from a model fitted on all the others.
 // FAILED_PRECONDITION with fewer than 4 runs.
 absl::StatusOr<double> LeaveOneOutError(std::span<const RunObservation> runs);
+
+// Mean absolute relative error of predicting every run of each architecture family from a model
+// fitted on the runs of the other families only: the energy of a model family the regression has
+// never seen, from its size. FAILED_PRECONDITION with fewer than 2 architectures or when leaving
+// one out leaves fewer than 3 runs.
+absl::StatusOr<double> LeaveOneArchitectureOutError(std::span<const RunObservation> runs);
 
 }  // namespace greenloop::experiment

@@ -1,5 +1,6 @@
 #include "tools/greenloop/experiment/prediction.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -93,6 +94,41 @@ TEST(RegressionTest, TooFewRunsIsAClearError) {
   const std::vector<RunObservation> runs = PowerLawRuns(0.0, 2);
   EXPECT_EQ(FitEnergyModel(runs).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(LeaveOneOutError(PowerLawRuns(0.0, 3)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// Four families of different MACs per parameter on one power law: each is predicted from the
+// others alone. A family that costs twice what its MACs say is what leaving it out exposes (and
+// leave-one-out, which trains on its other runs, hides).
+TEST(RegressionTest, LeaveOneArchitectureOutPredictsAnUnseenFamilyFromItsSize) {
+  std::vector<RunObservation> runs;
+  const char* families[] = {"MODEL_KIND_CNN", "MODEL_KIND_MLP", "MODEL_KIND_RESNET",
+                            "MODEL_KIND_LENET5"};
+  const double macs_per_param[] = {6, 1, 120, 7};
+  for (int f = 0; f < 4; ++f) {
+    for (int i = 0; i < 6; ++i) {
+      RunObservation r;
+      r.features.architecture = fmt::format("{} width={}", families[f], 8 << (i % 3));
+      r.features.parameters = 1e4 * std::pow(3.0, i % 3 + f);
+      r.features.macs_per_sample = r.features.parameters * macs_per_param[f];
+      r.features.samples_processed = 4000.0 * (1 + i / 3);
+      r.features.batch_size = 32.0 * (1 << (i % 2));
+      r.features.node_kind = "cpu";
+      r.energy_joules = 3e-9 * r.features.macs_per_sample * r.features.samples_processed;
+      runs.push_back(r);
+    }
+  }
+  absl::StatusOr<double> clean = LeaveOneArchitectureOutError(runs);
+  ASSERT_TRUE(clean.ok()) << clean.status();
+  EXPECT_LT(*clean, 0.01);
+  for (RunObservation& r : runs) {
+    if (ArchitectureFamily(r.features.architecture) == "MODEL_KIND_RESNET") r.energy_joules *= 2;
+  }
+  const double loao = *LeaveOneArchitectureOutError(runs);
+  EXPECT_GT(loao, 0.1);
+  EXPECT_GT(loao, *LeaveOneOutError(runs));
+  std::vector<RunObservation> one(runs.begin(), runs.begin() + 6);
+  EXPECT_EQ(LeaveOneArchitectureOutError(one).status().code(),
             absl::StatusCode::kFailedPrecondition);
 }
 

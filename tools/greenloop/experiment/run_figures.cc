@@ -139,6 +139,19 @@ void FillFromRun(const v1::Run& run, bool stopped_by_user, cli::ModeResult& m) {
   m.set_parameter_count(run.model().parameter_count());
   m.set_macs_per_sample(run.model().macs_per_sample());
   m.set_node(run.node());
+  m.set_architecture(run.model().architecture());
+  m.clear_inference();
+  for (const v1::InferenceFigures& f : run.inference()) {
+    cli::InferencePoint& i = *m.add_inference();
+    i.set_batch_size(f.batch_size());
+    i.set_samples(f.samples());
+    i.set_seconds(f.seconds());
+    i.set_energy_joules(f.energy_joules());
+    i.set_joules_per_sample(f.joules_per_sample());
+    i.set_latency_ms(f.latency_ms());
+    i.set_samples_per_second(f.samples_per_second());
+    i.set_error(f.error());
+  }
   FillProjectionErrors(run, m);
 }
 

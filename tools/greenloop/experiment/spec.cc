@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/config/config.h"
+#include "services/trainer/core/run_config.h"
 
 namespace greenloop::experiment {
 namespace {
@@ -23,7 +24,12 @@ const std::map<std::string, v1::ModelKind>& Models() {
   static const auto* m =
       new std::map<std::string, v1::ModelKind>{{"default", v1::MODEL_KIND_UNSPECIFIED},
                                                {"cnn", v1::MODEL_KIND_CNN},
-                                               {"bag_of_words", v1::MODEL_KIND_BAG_OF_WORDS}};
+                                               {"bag_of_words", v1::MODEL_KIND_BAG_OF_WORDS},
+                                               {"mlp", v1::MODEL_KIND_MLP},
+                                               {"lenet5", v1::MODEL_KIND_LENET5},
+                                               {"resnet", v1::MODEL_KIND_RESNET},
+                                               {"mobilenet", v1::MODEL_KIND_MOBILENET},
+                                               {"transformer", v1::MODEL_KIND_TRANSFORMER}};
   return *m;
 }
 const std::map<std::string, v1::Mode>& Modes() {
@@ -65,7 +71,23 @@ struct Raw {
   std::string on_wrong_label = "relabel";
   std::string auto_on_wrong_label = "same";
   std::string feature_method = "rrr";
+  std::vector<std::string> inference_batches;
 };
+
+// inference.batch_sizes as numbers: 1 to 4096 each, at most 8.
+absl::Status ParseInferenceBatches(const std::vector<std::string>& raw, Spec& spec) {
+  if (raw.size() > 8) return absl::InvalidArgumentError("inference.batch_sizes: at most 8");
+  for (const std::string& text : raw) {
+    std::int64_t b = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), b);
+    if (ec != std::errc() || end != text.data() + text.size() || b < 1 || b > 4096) {
+      return absl::InvalidArgumentError(
+          fmt::format("inference.batch_sizes: '{}' is not a batch size of 1 to 4096", text));
+    }
+    spec.inference_batches.push_back(b);
+  }
+  return absl::OkStatus();
+}
 
 // Training samples each dataset ships, out of which the validation split is held
 // (Fashion-MNIST's training files; SpamAssassin's 6,046 mails less the 20 % test split).
@@ -80,6 +102,11 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
       .Add("description", &spec.description, "free text shown in the report")
       .Add("dataset", &raw.dataset, "dataset; required", {.one_of = Names(Datasets())})
       .Add("model", &raw.model, "model; default picks the dataset's", {.one_of = Names(Models())})
+      .Add("model_shape.width", &spec.model_width,
+           "channels or units of the model's first layer; 0 = the model's default",
+           {.min = 0, .max = 512})
+      .Add("model_shape.depth", &spec.model_depth, "blocks or hidden layers; 0 = the default",
+           {.min = 0})
       .Add("max_train_samples", &spec.max_train_samples, "training samples used; 0 = all",
            {.min = 0})
       .Add("noise.rate", &spec.noise_rate, "share of training labels corrupted, [0, 1)",
@@ -90,6 +117,13 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
       .Add("seed", &spec.seed, "seed of every run (the same in every mode)", {.min = 0})
       .Add("batch_size", &spec.batch_size, "samples per step and rank", {.min = 1, .max = 65536})
       .Add("learning_rate", &spec.learning_rate, "Adam learning rate", {.min = 1e-7, .max = 1.0})
+      .Add("threads", &spec.threads, "LibTorch threads of each run; 0 = the trainer's setting",
+           {.min = 0, .max = 256})
+      .Add("inference.batch_sizes", &raw.inference_batches,
+           "after each run, measure the final model's inference energy at these batch sizes "
+           "(e.g. [1, 8, 64, 256]; at most 8)")
+      .Add("inference.seconds_per_batch", &spec.inference_seconds,
+           "seconds of forward passes per inference batch size; 0 = 3", {.min = 0.0, .max = 60.0})
       .Add("eval_every_steps", &spec.eval_every_steps, "evaluate every N steps; 0 = each epoch",
            {.min = 0})
       .Add("budget.max_epochs", &spec.max_epochs, "most epochs per run; 0 = no limit", {.min = 0})
@@ -235,6 +269,17 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
       .Add("output_dir", &spec.output_dir, "where reports are written");
 }
 
+}  // namespace
+
+v1::ModelShape ModelShapeOf(const Spec& spec) {
+  v1::ModelShape shape;
+  shape.set_width(static_cast<std::uint32_t>(spec.model_width));
+  shape.set_depth(static_cast<std::uint32_t>(std::min<std::int64_t>(spec.model_depth, 1 << 20)));
+  return shape;
+}
+
+namespace {
+
 absl::Status Invalid(const std::string& path, std::string message) {
   return absl::InvalidArgumentError(fmt::format("{}: {}", path, message));
 }
@@ -285,9 +330,17 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
   if (raw.dataset.empty()) return Invalid(p, "dataset is required (fashion_mnist, spam_assassin)");
   spec.dataset = Datasets().at(raw.dataset);
   spec.model = Models().at(raw.model);
-  if ((spec.dataset == v1::DATASET_FASHION_MNIST && spec.model == v1::MODEL_KIND_BAG_OF_WORDS) ||
-      (spec.dataset == v1::DATASET_SPAM_ASSASSIN && spec.model == v1::MODEL_KIND_CNN)) {
+  if (absl::Status s = ParseInferenceBatches(raw.inference_batches, spec); !s.ok()) {
+    return Invalid(p, std::string(s.message()));
+  }
+  const v1::ModelKind kind = trainer::ResolveModelKind(spec.model, spec.dataset);
+  if (trainer::IsImageModel(kind) != (spec.dataset == v1::DATASET_FASHION_MNIST)) {
     return Invalid(p, fmt::format("model {} does not fit dataset {}", raw.model, raw.dataset));
+  }
+  if (absl::Status s = trainer::ValidateModelShape(kind, ModelShapeOf(spec)); !s.ok()) {
+    std::string message(s.message());
+    if (message.starts_with("config.")) message.erase(0, 7);  // the spec's own key
+    return Invalid(p, message);
   }
   spec.noise_kind = raw.noise_kind == "symmetric" ? v1::LABEL_NOISE_KIND_SYMMETRIC
                                                   : v1::LABEL_NOISE_KIND_CLASS_DEPENDENT;
@@ -408,7 +461,13 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
     c.mutable_label_noise()->set_seed(static_cast<std::uint64_t>(spec.noise_seed + seed_index));
   }
   c.set_model_kind(spec.model);
+  if (spec.model_width > 0 || spec.model_depth > 0) *c.mutable_model_shape() = ModelShapeOf(spec);
   c.set_batch_size(static_cast<std::uint32_t>(spec.batch_size));
+  c.set_threads(static_cast<std::uint32_t>(spec.threads));
+  for (std::int64_t b : spec.inference_batches) {
+    c.mutable_inference()->add_batch_sizes(static_cast<std::uint32_t>(b));
+  }
+  c.mutable_inference()->set_seconds_per_batch(spec.inference_seconds);
   c.set_learning_rate(spec.learning_rate);
   c.set_seed(static_cast<std::uint64_t>(spec.seed + seed_index));
   c.set_validation_samples(static_cast<std::uint64_t>(spec.validation_samples));
@@ -480,6 +539,27 @@ std::string ModeName(v1::Mode mode) {
     if (m == mode) return name;
   }
   return "unspecified";
+}
+
+std::string ModelName(v1::ModelKind kind) {
+  for (const auto& [name, k] : Models()) {
+    if (k == kind) return name;
+  }
+  return v1::ModelKind_Name(kind);
+}
+
+std::optional<v1::ModelKind> ModelKindByName(const std::string& name) {
+  const auto it = Models().find(name);
+  if (it == Models().end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::string> ModelNames() {
+  std::vector<std::string> names = {"default"};
+  for (const auto& [name, kind] : Models()) {
+    if (name != "default") names.push_back(name);
+  }
+  return names;
 }
 
 std::string DatasetName(v1::Dataset dataset) {

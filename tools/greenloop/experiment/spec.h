@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,8 @@ struct Spec {
   std::string description;
   v1::Dataset dataset = v1::DATASET_UNSPECIFIED;
   v1::ModelKind model = v1::MODEL_KIND_UNSPECIFIED;
+  std::int64_t model_width = 0;  // ModelShape; 0: the model's default
+  std::int64_t model_depth = 0;
   std::int64_t max_train_samples = 0;
   double noise_rate = 0.0;
   v1::LabelNoiseKind noise_kind = v1::LABEL_NOISE_KIND_SYMMETRIC;
@@ -81,6 +84,10 @@ struct Spec {
   std::int64_t seed = 1;
   std::int64_t batch_size = 64;
   double learning_rate = 0.001;
+  std::int64_t threads = 0;  // RunConfig.threads; 0: the trainer's setting
+  // RunConfig.inference: batch sizes to measure after each run (empty: none), and seconds each.
+  std::vector<std::int64_t> inference_batches;
+  double inference_seconds = 0.0;
   std::int64_t eval_every_steps = 0;
   std::int64_t max_epochs = 0;
   std::int64_t max_steps = 0;
@@ -139,6 +146,9 @@ absl::StatusOr<Spec> LoadSpec(const std::string& path);
 // Every spec key with its type, default and help, for --help.
 std::string SpecUsage();
 
+// The spec's model_shape as the trainer takes it (0: the kind's default).
+v1::ModelShape ModelShapeOf(const Spec& spec);
+
 // The trainer config of one mode of `spec`. `target_accuracy` is what the trainer stops at
 // (0: none); `campaign_id` is used in human modes.
 // `seed_index` picks the paired seed (0: spec.seed and noise.seed as written).
@@ -150,6 +160,12 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
 std::string ModeName(v1::Mode mode);
 // "fashion_mnist", "spam_assassin".
 std::string DatasetName(v1::Dataset dataset);
+
+// The spec's name of a model kind ("resnet") and back; "default" is MODEL_KIND_UNSPECIFIED.
+std::string ModelName(v1::ModelKind kind);
+std::optional<v1::ModelKind> ModelKindByName(const std::string& name);
+// Every model name a spec takes, "default" first.
+std::vector<std::string> ModelNames();
 // Whether raters are involved in `mode`.
 bool UsesHumans(v1::Mode mode);
 

@@ -73,6 +73,35 @@ TEST(SpecTest, DecoyExamplesTellTheCrowdWhatWasPlanted) {
       << bad.status();
 }
 
+// A model of the zoo and its shape reach every mode's run config.
+TEST(SpecTest, AModelOfTheZooAndItsShapeReachTheRunConfig) {
+  absl::StatusOr<Spec> s = LoadSpec(
+      Write(std::string(kMinimal) + "model: resnet\nmodel_shape: {width: 32, depth: 2}\n"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  const v1::RunConfig c = RunConfigFor(*s, v1::MODE_BASELINE, "exp-1", "", 0);
+  EXPECT_EQ(c.model_kind(), v1::MODEL_KIND_RESNET);
+  EXPECT_EQ(c.model_shape().width(), 32u);
+  EXPECT_EQ(c.model_shape().depth(), 2u);
+  absl::StatusOr<Spec> text = LoadSpec(
+      Write("name: t\ndataset: spam_assassin\nbudget: {max_epochs: 1}\nmodel: mobilenet\n"));
+  ASSERT_FALSE(text.ok());
+  EXPECT_THAT(std::string(text.status().message()), HasSubstr("does not fit dataset"));
+  absl::StatusOr<Spec> transformer =
+      LoadSpec(Write("name: t\ndataset: spam_assassin\nbudget: {max_epochs: 1}\n"
+                     "model: transformer\nmodel_shape: {width: 32, depth: 1}\n"));
+  ASSERT_TRUE(transformer.ok()) << transformer.status();
+  EXPECT_EQ(RunConfigFor(*transformer, v1::MODE_BASELINE, "exp-1", "", 0).model_kind(),
+            v1::MODEL_KIND_TRANSFORMER);
+  absl::StatusOr<Spec> bench =
+      LoadSpec(Write(std::string(kMinimal) +
+                     "threads: 1\ninference: {batch_sizes: [1, 64], seconds_per_batch: 2}\n"));
+  ASSERT_TRUE(bench.ok()) << bench.status();
+  const v1::RunConfig b = RunConfigFor(*bench, v1::MODE_BASELINE, "exp-1", "", 0);
+  EXPECT_EQ(b.threads(), 1u);
+  EXPECT_THAT(b.inference().batch_sizes(), ::testing::ElementsAre(1u, 64u));
+  EXPECT_EQ(b.inference().seconds_per_batch(), 2.0);
+}
+
 TEST(SpecTest, DefaultsFollowCifar10N) {
   absl::StatusOr<Spec> s = LoadSpec(Write(kMinimal));
   ASSERT_TRUE(s.ok()) << s.status();
@@ -103,6 +132,9 @@ TEST(SpecTest, ImpossibleValuesAreRejected) {
       {"crowd: {raters: 0}\n", "crowd.raters is 0"},
       {"crowd: {raters: 2, ratings_per_item: 3}\n", "below crowd.ratings_per_item"},
       {"model: bag_of_words\n", "does not fit"},
+      {"model: cnn\nmodel_shape: {depth: 5}\n", "model_shape.depth must be at most 4"},
+      {"model: lenet5\nmodel_shape: {width: 8}\n", "MODEL_KIND_LENET5 has a fixed shape"},
+      {"inference: {batch_sizes: [0]}\n", "inference.batch_sizes: '0' is not a batch size"},
       {"ranks: 2\n", "services.trainers has 1 addresses but ranks is 2"},
       {"crowd: {seconds_median: -1}\n", "crowd.seconds_median"},
       {"dataset: cifar\n", "dataset"},

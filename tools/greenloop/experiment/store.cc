@@ -49,10 +49,10 @@ ON CONFLICT (experiment_id) DO UPDATE SET
 INSERT INTO experiment_runs (experiment_id, run_id, mode, state, node, parameter_count,
   macs_per_sample, samples_processed, batch_size, steps, duration_seconds, energy_joules,
   energy_source, energy_to_target_joules, final_accuracy, best_accuracy, carbon_grams,
-  rater_seconds_modelled, ratings, projection_error_10, projection_error_25)
+  rater_seconds_modelled, ratings, projection_error_10, projection_error_25, architecture)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
         NULLIF($14, '')::double precision, $15, $16, $17, $18, $19,
-        NULLIF($20, '')::double precision, NULLIF($21, '')::double precision))sql",
+        NULLIF($20, '')::double precision, NULLIF($21, '')::double precision, $22))sql",
           result.experiment_id(), m.run_id(), m.mode(), m.state(), m.node(),
           static_cast<std::int64_t>(m.parameter_count()),
           static_cast<std::int64_t>(m.macs_per_sample()),
@@ -62,7 +62,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
           m.final_accuracy(), m.best_accuracy(), m.carbon_grams(), m.crowd().modelled_seconds(),
           static_cast<std::int64_t>(m.crowd().submitted()),
           OptText(m.has_projection_error_10(), m.projection_error_10()),
-          OptText(m.has_projection_error_25(), m.projection_error_25()));
+          OptText(m.has_projection_error_25(), m.projection_error_25()), m.architecture());
     }
     return absl::OkStatus();
   });
@@ -108,7 +108,8 @@ absl::StatusOr<std::vector<RunObservation>> ExperimentStore::Observations() {
   absl::Status s = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
     for (const auto& r : tx.exec(
              "SELECT parameter_count, macs_per_sample, samples_processed, batch_size, node, "
-             "energy_joules FROM experiment_runs WHERE state = 'succeeded' AND energy_joules > 0 "
+             "energy_joules, architecture FROM experiment_runs WHERE state = 'succeeded' AND "
+             "energy_joules > 0 "
              "AND parameter_count > 0 AND samples_processed > 0 ORDER BY experiment_id, run_id")) {
       RunObservation o;
       o.features.parameters = r[0].as<double>();
@@ -117,6 +118,7 @@ absl::StatusOr<std::vector<RunObservation>> ExperimentStore::Observations() {
       o.features.batch_size = r[3].as<double>();
       o.features.node_kind = r[4].as<std::string>();
       o.energy_joules = r[5].as<double>();
+      o.features.architecture = r[6].as<std::string>();
       out.push_back(o);
     }
     return absl::OkStatus();
@@ -141,6 +143,75 @@ absl::Status ExperimentStore::SavePrediction(const std::string& spec_path, const
         features);
     return absl::OkStatus();
   });
+}
+
+absl::Status ExperimentStore::SaveStudyPoint(const std::string& study_id,
+                                             const std::string& spec_path, const StudyRow& row,
+                                             const cli::ModeResult& run) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(run, &json).ok()) {
+    return absl::InternalError("cannot encode the study point as JSON");
+  }
+  std::string inference = "[";
+  for (const cli::InferencePoint& p : row.inference) {
+    std::string one;
+    if (!google::protobuf::util::MessageToJsonString(p, &one).ok()) {
+      return absl::InternalError("cannot encode the inference figures as JSON");
+    }
+    inference += (inference.size() > 1 ? "," : "") + one;
+  }
+  inference += "]";
+  return pool_->Transact([&](pqxx::work& tx) -> absl::Status {
+    tx.exec_params(
+        R"sql(
+INSERT INTO study_points (study_id, point_id, label, spec_path, state, architecture,
+  parameter_count, macs_per_sample, batch_size, learning_rate, threads, samples_processed,
+  energy_joules, energy_source, energy_per_sample_joules, energy_to_target_joules, accuracy,
+  duration_seconds, idle_joules, carbon_grams, inference, result)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+        NULLIF($16, '')::double precision, $17, $18, $19, $20, $21::jsonb, $22::jsonb)
+ON CONFLICT (study_id, point_id) DO UPDATE SET
+  label = EXCLUDED.label, spec_path = EXCLUDED.spec_path, state = EXCLUDED.state,
+  architecture = EXCLUDED.architecture, parameter_count = EXCLUDED.parameter_count,
+  macs_per_sample = EXCLUDED.macs_per_sample, batch_size = EXCLUDED.batch_size,
+  learning_rate = EXCLUDED.learning_rate, threads = EXCLUDED.threads,
+  samples_processed = EXCLUDED.samples_processed, energy_joules = EXCLUDED.energy_joules,
+  energy_source = EXCLUDED.energy_source,
+  energy_per_sample_joules = EXCLUDED.energy_per_sample_joules,
+  energy_to_target_joules = EXCLUDED.energy_to_target_joules, accuracy = EXCLUDED.accuracy,
+  duration_seconds = EXCLUDED.duration_seconds, idle_joules = EXCLUDED.idle_joules,
+  carbon_grams = EXCLUDED.carbon_grams, inference = EXCLUDED.inference,
+  result = EXCLUDED.result, finished_at = now())sql",
+        study_id, row.id, row.label, spec_path, row.state, row.architecture,
+        static_cast<std::int64_t>(row.parameters), static_cast<std::int64_t>(row.macs_per_sample),
+        static_cast<int>(row.batch_size), row.learning_rate, static_cast<int>(row.threads),
+        static_cast<std::int64_t>(row.samples), row.energy_joules, row.energy_source,
+        row.energy_per_sample_joules,
+        OptText(row.energy_to_target_joules.has_value(), row.energy_to_target_joules.value_or(0)),
+        row.accuracy, row.duration_seconds, row.idle_joules, row.carbon_grams, inference, json);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<cli::ModeResult>> ExperimentStore::SucceededStudyPoint(
+    const std::string& study_id, const std::string& point_id, const std::string& label) {
+  std::optional<std::string> json;
+  absl::Status s = pool_->Transact([&](pqxx::work& tx) -> absl::Status {
+    pqxx::result r = tx.exec_params(
+        "SELECT result::text FROM study_points WHERE study_id = $1 AND point_id = $2 AND "
+        "label = $3 AND state = 'succeeded'",
+        study_id, point_id, label);
+    if (!r.empty()) json = r[0][0].as<std::string>();
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  if (!json) return std::optional<cli::ModeResult>();
+  cli::ModeResult run;
+  if (!google::protobuf::util::JsonStringToMessage(*json, &run).ok()) {
+    return absl::DataLossError(
+        fmt::format("study point {} of {} no longer parses as a run", point_id, study_id));
+  }
+  return std::optional<cli::ModeResult>(std::move(run));
 }
 
 }  // namespace greenloop::experiment

@@ -1,4 +1,5 @@
-// The CLI's PostgreSQL tables (deploy/db/cli): experiments, experiment_runs and predictions.
+// The CLI's PostgreSQL tables (deploy/db/cli): experiments, experiment_runs, predictions and
+// study_points.
 //
 //   GREENLOOP_ASSIGN_OR_RETURN(auto store, ExperimentStore::Open(url));   // applies migrations
 //   GREENLOOP_RETURN_IF_ERROR(store->Save(result, files));
@@ -10,6 +11,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "tools/greenloop/experiment/prediction.h"
 #include "tools/greenloop/experiment/report.h"
 #include "tools/greenloop/experiment/results.pb.h"
+#include "tools/greenloop/experiment/study.h"
 
 namespace greenloop::experiment {
 
@@ -36,6 +39,15 @@ class ExperimentStore final {
   // Every stored run that ended on its own with energy, as regression observations (node kind =
   // the node name).
   absl::StatusOr<std::vector<RunObservation>> Observations();
+
+  // Inserts or replaces point `row.id` of study `study_id` with its run `run`.
+  absl::Status SaveStudyPoint(const std::string& study_id, const std::string& spec_path,
+                              const StudyRow& row, const cli::ModeResult& run);
+  // The run of a point of the study that succeeded with the same label (the same settings);
+  // nothing when it is missing, did not succeed or was another grid's point (a re-run runs it).
+  absl::StatusOr<std::optional<cli::ModeResult>> SucceededStudyPoint(const std::string& study_id,
+                                                                     const std::string& point_id,
+                                                                     const std::string& label);
 
   absl::Status SavePrediction(const std::string& spec_path, const RunFeatures& features,
                               const Estimate& estimate, std::optional<double> loo_error,
