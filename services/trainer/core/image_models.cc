@@ -259,20 +259,33 @@ class MobileNetImpl final : public ClassifierImpl {
 
 }  // namespace
 
+void ToChannelsLast(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (torch::Tensor& p : model.parameters()) {
+    if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+}
+
 std::shared_ptr<ClassifierImpl> MakeImageModel(v1::ModelKind kind, int rows, int cols, int classes,
                                                int width, int depth) {
+  std::shared_ptr<ClassifierImpl> model;
   switch (kind) {
     case v1::MODEL_KIND_MLP:
       return std::make_shared<MlpImpl>(rows * cols, classes, width, depth);
     case v1::MODEL_KIND_LENET5:
-      return std::make_shared<LeNet5Impl>(rows, cols, classes);
+      model = std::make_shared<LeNet5Impl>(rows, cols, classes);
+      break;
     case v1::MODEL_KIND_RESNET:
-      return std::make_shared<ResNetImpl>(classes, width, depth);
+      model = std::make_shared<ResNetImpl>(classes, width, depth);
+      break;
     case v1::MODEL_KIND_MOBILENET:
-      return std::make_shared<MobileNetImpl>(classes, width, depth);
+      model = std::make_shared<MobileNetImpl>(classes, width, depth);
+      break;
     default:
-      return std::make_shared<CnnImpl>(rows, cols, classes, width, depth);
+      model = std::make_shared<CnnImpl>(rows, cols, classes, width, depth);
   }
+  ToChannelsLast(*model);
+  return model;
 }
 
 }  // namespace greenloop::trainer

@@ -14,8 +14,14 @@
 
 namespace greenloop::trainer {
 
+// Stores the convolution weights of `model` channels-last (NHWC), the layout oneDNN's
+// convolutions run fastest in on CPU: their outputs, gradients and Adam's moments follow it.
+// Values are unchanged; call it again after loading weights that may have come in NCHW.
+void ToChannelsLast(torch::nn::Module& model);
+
 // The image model of `kind` (not MODEL_KIND_BAG_OF_WORDS) for rows × cols greyscale images and
-// `classes` classes, of `width` and `depth` (resolved and validated: ValidateModelShape).
+// `classes` classes, of `width` and `depth` (resolved and validated: ValidateModelShape), its
+// convolutions channels-last (ToChannelsLast).
 std::shared_ptr<ClassifierImpl> MakeImageModel(v1::ModelKind kind, int rows, int cols, int classes,
                                                int width, int depth);
 

@@ -15,6 +15,7 @@
 #include "services/trainer/core/evaluation.h"
 #include "services/trainer/core/feature_review.h"
 #include "services/trainer/core/features.h"
+#include "services/trainer/core/fused_adam.h"
 #include "services/trainer/core/gradients.h"
 #include "services/trainer/core/inference_bench.h"
 #include "services/trainer/core/models.h"
@@ -226,7 +227,7 @@ class Loop final {
     model_ = *model;
     model_info_ = DescribeModel(*model_, config_.model_kind(), config_.model_shape(), ds_);
     if (ports_.listener != nullptr) ports_.listener->OnModel(model_info_);
-    optimizer_ = std::make_unique<torch::optim::Adam>(
+    optimizer_ = std::make_unique<FusedAdam>(
         model_->parameters(), torch::optim::AdamOptions(config_.learning_rate()));
     train_images_ = ImagesTensor(ds_.train, ds_);
     test_images_ = ImagesTensor(ds_.test, ds_);
@@ -468,7 +469,7 @@ class Loop final {
   MaybeFinish Step() {
     const std::vector<std::int64_t> positions = BatchPositions();
     model_->train();
-    optimizer_->zero_grad();
+    model_->zero_grad(/*set_to_none=*/true);  // backward writes fresh gradients: no zero-fill
     const BatchResult batch = positions.empty() ? BatchResult{} : ForwardBackward(positions);
     if (rank() == 0) CollectVerdicts();
     std::array<float, kControlSize> control{};

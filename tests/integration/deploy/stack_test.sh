@@ -5,6 +5,7 @@
 # the alert rules, runs a small real 2-rank training run, then through Prometheus' HTTP API:
 #
 #   - every scrape target is up, and `promtool check metrics` accepts every service's /metrics;
+#   - the trainers run on the BLAS deploy/local/bootstrap.sh selects;
 #   - every alert rule loaded and evaluates without error, and every series selector in it returns
 #     data;
 #   - every PromQL expression of every Grafana dashboard (and template variable) returns data, and
@@ -83,6 +84,22 @@ else
   echo "PENDING: greenloop-feedback is not built yet: its scrape target is left out"
   feedback=0
 fi
+
+echo "== the BLAS the bootstrap selects"
+# Every service above started with it and serves /metrics (checked next); the trainers, which load
+# LibTorch, must have mapped it (issue 15: OpenBLAS' pthread build stopped greenloop-trainer from
+# serving /metrics at all).
+BLAS="$(deploy/local/bootstrap.sh --blas)"
+[[ "$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)" == "$(readlink -f "$BLAS")" ]] ||
+  bad "libblas.so.3 is $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3), not the bootstrap's $BLAS (run deploy/local/bootstrap.sh)"
+for rank in 0 1; do
+  pid="$(cat "$SERVICES/trainer-$rank.pid")"
+  if grep -q "$(dirname "$BLAS")/" "/proc/$pid/maps"; then
+    echo "trainer-$rank (pid $pid) runs on $(dirname "$BLAS")"
+  else
+    bad "trainer-$rank (pid $pid) did not map $BLAS: $(grep -o '/[^ ]*blas[^ ]*' "/proc/$pid/maps" | sort -u | tr '\n' ' ')"
+  fi
+done
 
 echo "== promtool check metrics"
 for port in "$E_MET" "$T0_MET" "$T1_MET" $( ((feedback)) && echo "$F_MET"); do
