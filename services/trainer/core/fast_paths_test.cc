@@ -1,14 +1,19 @@
 // The trainer's fast paths (issue 15) compute what the plain ones do: the fused Adam step follows
 // LibTorch's Adam step for step, channels-last convolutions give NCHW's outputs and gradients,
-// and the sliced, batched evaluation scores every sample exactly as a per-sample loop does.
+// the sliced, batched evaluation scores every sample exactly as a per-sample loop does, and a
+// checkpoint keeps the layouts the fast paths need.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "services/trainer/core/checkpoint.h"
 #include "services/trainer/core/evaluation.h"
 #include "services/trainer/core/fused_adam.h"
 #include "services/trainer/core/image_models.h"
@@ -166,6 +171,35 @@ TEST(ChannelsLast, ConvolutionsGiveWhatNchwGives) {
     const std::vector<double> a = LossCurve(*nhwc, adam_a, ds, 20);
     const std::vector<double> b = LossCurve(*nchw, adam_b, ds, 20);
     for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-3 * (1 + a[i])) << i;
+  }
+}
+
+// A checkpoint written and read back keeps the fast layouts: convolution weights channels-last,
+// and Adam's moments laid out as their parameters, so that the fused step still applies.
+TEST(ChannelsLast, SurvivesACheckpointRoundTrip) {
+  const LoadedDataset ds = RandomImages(64);
+  std::shared_ptr<ClassifierImpl> a = Model(v1::MODEL_KIND_CNN, ds, 9);
+  FusedAdam opt_a(a->parameters(), torch::optim::AdamOptions(1e-3));
+  LossCurve(*a, opt_a, ds, 3);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("greenloop-fast-" + std::to_string(getpid()));
+  internal::CheckpointState st;
+  st.set_run_id("run-1");
+  st.set_world_size(1);
+  ASSERT_TRUE(SaveCheckpoint(dir.string(), "step-3", *a, opt_a, st).ok());
+  std::shared_ptr<ClassifierImpl> b = Model(v1::MODEL_KIND_CNN, ds, 10);
+  FusedAdam opt_b(b->parameters(), torch::optim::AdamOptions(1e-3));
+  ASSERT_TRUE(LoadLatestCheckpoint(dir.string(), "run-1", 1, *b, opt_b).ok());
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(MaxAbsDiff(a->parameters(), b->parameters()), 0.0);
+  for (const torch::Tensor& p : b->parameters()) {
+    const auto& s = static_cast<torch::optim::AdamParamState&>(
+        *opt_b.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
+    EXPECT_EQ(s.exp_avg().strides(), p.strides());
+    EXPECT_EQ(s.exp_avg_sq().strides(), p.strides());
+    if (p.dim() == 4) {
+      EXPECT_TRUE(p.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    }
   }
 }
 

@@ -16,7 +16,7 @@ namespace greenloop::trainer {
 
 // Stores the convolution weights of `model` channels-last (NHWC), the layout oneDNN's
 // convolutions run fastest in on CPU: their outputs, gradients and Adam's moments follow it.
-// Values are unchanged; call it again after loading weights that may have come in NCHW.
+// Values are unchanged. Checkpoints keep the layout (fast_paths_test).
 void ToChannelsLast(torch::nn::Module& model);
 
 // The image model of `kind` (not MODEL_KIND_BAG_OF_WORDS) for rows × cols greyscale images and
