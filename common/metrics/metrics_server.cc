@@ -1,8 +1,7 @@
 #include "common/metrics/metrics_server.h"
 
-#include <prometheus/gauge.h>
-
 #include <CivetServer.h>
+#include <prometheus/gauge.h>
 
 #include <exception>
 #include <string>

@@ -44,7 +44,8 @@ SplitScore ScoreSplit(ClassifierImpl& model, const LoadedDataset& dataset, const
   const std::int64_t span = std::max<std::int64_t>(1, batch) * stride;
   for (std::int64_t begin = first; begin < n; begin += span) {
     const std::int64_t end = std::min(n, begin + span);
-    const torch::Tensor logits = model.forward(SliceInput(dataset, split, images, begin, end, stride));
+    const torch::Tensor logits =
+        model.forward(SliceInput(dataset, split, images, begin, end, stride));
     const torch::Tensor target = labels.slice(0, begin, end, stride);
     loss += torch::nn::functional::cross_entropy(
         logits, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));

@@ -4,7 +4,6 @@
 // checkpoint keeps the layouts the fast paths need.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -84,7 +83,8 @@ std::vector<double> LossCurve(ClassifierImpl& model, torch::optim::Optimizer& op
     const std::int64_t begin = (s * 32) % (images.size(0) - 32);
     model.zero_grad(true);
     const torch::Tensor loss = torch::nn::functional::cross_entropy(
-        model.forward({images.slice(0, begin, begin + 32), {}}), labels.slice(0, begin, begin + 32));
+        model.forward({images.slice(0, begin, begin + 32), {}}),
+        labels.slice(0, begin, begin + 32));
     loss.backward();
     optimizer.step();
     curve.push_back(loss.item<double>());
@@ -211,7 +211,8 @@ SplitScore PerSample(ClassifierImpl& model, const LoadedDataset& ds, const torch
   for (std::int64_t i = 0; i < static_cast<std::int64_t>(ds.test.size()); ++i) {
     const std::vector<std::int64_t> one = {i};
     const torch::Tensor logits = model.forward(GatherInput(ds, ds.test, images, one));
-    const torch::Tensor target = torch::tensor({ds.test.labels[static_cast<std::size_t>(i)]}, torch::kInt64);
+    const torch::Tensor target =
+        torch::tensor({ds.test.labels[static_cast<std::size_t>(i)]}, torch::kInt64);
     score.loss += torch::nn::functional::cross_entropy(logits, target).item<double>();
     score.correct += logits.argmax(1).eq(target).sum().item<double>();
     score.count += 1;
@@ -223,8 +224,7 @@ TEST(ScoreSplit, SlicedBatchesScoreWhatPerSamplePassesScore) {
   const LoadedDataset images = RandomImages(300);
   const LoadedDataset text = RandomText(300);
   for (const LoadedDataset* ds : {&images, &text}) {
-    const v1::ModelKind kind =
-        ds == &images ? v1::MODEL_KIND_RESNET : v1::MODEL_KIND_BAG_OF_WORDS;
+    const v1::ModelKind kind = ds == &images ? v1::MODEL_KIND_RESNET : v1::MODEL_KIND_BAG_OF_WORDS;
     SCOPED_TRACE(v1::ModelKind_Name(kind));
     std::shared_ptr<ClassifierImpl> model = Model(kind, *ds, 6);
     const torch::Tensor x = ImagesTensor(ds->test, *ds);

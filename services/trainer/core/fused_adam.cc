@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
 
 namespace greenloop::trainer {
 namespace {
@@ -24,8 +25,9 @@ struct Coefficients {
 //   m = m·β1 + g·(1−β1); v = v·β2 + (1−β2)·g·g; p += −step · m / (√v / √bc2 + ε).
 // Compiled for AVX2 and for plain x86-64, chosen when the program loads (as ATen's own kernels
 // are); kept out of line so that the vectoriser sees the loop alone.
-[[gnu::noinline, gnu::target_clones("avx2", "default")]] void Update(float* __restrict p, const float* __restrict g, float* __restrict m,
-            float* __restrict v, std::int64_t n, const Coefficients& c) {
+[[gnu::noinline, gnu::target_clones("avx2", "default")]] void Update(
+    float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
+    std::int64_t n, const Coefficients& c) {
   for (std::int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
     const float mi = m[i] * c.beta1 + gi * c.one_minus_beta1;
@@ -51,20 +53,45 @@ torch::optim::AdamParamState& FusedAdam::StateOf(const torch::Tensor& p) {
   return static_cast<torch::optim::AdamParamState&>(*slot);
 }
 
-bool FusedAdam::Fusable() {
+std::optional<std::vector<FusedAdam::Slot>> FusedAdam::Plan() {
+  std::vector<Slot> plan;
   for (torch::optim::OptimizerParamGroup& group : param_groups_) {
     const auto& o = static_cast<const torch::optim::AdamOptions&>(group.options());
-    if (o.amsgrad() || o.weight_decay() != 0) return false;
-    for (const torch::Tensor& p : group.params()) {
+    if (o.amsgrad() || o.weight_decay() != 0) return std::nullopt;
+    for (torch::Tensor& p : group.params()) {
       if (!p.grad().defined()) continue;
-      const torch::optim::AdamParamState& s = StateOf(p);
+      torch::optim::AdamParamState& s = StateOf(p);
       if (!SameLayout(p, p) || !SameLayout(p.grad(), p) || !SameLayout(s.exp_avg(), p) ||
           !SameLayout(s.exp_avg_sq(), p)) {
-        return false;
+        return std::nullopt;
       }
+      plan.push_back({&p, &s, &o});
     }
   }
-  return true;
+  return plan;
+}
+
+void FusedAdam::Step(const Slot& slot) {
+  torch::Tensor& p = *slot.param;
+  torch::optim::AdamParamState& s = *slot.state;
+  const auto [beta1, beta2] = slot.options->betas();
+  s.step(s.step() + 1);
+  const double bias_correction1 = 1 - std::pow(beta1, s.step());
+  const double bias_correction2 = 1 - std::pow(beta2, s.step());
+  const Coefficients c{static_cast<float>(beta1),
+                       static_cast<float>(1 - beta1),
+                       static_cast<float>(beta2),
+                       static_cast<float>(1 - beta2),
+                       static_cast<float>(std::sqrt(bias_correction2)),
+                       static_cast<float>(slot.options->eps()),
+                       static_cast<float>(-slot.options->lr() / bias_correction1)};
+  float* pp = p.data_ptr<float>();
+  const float* gp = p.grad().data_ptr<float>();
+  float* mp = s.exp_avg().data_ptr<float>();
+  float* vp = s.exp_avg_sq().data_ptr<float>();
+  at::parallel_for(0, p.numel(), 1 << 15, [&](std::int64_t begin, std::int64_t end) {
+    Update(pp + begin, gp + begin, mp + begin, vp + begin, end - begin, c);
+  });
 }
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
@@ -73,35 +100,13 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
-  if (!Fusable()) {
+  const std::optional<std::vector<Slot>> plan = Plan();
+  if (!plan) {
     Adam::step();
     return loss;
   }
   torch::NoGradGuard no_grad;
-  for (torch::optim::OptimizerParamGroup& group : param_groups_) {
-    const auto& o = static_cast<const torch::optim::AdamOptions&>(group.options());
-    const auto [beta1, beta2] = o.betas();
-    for (torch::Tensor& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      torch::optim::AdamParamState& s = StateOf(p);
-      const torch::Tensor& g = p.grad();
-      s.step(s.step() + 1);
-      const double bias_correction1 = 1 - std::pow(beta1, s.step());
-      const double bias_correction2 = 1 - std::pow(beta2, s.step());
-      const Coefficients c{static_cast<float>(beta1), static_cast<float>(1 - beta1),
-                           static_cast<float>(beta2), static_cast<float>(1 - beta2),
-                           static_cast<float>(std::sqrt(bias_correction2)),
-                           static_cast<float>(o.eps()),
-                           static_cast<float>(-o.lr() / bias_correction1)};
-      float* pp = p.data_ptr<float>();
-      const float* gp = g.data_ptr<float>();
-      float* mp = s.exp_avg().data_ptr<float>();
-      float* vp = s.exp_avg_sq().data_ptr<float>();
-      at::parallel_for(0, p.numel(), 1 << 15, [&](std::int64_t begin, std::int64_t end) {
-        Update(pp + begin, gp + begin, mp + begin, vp + begin, end - begin, c);
-      });
-    }
-  }
+  for (const Slot& slot : *plan) Step(slot);
   return loss;
 }
 

@@ -14,6 +14,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <vector>
 
 namespace greenloop::trainer {
@@ -27,9 +28,17 @@ class FusedAdam final : public torch::optim::Adam {
   torch::Tensor step(LossClosure closure = nullptr) override;
 
  private:
-  // Whether every parameter with a gradient can take the fused step (then all do; otherwise all
-  // take Adam's).
-  bool Fusable();
+  // One parameter's fused step: the parameter, its Adam state and its group's options.
+  struct Slot {
+    torch::Tensor* param;
+    torch::optim::AdamParamState* state;
+    const torch::optim::AdamOptions* options;
+  };
+  // Every parameter with a gradient, when all of them can take the fused step (then all do);
+  // nullopt when one cannot (then all take Adam's).
+  std::optional<std::vector<Slot>> Plan();
+  // The fused step of one parameter.
+  static void Step(const Slot& slot);
   // Adam's state of `p`, created (zero moments, step 0) at its first step.
   torch::optim::AdamParamState& StateOf(const torch::Tensor& p);
 };

