@@ -84,6 +84,7 @@ int ExperimentRun(const std::vector<std::string_view>& args, const config::Envir
   SigintGuard guard;
   g_interrupted = false;
   experiment::ExperimentRunner runner(*spec, RunnerOptionsFrom(a, no_progress, experiment_id), err);
+  if (absl::Status s = runner.CheckRunIds(); !s.ok()) return Exit(err, kProgram, s);
   if (absl::Status s = runner.CheckServices(); !s.ok()) return Exit(err, kProgram, s);
   err << fmt::format("experiment {}: {} mode(s): ", runner.experiment_id(), spec->modes.size());
   for (std::size_t i = 0; i < spec->modes.size(); ++i) {

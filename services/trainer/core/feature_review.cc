@@ -113,7 +113,7 @@ void FeatureReview::StepEnded(ClassifierImpl& model, const torch::Tensor& images
     asked_ = true;  // no class has anything to ask about
     return;
   }
-  const absl::Status s = feedback_->Enqueue(config_.feedback().campaign_id(), items);
+  const absl::Status s = feedback_->Enqueue(FeatureCampaignId(config_), items);
   if (!s.ok()) {
     progress.set_feedback_errors(progress.feedback_errors() + 1);
     next_step_ = progress.step() + kRetrySteps;

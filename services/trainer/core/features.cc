@@ -166,18 +166,25 @@ std::int64_t FeatureTraining::Prepare(ModelInput& input, const torch::Tensor& la
     return covered;
   }
   const std::int64_t batch = input.values.size(0);
-  if (2 * covered >= batch) {
+  const auto limit = static_cast<std::int64_t>(config_.penalty_samples());
+  penalty_scale_ = 1.0;
+  if (limit == 0 && 2 * covered >= batch) {
     // Most of the batch is covered: the double backpropagation runs through the step's own graph,
     // over every sample of the batch.
     input.values = input.values.detach().requires_grad_(true);
     extra_passes_ = kRrrPasses * static_cast<double>(batch);
-  } else {
-    // A few covered samples (per-item masks): a forward pass of their own keeps the double
-    // backpropagation off the others.
-    batch_rows_ = batch_mask_.flatten(1).amax(1).gt(0).nonzero().squeeze(1);
-    batch_mask_ = batch_mask_.index_select(0, batch_rows_);
-    extra_passes_ = (kRrrPasses + 1) * static_cast<double>(covered);
+    return covered;
   }
+  // A few covered samples (per-item masks), or a drawn few of them (penalty_samples): a forward
+  // pass of their own keeps the double backpropagation off the others.
+  batch_rows_ = batch_mask_.flatten(1).amax(1).gt(0).nonzero().squeeze(1);
+  if (limit > 0 && covered > limit) {
+    const torch::Tensor drawn = torch::randperm(covered, torch::kInt64).slice(0, 0, limit);
+    batch_rows_ = batch_rows_.index_select(0, drawn);
+    penalty_scale_ = static_cast<double>(covered) / static_cast<double>(limit);
+  }
+  batch_mask_ = batch_mask_.index_select(0, batch_rows_);
+  extra_passes_ = (kRrrPasses + 1) * static_cast<double>(batch_rows_.size(0));
   return covered;
 }
 
@@ -205,7 +212,7 @@ absl::StatusOr<torch::Tensor> FeatureTraining::AddPenalty(ClassifierImpl& model,
   } else {
     gradient = LogProbInputGradient(logits, input.values, /*create_graph=*/true);
   }
-  const torch::Tensor penalty = (batch_mask_ * gradient).pow(2).sum() / batch_size;
+  const torch::Tensor penalty = (batch_mask_ * gradient).pow(2).sum() * penalty_scale_ / batch_size;
   if (weight_ == 0) {
     // The penalty the masked pixels would carry if the model's input gradient were spread evenly
     // over the image: calibrating on it keeps λ finite when the model ignores the cells at first.
@@ -213,8 +220,8 @@ absl::StatusOr<torch::Tensor> FeatureTraining::AddPenalty(ClassifierImpl& model,
     const double masked_share =
         batch_mask_.sum().item<double>() / static_cast<double>(batch_mask_.numel());
     calibration_ = {static_cast<float>(loss.item<double>()),
-                    static_cast<float>(gradient.detach().pow(2).sum().item<double>() / batch_size *
-                                       masked_share)};
+                    static_cast<float>(gradient.detach().pow(2).sum().item<double>() *
+                                       penalty_scale_ / batch_size * masked_share)};
     return loss;
   }
   return Checked(loss + weight_ * penalty, penalty);

@@ -161,10 +161,13 @@ class FeatureTraining final {
   // The prepared batch's pixel masks (images) or masked tokens (text); undefined when none is
   // covered.
   torch::Tensor batch_mask_;
-  // RRR on a few covered images: their rows in the batch (batch_mask_ holds only theirs);
-  // undefined when the penalty runs through the step's own graph.
+  // RRR on a few covered images (or the ones drawn, FeatureFeedback.penalty_samples): their rows
+  // in the batch (batch_mask_ holds only theirs); undefined when the penalty runs through the
+  // step's own graph.
   torch::Tensor batch_rows_;
   double extra_passes_ = 0;  // this step's, for TakeExtraPasses()
+  // RRR with penalty_samples: covered samples / those drawn (1 when all take the penalty).
+  double penalty_scale_ = 1.0;
   // Adds `rule` to the masks (and forgets its words, see AddRule), without recording it.
   absl::Status Add(const v1::FeatureRule& rule, std::string_view field, ClassifierImpl* model,
                    torch::optim::Adam* optimizer);

@@ -156,6 +156,11 @@ absl::Status ValidateFeatures(const v1::RunConfig& c) {
     return Invalid(fmt::format("config.feature_feedback.item_questions must be at most {}, got {}",
                                kMaxItemQuestions, f.item_questions()));
   }
+  if (f.penalty_samples() > 4096) {
+    return Invalid(
+        fmt::format("config.feature_feedback.penalty_samples must be at most 4096, got {}",
+                    f.penalty_samples()));
+  }
   for (int i = 0; i < f.rules_size(); ++i) {
     GREENLOOP_RETURN_IF_ERROR(ValidateRule(f.rules(i), i, images));
   }
@@ -165,6 +170,38 @@ absl::Status ValidateFeatures(const v1::RunConfig& c) {
         "config.model_kind: feature feedback on text needs MODEL_KIND_BAG_OF_WORDS (its token "
         "contributions are exact), not {}",
         v1::ModelKind_Name(c.model_kind())));
+  }
+  return absl::OkStatus();
+}
+
+// The feedback service and campaigns of a mode that asks humans: an endpoint, a campaign, and in
+// MODE_HITL_COMBINED a second campaign for the feature questions.
+absl::Status ValidateFeedbackTarget(const v1::RunConfig& c) {
+  if (!UsesHumans(c.mode())) return absl::OkStatus();
+  const v1::FeedbackTarget& f = c.feedback();
+  if (f.endpoint().empty()) {
+    return Invalid(
+        "config.feedback.endpoint is required in MODE_HITL, MODE_HYBRID, MODE_HITL_FEATURES and "
+        "MODE_HITL_COMBINED");
+  }
+  if (f.campaign_id().empty()) {
+    return Invalid(
+        "config.feedback.campaign_id is required in MODE_HITL, MODE_HYBRID, MODE_HITL_FEATURES "
+        "and MODE_HITL_COMBINED");
+  }
+  GREENLOOP_RETURN_IF_ERROR(ValidateIdentifier("config.feedback.campaign_id", f.campaign_id()));
+  if (c.mode() != v1::MODE_HITL_COMBINED) return absl::OkStatus();
+  if (f.feature_campaign_id().empty()) {
+    return Invalid(
+        "config.feedback.feature_campaign_id is required in MODE_HITL_COMBINED (the feature "
+        "questions' campaign)");
+  }
+  GREENLOOP_RETURN_IF_ERROR(
+      ValidateIdentifier("config.feedback.feature_campaign_id", f.feature_campaign_id()));
+  if (f.feature_campaign_id() == f.campaign_id()) {
+    return Invalid(
+        "config.feedback.feature_campaign_id must differ from config.feedback.campaign_id: a "
+        "campaign asks one kind of question");
   }
   return absl::OkStatus();
 }
@@ -229,16 +266,18 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
     return Invalid(
         fmt::format("config.target_accuracy must be in [0, 1], got {}", c.target_accuracy()));
   }
-  if (c.mode() < v1::MODE_BASELINE || c.mode() > v1::MODE_HITL_FEATURES) {
+  if (c.mode() < v1::MODE_BASELINE || c.mode() > v1::MODE_HITL_COMBINED) {
     return Invalid(
         "config.mode is required: MODE_BASELINE, MODE_HITL, MODE_AUTO, MODE_HYBRID, MODE_CLEAN, "
-        "MODE_PRUNE or MODE_HITL_FEATURES");
+        "MODE_PRUNE, MODE_HITL_FEATURES or MODE_HITL_COMBINED");
   }
   if (AsksForFeatures(c.mode()) && c.feature_feedback().ask_after_steps() == 0) {
     c.mutable_feature_feedback()->set_ask_after_steps(50);
   }
   if (JudgesSamples(c.mode()) && c.select_every_steps() == 0) {
-    return Invalid("config.select_every_steps must be > 0 in MODE_HITL, MODE_AUTO and MODE_HYBRID");
+    return Invalid(
+        "config.select_every_steps must be > 0 in MODE_HITL, MODE_AUTO, MODE_HYBRID and "
+        "MODE_HITL_COMBINED");
   }
   if (absl::Status s = ValidateReviewAndPruning(c); !s.ok()) return s;
   if (c.candidates_per_selection() == 0) c.set_candidates_per_selection(32);
@@ -277,22 +316,7 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
   if (a->human_band() < 0 || a->human_band() >= 0.5) {
     return Invalid("config.auto_review.human_band must be in [0, 0.5)");
   }
-  if (UsesHumans(c.mode())) {
-    if (c.feedback().endpoint().empty()) {
-      return Invalid(
-          "config.feedback.endpoint is required in MODE_HITL, MODE_HYBRID and MODE_HITL_FEATURES");
-    }
-    if (c.feedback().campaign_id().empty()) {
-      return Invalid(
-          "config.feedback.campaign_id is required in MODE_HITL, MODE_HYBRID and "
-          "MODE_HITL_FEATURES");
-    }
-    if (absl::Status s =
-            ValidateIdentifier("config.feedback.campaign_id", c.feedback().campaign_id());
-        !s.ok()) {
-      return s;
-    }
-  }
+  GREENLOOP_RETURN_IF_ERROR(ValidateFeedbackTarget(c));
   if (c.energy_endpoint().empty()) c.set_energy_endpoint("127.0.0.1:7101");
   if (!c.experiment_id().empty()) {
     if (absl::Status s = ValidateIdentifier("config.experiment_id", c.experiment_id()); !s.ok()) {

@@ -29,18 +29,37 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& config);
 // world_size > 1, the config) and returns the request with world_size and config defaults filled.
 absl::StatusOr<v1::StartRunRequest> ValidateStartRun(const v1::StartRunRequest& request);
 
-// Whether `mode` asks human raters (about samples, or about features in MODE_HITL_FEATURES).
+// Whether `mode` asks human raters (about samples, about features in MODE_HITL_FEATURES, or both
+// in MODE_HITL_COMBINED).
 inline bool UsesHumans(v1::Mode mode) {
-  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_HITL_FEATURES;
+  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_HITL_FEATURES ||
+         mode == v1::MODE_HITL_COMBINED;
 }
 
-// Whether `mode` judges samples (selection, verdicts): MODE_HITL, MODE_AUTO and MODE_HYBRID.
+// Whether `mode` judges samples (selection, verdicts): MODE_HITL, MODE_AUTO, MODE_HYBRID and
+// MODE_HITL_COMBINED.
 inline bool JudgesSamples(v1::Mode mode) {
-  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_AUTO;
+  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_AUTO ||
+         mode == v1::MODE_HITL_COMBINED;
 }
 
 // Whether `mode` asks raters for feature rules (or per-item masks).
-inline bool AsksForFeatures(v1::Mode mode) { return mode == v1::MODE_HITL_FEATURES; }
+inline bool AsksForFeatures(v1::Mode mode) {
+  return mode == v1::MODE_HITL_FEATURES || mode == v1::MODE_HITL_COMBINED;
+}
+
+// The mode whose sample review `mode` runs: MODE_HITL_COMBINED reviews samples as MODE_HITL does
+// (label questions to humans, nothing automatic); every other mode is its own.
+inline v1::Mode SampleReviewMode(v1::Mode mode) {
+  return mode == v1::MODE_HITL_COMBINED ? v1::MODE_HITL : mode;
+}
+
+// The campaign the feature questions of a run with `config` go to: FeedbackTarget's
+// feature_campaign_id in MODE_HITL_COMBINED, its campaign_id otherwise.
+inline const std::string& FeatureCampaignId(const v1::RunConfig& config) {
+  return config.mode() == v1::MODE_HITL_COMBINED ? config.feedback().feature_campaign_id()
+                                                 : config.feedback().campaign_id();
+}
 
 // FeatureFeedback.item_questions at most: one enqueue batch.
 inline constexpr std::uint32_t kMaxItemQuestions = 500;

@@ -114,6 +114,33 @@ TEST(ValidateStartRun, RejectsBadInputWithTheFieldNamed) {
   ExpectInvalid(r, "label_noise.kind");
 }
 
+// MODE_HITL_COMBINED asks two kinds of question, each in a campaign of its own.
+TEST(ValidateStartRun, CombinedFeedbackNeedsASecondCampaignForTheFeatureQuestions) {
+  v1::StartRunRequest r = Valid();
+  r.mutable_config()->set_mode(v1::MODE_HITL_COMBINED);
+  r.mutable_config()->set_select_every_steps(10);
+  r.mutable_config()->mutable_feedback()->set_endpoint("127.0.0.1:7102");
+  r.mutable_config()->mutable_feedback()->set_campaign_id("run-1");
+  ExpectInvalid(r, "config.feedback.feature_campaign_id is required in MODE_HITL_COMBINED");
+  r.mutable_config()->mutable_feedback()->set_feature_campaign_id("run-1");
+  ExpectInvalid(r, "feature_campaign_id must differ from config.feedback.campaign_id");
+  r.mutable_config()->mutable_feedback()->set_feature_campaign_id("Run_1");
+  ExpectInvalid(r, "config.feedback.feature_campaign_id 'Run_1' is malformed");
+  r.mutable_config()->mutable_feedback()->set_feature_campaign_id("run-1-f");
+  absl::StatusOr<v1::StartRunRequest> valid = ValidateStartRun(r);
+  ASSERT_TRUE(valid.ok()) << valid.status();
+  EXPECT_EQ(valid->config().feature_feedback().ask_after_steps(), 50u);  // features asked too
+  EXPECT_EQ(FeatureCampaignId(valid->config()), "run-1-f");
+  r.mutable_config()->set_select_every_steps(0);  // and samples judged
+  ExpectInvalid(r, "config.select_every_steps must be > 0");
+  r.mutable_config()->set_mode(v1::MODE_HITL_FEATURES);  // one campaign for one kind
+  EXPECT_EQ(FeatureCampaignId(r.config()), "run-1");
+  EXPECT_TRUE(UsesHumans(v1::MODE_HITL_COMBINED) && JudgesSamples(v1::MODE_HITL_COMBINED) &&
+              AsksForFeatures(v1::MODE_HITL_COMBINED) && MayPrune(v1::MODE_HITL_COMBINED));
+  EXPECT_EQ(SampleReviewMode(v1::MODE_HITL_COMBINED), v1::MODE_HITL);
+  EXPECT_EQ(SampleReviewMode(v1::MODE_HYBRID), v1::MODE_HYBRID);
+}
+
 TEST(ValidateStartRun, ChecksTheDecoyAndTheFeatureRules) {
   v1::StartRunRequest r = Valid();
   r.mutable_config()->mutable_decoy()->set_enabled(true);

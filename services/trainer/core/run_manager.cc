@@ -32,6 +32,24 @@ std::string ListFilterKey(const v1::ListRunsRequest& request) {
   return fmt::format("{:x}", std::hash<std::string>{}(key)&0xffffffffULL);
 }
 
+// Connects the clients of the feedback service at the run's endpoint: one, or two in
+// MODE_HITL_COMBINED, one per campaign stream. The error names the service.
+absl::StatusOr<std::vector<std::unique_ptr<FeedbackQueue>>> ConnectFeedback(
+    const RunDependencies& deps, const v1::RunConfig& config) {
+  const std::size_t count = config.mode() == v1::MODE_HITL_COMBINED ? 2 : 1;
+  std::vector<std::unique_ptr<FeedbackQueue>> clients;
+  for (std::size_t i = 0; i < count; ++i) {
+    absl::StatusOr<std::unique_ptr<FeedbackQueue>> f = deps.feedback(config.feedback().endpoint());
+    if (!f.ok()) {
+      return absl::Status(f.status().code(),
+                          fmt::format("feedback service at {}: {}", config.feedback().endpoint(),
+                                      std::string(f.status().message())));
+    }
+    clients.push_back(*std::move(f));
+  }
+  return clients;
+}
+
 }  // namespace
 
 bool IsTerminal(v1::RunState state) {
@@ -417,7 +435,7 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
     outcome.error_message = std::string(status.message());
   };
   std::unique_ptr<EnergyMeter> energy;
-  std::unique_ptr<FeedbackQueue> feedback;
+  std::vector<std::unique_ptr<FeedbackQueue>> feedback;  // [1]: MODE_HITL_COMBINED's feature stream
   std::unique_ptr<Collective> collective;
   std::shared_ptr<const LoadedDataset> dataset;
   absl::Status status = absl::OkStatus();
@@ -446,14 +464,12 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
     }
   }
   if (status.ok() && request.rank() == 0 && UsesHumans(request.config().mode())) {
-    absl::StatusOr<std::unique_ptr<FeedbackQueue>> f =
-        deps_.feedback(request.config().feedback().endpoint());
+    absl::StatusOr<std::vector<std::unique_ptr<FeedbackQueue>>> f =
+        ConnectFeedback(deps_, request.config());
     if (f.ok()) {
       feedback = *std::move(f);
     } else {
-      status = absl::Status(f.status().code(), fmt::format("feedback service at {}: {}",
-                                                           request.config().feedback().endpoint(),
-                                                           std::string(f.status().message())));
+      status = f.status();
     }
   }
   if (status.ok() && request.world_size() > 1) {
@@ -479,7 +495,8 @@ void RunManager::RunThread(std::shared_ptr<Record> record, v1::StartRunRequest r
     Listener listener(*this, record);
     TrainingPorts ports;
     ports.energy = energy.get();
-    ports.feedback = feedback.get();
+    ports.feedback = feedback.empty() ? nullptr : feedback[0].get();
+    ports.feature_feedback = feedback.size() > 1 ? feedback[1].get() : nullptr;
     ports.collective = collective.get();
     ports.listener = &listener;
     ports.stop_requested = [&record] { return record->stop.load(); };

@@ -92,7 +92,7 @@ void SampleJudge::Restore(std::vector<std::uint64_t> asked, double threshold,
 // verdicts, ambiguous ones the human queue.
 void SampleJudge::Review(std::uint64_t min_record_step, v1::Progress& progress) {
   const ReviewSplit split = SplitForReview(
-      stats_, state_.active(), state_.labels(), review_, config_.mode(),
+      stats_, state_.active(), state_.labels(), review_, SampleReviewMode(config_.mode()),
       [&](std::size_t p) { return decided_.contains(p) || asked_.contains(ds_.train.refs[p]); },
       min_record_step);
   // Every sample classified, fixed or asked about at least once.
@@ -233,8 +233,9 @@ void SampleJudge::Select(const ScoringModel& model, v1::Progress& progress) {
   std::size_t flagged = 0;
   for (const ScoredCandidate& s : best) {
     const auto position = static_cast<std::size_t>(pool[s.index]);
-    const CandidateRoute route = RouteCandidate(config_.mode(), s.other_p, calibrator_.threshold(),
-                                                config_.auto_review().human_band());
+    const CandidateRoute route =
+        RouteCandidate(SampleReviewMode(config_.mode()), s.other_p, calibrator_.threshold(),
+                       config_.auto_review().human_band());
     if (route.automatic) {
       QueueAutoVerdict(position, s.other, s.other_p);
       ++flagged;

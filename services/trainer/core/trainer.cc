@@ -25,6 +25,7 @@
 #include "services/trainer/core/run_energy.h"
 #include "services/trainer/core/sample_judge.h"
 #include "services/trainer/core/trainer_internal.pb.h"
+#include "services/trainer/core/verdict_streams.h"
 #include "services/trainer/core/verdicts.h"
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK. (common/status
@@ -77,6 +78,12 @@ v1::VerdictPolicy AutoPolicy(const v1::VerdictPolicy& policy) {
   return p;
 }
 
+// The port the feature questions go through: a second client in MODE_HITL_COMBINED (its own
+// campaign and stream), the run's only one otherwise.
+FeedbackQueue* FeaturePort(const v1::RunConfig& config, const TrainingPorts& ports) {
+  return config.mode() == v1::MODE_HITL_COMBINED ? ports.feature_feedback : ports.feedback;
+}
+
 // The loss and correct predictions of one training batch.
 struct BatchResult {
   double loss = 0;
@@ -110,14 +117,15 @@ class Loop final {
         smoother_(config.eval_smoothing()),
         features_(config.feature_feedback(), dataset),
         feature_review_(
-            config, dataset, options.rank == 0 ? ports.feedback : nullptr, options.run_id,
-            [this](v1::ProgressEventKind kind, const std::string& m) { Emit(kind, m); }) {}
+            config, dataset, options.rank == 0 ? FeaturePort(config, ports) : nullptr,
+            options.run_id,
+            [this](v1::ProgressEventKind kind, const std::string& m) { Emit(kind, m); }),
+        streams_(config, dataset, options.run_id, options.rank == 0 ? ports.feedback : nullptr,
+                 options.rank == 0 ? ports.feature_feedback : nullptr) {}
 
   TrainingOutcome Run() {
     const Finish finish = Guarded();
-    if (ports_.feedback != nullptr && opts_.rank == 0 && UsesHumans(config_.mode())) {
-      ports_.feedback->StopWatching();
-    }
+    if (UsesHumans(config_.mode())) streams_.Stop();
     energy_.Finish(progress_);
     TrainingOutcome outcome;
     if (finish.state != v1::RUN_STATE_FAILED && !ds_.validation.labels.empty()) {
@@ -261,25 +269,10 @@ class Loop final {
     return planned;
   }
 
+  // Rank 0 of a mode that asks humans: the run's campaign(s), followed from the cursors.
   absl::Status StartFeedback() {
     if (!UsesHumans(config_.mode()) || rank() != 0) return absl::OkStatus();
-    if (ports_.feedback == nullptr) {
-      return absl::FailedPreconditionError(
-          "MODE_HITL, MODE_HYBRID and MODE_HITL_FEATURES need a feedback queue");
-    }
-    const v1::CampaignSpec spec = !AsksForFeatures(config_.mode())
-                                      ? LabelCampaignFor(ds_, opts_.run_id, config_.feedback())
-                                  : config_.feature_feedback().item_questions() > 0
-                                      ? MaskCampaignFor(ds_, opts_.run_id, config_.feedback())
-                                      : RuleCampaignFor(ds_, opts_.run_id, config_.feedback());
-    absl::Status s = ports_.feedback->EnsureCampaign(config_.feedback().campaign_id(), spec);
-    // A campaign made beforehand with another display name or k is the experiment's choice.
-    if (!s.ok() && !absl::IsAlreadyExists(s)) {
-      return absl::Status(s.code(),
-                          fmt::format("feedback service at {}: {}", config_.feedback().endpoint(),
-                                      std::string(s.message())));
-    }
-    return ports_.feedback->StartWatching(config_.feedback().campaign_id(), cursor_);
+    return streams_.Open();
   }
 
   // The epoch's sample order (seeded, the same on every rank), pruned when the run prunes.
@@ -442,13 +435,14 @@ class Loop final {
   }
 
   // Rank 0: the verdicts to broadcast at this step, automatic ones first (decided at the previous
-  // step), then the human ones the stream brought.
+  // step), then the human ones the streams brought.
   void CollectVerdicts() {
     for (PendingVerdict& v : judge_.TakeAutoVerdicts()) pending_.push_back(std::move(v));
-    if (ports_.feedback == nullptr || !UsesHumans(config_.mode())) return;
-    std::vector<ReceivedVerdict> received = ports_.feedback->TakeVerdicts();
-    judge_.Answered(received.size());
-    for (ReceivedVerdict& r : received) {
+    if (!UsesHumans(config_.mode())) return;
+    std::uint64_t sample_verdicts = 0;
+    for (VerdictStreams::Incoming& in : streams_.Take()) {
+      ReceivedVerdict& r = in.received;
+      if (!in.feature_stream) ++sample_verdicts;
       const double lag =
           r.verdict.has_decide_time()
               ? absl::ToDoubleSeconds(
@@ -461,8 +455,10 @@ class Loop final {
                           .source = ChangeSource::kHuman,
                           .cursor = std::move(r.cursor),
                           .queue_lag_seconds = std::max(0.0, lag),
-                          .rule = std::move(rule)});
+                          .rule = std::move(rule),
+                          .feature_stream = in.feature_stream});
     }
+    judge_.Answered(sample_verdicts);  // the crowd's pace on the sample questions
   }
 
   // Takes one optimizer step; returns a Finish when the run must end here.
@@ -570,16 +566,12 @@ class Loop final {
     GREENLOOP_RETURN_IF_ERROR_LOOP(collective_->Broadcast(bytes));
     absl::StatusOr<std::vector<PendingVerdict>> verdicts = DeserializeVerdicts(bytes);
     if (!verdicts.ok()) return verdicts.status();
-    // The stream's position after the whole batch, whichever kind of verdict came last.
-    std::string last_cursor;
-    for (const PendingVerdict& v : *verdicts) {
-      if (!v.cursor.empty()) last_cursor = v.cursor;
-    }
+    // Each stream's position after the whole batch, whichever kind of verdict came last.
+    streams_.Advance(*verdicts);
     ApplyRules(*verdicts);
     const AppliedVerdicts applied =
         ApplyVerdicts(*verdicts, state_, policy_, auto_policy_, progress_.step(), ds_.num_classes(),
                       progress_, [this](const v1::Verdict& v) { judge_.ObserveHuman(v); });
-    if (!last_cursor.empty()) cursor_ = last_cursor;
     changes_total_ += applied.changes.size();
     changes_correct_ += applied.correct();
     if (ports_.listener != nullptr) {
@@ -594,26 +586,28 @@ class Loop final {
     return absl::OkStatus();
   }
 
-  // Takes the feature-rule and feature-mask verdicts out of `verdicts` and, in MODE_HITL_FEATURES,
-  // puts their rules in force (every rank, in broadcast order). A verdict of the other kind than
-  // the mode asks (a campaign reused with another question) is dropped with a warning, so a rule
-  // item's class index never relabels a training sample, nor a label verdict becomes a rule.
+  // Takes the feature-rule and feature-mask verdicts out of `verdicts` and, in the modes that ask
+  // for features, puts their rules in force (every rank, in broadcast order). A verdict of another
+  // kind than the mode asks (a campaign reused with another question) is dropped with a warning,
+  // so a rule item's class index never relabels a training sample, nor a label verdict becomes a
+  // rule.
   void ApplyRules(std::vector<PendingVerdict>& verdicts) {
     const bool features = AsksForFeatures(config_.mode());
+    const bool samples_too = config_.mode() != v1::MODE_HITL_FEATURES;
     std::vector<PendingVerdict> samples;
     for (PendingVerdict& v : verdicts) {
       const bool is_rule = v.verdict.question_kind() == v1::QUESTION_KIND_FEATURE_RULE ||
                            v.verdict.question_kind() == v1::QUESTION_KIND_FEATURE_MASK;
-      if (!is_rule && !features) {
+      if (!is_rule && samples_too) {
         samples.push_back(std::move(v));
         continue;
       }
       progress_.set_verdicts_received(progress_.verdicts_received() + 1);
-      if (is_rule != features) {
+      if (!is_rule || !features) {
         logging::Warn("ignoring a verdict of another question kind than the run asks",
                       {{"run", opts_.run_id},
                        {"kind", v1::QuestionKind_Name(v.verdict.question_kind())},
-                       {"campaign", config_.feedback().campaign_id()}});
+                       {"campaign", streams_.CampaignOf(v.feature_stream)}});
         continue;
       }
       const std::optional<v1::FeatureRule>& rule = v.rule;  // decided on rank 0
@@ -764,7 +758,8 @@ class Loop final {
     std::vector<std::uint64_t> asked(judge_.asked().begin(), judge_.asked().end());
     std::sort(asked.begin(), asked.end());
     for (std::uint64_t a : asked) st.add_asked(a);
-    st.set_verdict_cursor(cursor_);
+    st.set_verdict_cursor(streams_.cursor());
+    st.set_feature_verdict_cursor(streams_.feature_cursor());
     *st.mutable_progress() = progress_;
     if (best_accuracy_) st.set_best_eval_accuracy(*best_accuracy_);
     if (energy_to_target_) st.set_energy_to_target_joules(*energy_to_target_);
@@ -813,7 +808,7 @@ class Loop final {
                        std::vector<std::uint8_t>(st.active().begin(), st.active().end())));
     progress_ = st.progress();
     progress_.set_state(v1::RUN_STATE_RUNNING);
-    cursor_ = st.verdict_cursor();
+    streams_.Restore(st.verdict_cursor(), st.feature_verdict_cursor());
     if (st.has_best_eval_accuracy()) best_accuracy_ = st.best_eval_accuracy();
     if (st.has_energy_to_target_joules()) energy_to_target_ = st.energy_to_target_joules();
     if (st.has_steps_to_target()) steps_to_target_ = st.steps_to_target();
@@ -884,7 +879,8 @@ class Loop final {
   RunEnergy energy_;
   MovingAverage smoother_;
   FeatureTraining features_;      // the feature rules in force and how they act on training
-  FeatureReview feature_review_;  // rank 0, MODE_HITL_FEATURES: asks raters for rules
+  FeatureReview feature_review_;  // rank 0, modes that ask for features: asks raters for rules
+  VerdictStreams streams_;        // rank 0, modes that ask humans: the campaigns' verdicts
   std::optional<double> best_smoothed_;
   std::vector<torch::Tensor> best_state_;  // model state at best_smoothed_ (validation runs)
 
@@ -902,7 +898,6 @@ class Loop final {
   std::uint64_t step_in_epoch_ = 0;
   std::uint64_t steps_this_epoch_ = 0;
   std::vector<PendingVerdict> pending_;  // rank 0: to broadcast at this step
-  std::string cursor_;
 
   std::optional<double> best_accuracy_;
   std::optional<double> energy_to_target_;

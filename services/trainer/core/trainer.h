@@ -75,8 +75,11 @@ class TrainingListener {
 // The outside world of one run.
 struct TrainingPorts {
   EnergyMeter* energy = nullptr;      // required
-  FeedbackQueue* feedback = nullptr;  // required on rank 0 in MODE_HITL and MODE_HYBRID
-  Collective* collective = nullptr;   // null: a single-process run
+  FeedbackQueue* feedback = nullptr;  // required on rank 0 in the modes that ask humans
+  // Rank 0 in MODE_HITL_COMBINED: a second client of the same feedback service, following the
+  // feature questions' campaign (FeedbackTarget.feature_campaign_id); required there.
+  FeedbackQueue* feature_feedback = nullptr;
+  Collective* collective = nullptr;  // null: a single-process run
   TrainingListener* listener = nullptr;
   // Polled once per step; true asks the run to stop at this step boundary.
   std::function<bool()> stop_requested;

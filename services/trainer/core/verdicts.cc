@@ -182,6 +182,7 @@ std::string SerializeVerdicts(const std::vector<PendingVerdict>& verdicts) {
     entry->set_cursor(p.cursor);
     entry->set_queue_lag_seconds(p.queue_lag_seconds);
     if (p.rule) *entry->mutable_rule() = *p.rule;
+    entry->set_feature_stream(p.feature_stream);
   }
   return batch.SerializeAsString();
 }
@@ -198,7 +199,8 @@ absl::StatusOr<std::vector<PendingVerdict>> DeserializeVerdicts(const std::strin
                    .source = entry.automatic() ? ChangeSource::kAuto : ChangeSource::kHuman,
                    .cursor = entry.cursor(),
                    .queue_lag_seconds = entry.queue_lag_seconds(),
-                   .rule = entry.has_rule() ? std::optional(entry.rule()) : std::nullopt});
+                   .rule = entry.has_rule() ? std::optional(entry.rule()) : std::nullopt,
+                   .feature_stream = entry.feature_stream()});
   }
   return out;
 }

@@ -84,6 +84,9 @@ struct PendingVerdict {
   double queue_lag_seconds = 0;  // decide_time to receipt, human verdicts only
   // A feature-rule verdict's rule, decided on rank 0 (FeatureReview::RuleOf); none otherwise.
   std::optional<v1::FeatureRule> rule;
+  // MODE_HITL_COMBINED: the verdict came on the feature questions' stream, so `cursor` is that
+  // stream's.
+  bool feature_stream = false;
 };
 std::string SerializeVerdicts(const std::vector<PendingVerdict>& verdicts);
 absl::StatusOr<std::vector<PendingVerdict>> DeserializeVerdicts(const std::string& bytes);

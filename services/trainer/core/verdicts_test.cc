@@ -139,6 +139,7 @@ TEST(TrainingSetState, SameVerdictStreamGivesTheSameTrainingSet) {
   rule.add_irrelevant_tokens("qzxspam");
   rule.set_label(1);
   stream[3].rule = rule;
+  stream[3].feature_stream = true;  // MODE_HITL_COMBINED: its cursor is the feature stream's
   // Through the wire format, as rank 0 broadcasts them.
   absl::StatusOr<std::vector<PendingVerdict>> received =
       DeserializeVerdicts(SerializeVerdicts(stream));
@@ -148,6 +149,8 @@ TEST(TrainingSetState, SameVerdictStreamGivesTheSameTrainingSet) {
   EXPECT_EQ((*received)[3].rule->irrelevant_tokens(0), "qzxspam");
   EXPECT_EQ((*received)[3].rule->label(), 1u);
   EXPECT_FALSE((*received)[4].rule.has_value());
+  EXPECT_TRUE((*received)[3].feature_stream);
+  EXPECT_FALSE((*received)[4].feature_stream);
   TrainingSetState a(split);
   TrainingSetState b(split);
   const v1::VerdictPolicy policy = WithDefaults({});

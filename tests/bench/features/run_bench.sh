@@ -5,12 +5,15 @@
 #   tests/bench/features/run_bench.sh [--seeds=N] [--spec=FILE]... [--build=DIR]
 #
 # Default specs: examples/fashion-mnist-decoy.yaml (Decoy Fashion-MNIST: baseline, clean images,
-# hitl_features with the RRR penalty), examples/fashion-mnist-decoy-counterexample.yaml (the same
-# with counterexamples), examples/spam-assassin-decoy.yaml (Decoy SpamAssassin: baseline, clean
-# mails, hitl_features removing the marked words), examples/spam-assassin-decoy-rrr.yaml (the
-# same with the contribution penalty), and examples/fashion-mnist-decoy-items.yaml and
-# examples/spam-assassin-decoy-items.yaml (per-item masks instead of the class rules), 3 seeds,
-# build dir `build`. Starts its own stack on free
+# hitl_features with the RRR penalty on 16 drawn images per batch),
+# examples/fashion-mnist-decoy-rrr-full.yaml (the penalty on every image),
+# examples/fashion-mnist-decoy-counterexample.yaml (the same with counterexamples),
+# examples/spam-assassin-decoy.yaml (Decoy SpamAssassin: baseline, clean mails, hitl_features
+# removing the marked words), examples/spam-assassin-decoy-rrr.yaml (the same with the
+# contribution penalty), examples/fashion-mnist-decoy-items.yaml and
+# examples/spam-assassin-decoy-items.yaml (per-item masks instead of the class rules), and
+# examples/fashion-mnist-decoy-noise.yaml (the decoy plus 40 % class-dependent label noise:
+# labels, features or both from raters, hitl_combined), 3 seeds, build dir `build`. Starts its own stack on free
 # loopback ports (tests/integration/experiment/stack.sh), runs `greenloop experiment run` with
 # `seeds:` replaced by --seeds, prints what each run did and ends with a `spec: NAME` line and one
 # line per mode for each spec:
@@ -24,7 +27,7 @@
 # feedback infrastructure) to the spec's target on the validation split, over the seeds that
 # reached it (nan: none did); share: that energy over the same seed's baseline joules per step
 # times the steps it took (what a step costs against a baseline step); rater_min: modelled.
-# About 15 minutes on 2 cores with the defaults.
+# About 25 minutes on 2 cores with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source tests/integration/experiment/stack.sh
@@ -41,9 +44,11 @@ for arg in "$@"; do
 done
 [[ "$SEEDS" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --seeds must be a positive integer" >&2; exit 2; }
 ((${#SPECS[@]} > 0)) ||
-  SPECS=(examples/fashion-mnist-decoy.yaml examples/fashion-mnist-decoy-counterexample.yaml
+  SPECS=(examples/fashion-mnist-decoy.yaml examples/fashion-mnist-decoy-rrr-full.yaml
+         examples/fashion-mnist-decoy-counterexample.yaml
          examples/spam-assassin-decoy.yaml examples/spam-assassin-decoy-rrr.yaml
-         examples/fashion-mnist-decoy-items.yaml examples/spam-assassin-decoy-items.yaml)
+         examples/fashion-mnist-decoy-items.yaml examples/spam-assassin-decoy-items.yaml
+         examples/fashion-mnist-decoy-noise.yaml)
 WORK="$(cd "$BUILD" && pwd)/bench-features"
 for tool in jq psql; do command -v "$tool" >/dev/null || stack_fail "$tool is not installed"; done
 

@@ -171,6 +171,44 @@ sed 's/^seeds: 2/seeds: 0/' "$WORK/seeds.yaml" >"$WORK/seeds0.yaml"
 expect_exit 2 "$WORK/seeds0.out" "zero seeds" "$CLI" experiment run "$WORK/seeds0.yaml" "${common[@]}"
 grep -q "seeds" "$WORK/seeds0.out" || bad "zero seeds is not named: $(cat "$WORK/seeds0.out")"
 
+echo "== label and feature feedback in one run (hitl_combined), each kind in a campaign of its own"
+sed -e 's/^name: .*/name: combined/' -e 's/^modes: .*/modes: [baseline, hitl_combined]/' \
+    -e 's/^max_train_samples: .*/max_train_samples: 1000/' -e 's/^budget: .*/budget: {max_epochs: 6}/' \
+    "$WORK/micro.yaml" >"$WORK/combined.yaml"
+cat >>"$WORK/combined.yaml" <<'EXTRA'
+validation_samples: 300
+decoy: {enabled: true}
+features: {ask_after_steps: 5}
+EXTRA
+if ! "$CLI" experiment run "$WORK/combined.yaml" "${common[@]}" --experiment_id=combined-e2e \
+    >"$WORK/combined.out" 2>"$WORK/combined.err"; then
+  cat "$WORK/combined.err" "$WORK/combined.out"
+  stack_fail "greenloop experiment run (hitl_combined) failed"
+fi
+grep -E '^features:' "$WORK/combined.out" || bad "no features: lines for the decoyed experiment"
+grep -qE '^features: fashion_mnist hitl_combined test=0\.[0-9]{4} ' "$WORK/combined.out" ||
+  bad "no features: line for hitl_combined"
+# The label questions' campaign holds the samples asked about, the rule campaign one item per class.
+[[ "$(sql "SELECT string_agg(campaign_id, ',' ORDER BY campaign_id) FROM feedback_campaigns WHERE campaign_id LIKE 'combined-e2e-%'")" == \
+   combined-e2e-hitl-combined,combined-e2e-hitl-combined-f ]] || bad "not two campaigns for hitl_combined"
+[[ "$(sql "SELECT count(*) FROM feedback_items WHERE campaign_id = 'combined-e2e-hitl-combined-f'")" == 10 ]] ||
+  bad "the rule campaign does not hold one question per class"
+for c in combined-e2e-hitl-combined combined-e2e-hitl-combined-f; do
+  n="$(sql "SELECT count(*) FROM feedback_ratings r JOIN feedback_items i USING (item_id) WHERE i.campaign_id = '$c'")"
+  echo "$c: $n ratings"
+  ((n > 0)) || bad "the crowd did not rate campaign $c"
+done
+result="$(sql "SELECT result FROM experiments WHERE experiment_id = 'combined-e2e'")"
+both="$(jq -c '.modes[] | select(.mode == "hitl_combined")' <<<"$result")"
+echo "hitl_combined: $(jq -c '{state, rules: .featureRules, applied: .verdictsApplied, correct: .verdictsCorrect}' <<<"$both")"
+jq -e '.state == "succeeded" and .featureRules > 0 and (.verdictsCorrect // "0" | tonumber) > 0' \
+  <<<"$both" >/dev/null || bad "hitl_combined did not apply both rules and label verdicts"
+expect_exit 2 "$WORK/longid.out" "an experiment id that makes run ids too long" \
+  "$CLI" experiment run "$WORK/combined.yaml" "${common[@]}" \
+  --experiment_id=an-experiment-id-long-enough-to-overflow-the-run-ids
+grep -q "at most 63 characters" "$WORK/longid.out" ||
+  bad "a run id over 63 characters is not refused before the start: $(cat "$WORK/longid.out")"
+
 echo "== greenloop report"
 "$CLI" report micro-e2e --pg.url="$PG_URL" --output_dir="$WORK/again" >"$WORK/report.out" 2>&1 ||
   bad "greenloop report failed: $(cat "$WORK/report.out")"

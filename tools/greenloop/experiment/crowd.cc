@@ -19,6 +19,7 @@ struct SimulatedCrowd::Rater {
   std::mt19937_64 rng;
   mutable std::mutex mu;  // guards totals
   RaterTotals totals;
+  std::vector<bool> closed;  // per campaign: it answered FAILED_PRECONDITION (the rater's thread)
 };
 
 std::vector<RaterProfile> DrawProfiles(const CrowdSpec& spec, const std::string& name_prefix) {
@@ -64,11 +65,11 @@ absl::StatusOr<std::vector<std::string>> CreateRaterTokens(
 }
 
 SimulatedCrowd::SimulatedCrowd(const CrowdSpec& spec, std::shared_ptr<::grpc::Channel> channel,
-                               std::string campaign_id, const Oracle* oracle,
+                               std::vector<std::string> campaign_ids, const Oracle* oracle,
                                std::vector<RaterProfile> profiles, std::vector<std::string> tokens)
     : spec_(spec),
       channel_(std::move(channel)),
-      campaign_id_(std::move(campaign_id)),
+      campaign_ids_(std::move(campaign_ids)),
       oracle_(oracle) {
   for (std::size_t i = 0; i < profiles.size(); ++i) {
     auto r = std::make_unique<Rater>();
@@ -78,6 +79,7 @@ SimulatedCrowd::SimulatedCrowd(const CrowdSpec& spec, std::shared_ptr<::grpc::Ch
     r->totals.name = r->profile.name;
     r->totals.accuracy = r->profile.accuracy;
     r->totals.spammer = r->profile.spammer;
+    r->closed.assign(campaign_ids_.size(), false);
     raters_.push_back(std::move(r));
   }
 }
@@ -248,23 +250,42 @@ void SimulatedCrowd::Error(Rater& rater, std::string_view what, const ::grpc::St
   last_error_ = fmt::format("{}: {}: {}", rater.profile.name, what, s.error_message());
 }
 
-SimulatedCrowd::Leased SimulatedCrowd::LeaseBatch(Rater& rater, v1::FeedbackService::Stub& stub,
-                                                  v1::LeaseResponse& lease) {
+::grpc::Status SimulatedCrowd::LeaseFrom(Rater& rater, v1::FeedbackService::Stub& stub,
+                                         const std::string& campaign_id, v1::LeaseResponse& lease) {
   v1::LeaseRequest request;
-  request.set_campaign_id(campaign_id_);
+  request.set_campaign_id(campaign_id);
   request.set_max_items(static_cast<std::uint32_t>(spec_.lease_batch));
   auto ctx = rpc::NewClientContext(std::chrono::seconds(10), rater.token);
   const ::grpc::Status s = stub.Lease(ctx.get(), request, &lease);
-  if (s.error_code() == ::grpc::StatusCode::FAILED_PRECONDITION) return Leased::kClosed;
-  if (!s.ok()) {
-    if (s.error_code() != ::grpc::StatusCode::NOT_FOUND) Error(rater, "Lease", s);
-    return Wait(0.2) ? Leased::kRetry : Leased::kClosed;
+  if (!s.ok() && s.error_code() != ::grpc::StatusCode::FAILED_PRECONDITION &&
+      s.error_code() != ::grpc::StatusCode::NOT_FOUND) {
+    Error(rater, "Lease", s);
   }
-  if (lease.items().empty()) {
-    const double retry_ms = std::clamp<double>(lease.retry_after_ms(), 20.0, 500.0);
-    return Wait(retry_ms / 1000.0) ? Leased::kRetry : Leased::kClosed;
+  return s;
+}
+
+SimulatedCrowd::Leased SimulatedCrowd::LeaseBatch(Rater& rater, v1::FeedbackService::Stub& stub,
+                                                  v1::LeaseResponse& lease) {
+  double retry_ms = 500;
+  bool open = false;
+  for (std::size_t c = 0; c < campaign_ids_.size(); ++c) {
+    if (rater.closed[c]) continue;
+    lease.Clear();
+    const ::grpc::Status s = LeaseFrom(rater, stub, campaign_ids_[c], lease);
+    if (s.error_code() == ::grpc::StatusCode::FAILED_PRECONDITION) {
+      rater.closed[c] = true;
+      continue;
+    }
+    open = true;
+    if (!s.ok()) {
+      retry_ms = std::min(retry_ms, 200.0);
+      continue;
+    }
+    if (!lease.items().empty()) return Leased::kItems;
+    retry_ms = std::min(retry_ms, std::clamp<double>(lease.retry_after_ms(), 20.0, 500.0));
   }
-  return Leased::kItems;
+  if (!open) return Leased::kClosed;
+  return Wait(retry_ms / 1000.0) ? Leased::kRetry : Leased::kClosed;
 }
 
 void SimulatedCrowd::Release(Rater& rater, v1::FeedbackService::Stub& stub,

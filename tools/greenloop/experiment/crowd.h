@@ -9,7 +9,10 @@
 // and reports the modelled seconds in SubmitRequest.seconds_spent, so the report can give both
 // the modelled human time and the wall time.
 //
-//   SimulatedCrowd crowd(spec.crowd, channel, "exp-1-hitl", &oracle, tokens);
+// A crowd may work several campaigns (MODE_HITL_COMBINED's feature and label questions): a rater
+// leases from the first one that has work, in the order given, and stops once every one is closed.
+//
+//   SimulatedCrowd crowd(spec.crowd, channel, {"exp-1-hitl"}, &oracle, profiles, tokens);
 //   crowd.Start();
 //   ... the run ...
 //   crowd.Stop();
@@ -94,17 +97,18 @@ absl::StatusOr<std::vector<std::string>> CreateRaterTokens(
 
 class SimulatedCrowd final {
  public:
-  // `oracle` is not owned and must outlive the crowd; tokens[i] is profiles[i]'s bearer token
-  // (empty: calls without one, for a service with authentication disabled).
+  // `campaign_ids` in the order raters prefer them (at least one); `oracle` is not owned and must
+  // outlive the crowd; tokens[i] is profiles[i]'s bearer token (empty: calls without one, for a
+  // service with authentication disabled).
   SimulatedCrowd(const CrowdSpec& spec, std::shared_ptr<::grpc::Channel> channel,
-                 std::string campaign_id, const Oracle* oracle, std::vector<RaterProfile> profiles,
-                 std::vector<std::string> tokens);
+                 std::vector<std::string> campaign_ids, const Oracle* oracle,
+                 std::vector<RaterProfile> profiles, std::vector<std::string> tokens);
   ~SimulatedCrowd();
   SimulatedCrowd(const SimulatedCrowd&) = delete;
   SimulatedCrowd& operator=(const SimulatedCrowd&) = delete;
 
-  // Starts one thread per rater. Raters retry while the campaign does not exist yet and stop on
-  // their own once it is closed.
+  // Starts one thread per rater. Raters retry while a campaign does not exist yet and stop on
+  // their own once every campaign is closed.
   void Start();
   // Stops every rater (in-flight waits are cut short; held leases, the one in hand and the ones
   // prefetched, are released) and joins them.
@@ -117,9 +121,14 @@ class SimulatedCrowd final {
   struct Judgement;
   enum class Leased { kItems, kRetry, kClosed };
   void Loop(Rater& rater);
-  // Leases up to spec.lease_batch items into `lease`; kRetry after waiting when none came (or on
-  // an error other than a closed campaign), kClosed when the campaign is closed or on Stop.
+  // Leases up to spec.lease_batch items into `lease` from the first campaign that has some;
+  // kRetry after waiting when none came (or on an error other than a closed campaign), kClosed
+  // when every campaign is closed or on Stop.
   Leased LeaseBatch(Rater& rater, v1::FeedbackService::Stub& stub, v1::LeaseResponse& lease);
+  // One Lease from `campaign_id`: FAILED_PRECONDITION is a closed campaign, NOT_FOUND one not
+  // created yet (neither counted as an error).
+  ::grpc::Status LeaseFrom(Rater& rater, v1::FeedbackService::Stub& stub,
+                           const std::string& campaign_id, v1::LeaseResponse& lease);
   // What `rater` answers to `item` (or that it skips it).
   Judgement Judge(Rater& rater, const v1::LeasedItem& item) const;
   // The same for a feature question: a mask of spec.irrelevant_cells (DrawMask); for a text item
@@ -137,7 +146,7 @@ class SimulatedCrowd final {
 
   CrowdSpec spec_;
   std::shared_ptr<::grpc::Channel> channel_;
-  std::string campaign_id_;
+  std::vector<std::string> campaign_ids_;
   const Oracle* oracle_;
   std::vector<std::unique_ptr<Rater>> raters_;
   std::vector<std::thread> threads_;

@@ -114,8 +114,9 @@ class CrowdTest : public ::testing::Test {
   }
 
   // Creates campaign `id` (label choice over 10 labels, k) and enqueues every image, plus
-  // `unknown` images the oracle has never seen.
-  void Enqueue(const std::string& id, int k, int unknown = 0) {
+  // `unknown` images the oracle has never seen, as samples `first_index` onwards (the fake's item
+  // ids are its samples': two campaigns take samples of their own).
+  void Enqueue(const std::string& id, int k, int unknown = 0, int first_index = 0) {
     auto stub = v1::FeedbackService::NewStub(channel_);
     v1::CreateCampaignRequest cc;
     cc.set_campaign_id(id);
@@ -129,7 +130,7 @@ class CrowdTest : public ::testing::Test {
     eq.set_campaign_id(id);
     for (int i = 0; i < kItems + unknown; ++i) {
       v1::ItemInput* in = eq.add_items();
-      in->mutable_sample()->set_index(static_cast<std::uint64_t>(i));
+      in->mutable_sample()->set_index(static_cast<std::uint64_t>(first_index + i));
       std::vector<std::uint8_t> px =
           i < kItems ? images_[static_cast<std::size_t>(i)] : std::vector<std::uint8_t>(16, 7);
       if (i >= kItems) px[0] = static_cast<std::uint8_t>(i);
@@ -142,19 +143,21 @@ class CrowdTest : public ::testing::Test {
   }
 
   // A crowd of `spec.raters` raters (named `prefix`-N) with tokens of their own, not started.
-  std::unique_ptr<SimulatedCrowd> MakeCrowd(const CrowdSpec& spec, const std::string& campaign,
+  std::unique_ptr<SimulatedCrowd> MakeCrowd(const CrowdSpec& spec,
+                                            std::vector<std::string> campaigns,
                                             const std::string& prefix) {
     std::vector<RaterProfile> profiles = DrawProfiles(spec, prefix);
     absl::StatusOr<std::vector<std::string>> tokens =
         CreateRaterTokens(channel_, address_, "admin", profiles);
     EXPECT_TRUE(tokens.ok());
-    return std::make_unique<SimulatedCrowd>(spec, channel_, campaign, oracle_.get(), profiles,
+    return std::make_unique<SimulatedCrowd>(spec, channel_, std::move(campaigns), oracle_.get(),
+                                            profiles,
                                             tokens.ok() ? *tokens : std::vector<std::string>());
   }
 
   CrowdStats RunCrowd(const CrowdSpec& spec, const std::string& campaign, std::size_t verdicts,
                       int skips = 0) {
-    std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, campaign, "sim");
+    std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, {campaign}, "sim");
     SimulatedCrowd& crowd = *owned;
     crowd.Start();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -292,7 +295,7 @@ TEST_F(CrowdTest, StopCutsLongWaitsShort) {
   CrowdSpec spec;
   spec.raters = 3;
   spec.time_compression = 1;  // 4.2 s per item in wall time
-  std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, "slow", "slow");
+  std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, {"slow"}, "slow");
   SimulatedCrowd& crowd = *owned;
   crowd.Start();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -309,7 +312,7 @@ TEST_F(CrowdTest, RatersLeaseInBatchesAndReleaseThePrefetchedItemsOnStop) {
   spec.raters = 1;
   spec.lease_batch = 4;
   spec.time_compression = 1;  // 4.2 s per item in wall time: the rater holds its batch
-  std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, "batch", "batch");
+  std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, {"batch"}, "batch");
   SimulatedCrowd& crowd = *owned;
   crowd.Start();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -343,6 +346,54 @@ TEST_F(CrowdTest, BatchedLeasesCutTheRoundTripsPerRating) {
   EXPECT_EQ(static_cast<std::uint64_t>(leased), stats.total.leased);
   // Most Leases came back full: the round trips are about a fifth of the ratings.
   EXPECT_LT(batches.size() * 5, stats.total.leased * 2);
+}
+
+// MODE_HITL_COMBINED's crowd: raters work the campaign listed first while it has items, take the
+// next one's when it runs dry, wait for a campaign that does not exist yet, and stop on their own
+// once every campaign is closed.
+TEST_F(CrowdTest, RatersWorkSeveralCampaignsInTheirOrderAndStopWhenAllAreClosed) {
+  Enqueue("second", 1);
+  CrowdSpec spec;
+  spec.raters = 2;
+  spec.ratings_per_item = 1;
+  spec.skip_share = 0;
+  spec.time_compression = 2e4;
+  std::unique_ptr<SimulatedCrowd> owned = MakeCrowd(spec, {"first", "second"}, "multi");
+  SimulatedCrowd& crowd = *owned;
+  crowd.Start();  // "first" does not exist yet: the raters rate "second" meanwhile
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (fake_.verdicts() < 20 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  Enqueue("first", 1, 0, /*first_index=*/kItems);
+  while (fake_.verdicts() < static_cast<std::size_t>(2 * kItems) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(fake_.verdicts(), static_cast<std::size_t>(2 * kItems)) << crowd.Stats().last_error;
+  // Once "first" existed it was served first: its last rating came before "second"'s last one.
+  auto last_rated = [&](const std::string& id) {
+    std::uint64_t last = 0;
+    for (const auto& item : fake_.ItemsOf(id)) {
+      for (const auto& r : item.ratings) last = std::max(last, r.order);
+    }
+    return last;
+  };
+  EXPECT_LT(last_rated("first"), last_rated("second"));
+  auto stub = v1::FeedbackService::NewStub(channel_);
+  for (const char* id : {"first", "second"}) {
+    v1::CloseCampaignRequest close;
+    close.set_campaign_id(id);
+    v1::CloseCampaignResponse closed;
+    ::grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->CloseCampaign(&ctx, close, &closed).ok());
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  crowd.Stop();  // the raters left on their own: nothing to cut short
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  const CrowdStats stats = crowd.Stats();
+  EXPECT_EQ(stats.total.submitted, static_cast<std::uint64_t>(2 * kItems));
+  EXPECT_EQ(stats.total.rpc_errors, 0u) << stats.last_error;
 }
 
 }  // namespace

@@ -23,6 +23,8 @@ std::string Duration(double seconds) {
   return fmt::format("{}:{:02}", s / 60, s % 60);
 }
 
+}  // namespace
+
 // Identifiers take [a-z0-9-]: a mode named hitl_features runs as ...-hitl-features.
 std::string RunIdFor(const std::string& experiment_id, std::int64_t seed, std::int64_t seeds,
                      std::string mode_name) {
@@ -30,8 +32,6 @@ std::string RunIdFor(const std::string& experiment_id, std::int64_t seed, std::i
   return seeds > 1 ? fmt::format("{}-s{}-{}", experiment_id, seed, mode_name)
                    : fmt::format("{}-{}", experiment_id, mode_name);
 }
-
-}  // namespace
 
 ModeRun::ModeRun(const Spec& spec, const RunnerOptions& options, std::ostream& progress,
                  const std::string& experiment_id, const Oracle* oracle, v1::Mode mode,
@@ -94,6 +94,13 @@ absl::Status ModeRun::Connect() {
   return absl::OkStatus();
 }
 
+// The run's campaigns in the order raters prefer them: MODE_HITL_COMBINED's few feature questions
+// first, then its label questions; the run id alone otherwise.
+std::vector<std::string> ModeRun::Campaigns() const {
+  if (mode_ == v1::MODE_HITL_COMBINED) return {FeatureCampaignFor(run_id_), run_id_};
+  return {run_id_};
+}
+
 // Human modes: a crowd working the run's campaign. Rank 0 creates the campaign from the run's
 // config; the raters retry until it exists.
 absl::Status ModeRun::StartCrowd() {
@@ -108,7 +115,7 @@ absl::Status ModeRun::StartCrowd() {
     if (!t.ok()) return t.status();
     tokens = std::move(*t);
   }
-  crowd_ = std::make_unique<SimulatedCrowd>(crowd_spec, feedback_channel_, run_id_, oracle_,
+  crowd_ = std::make_unique<SimulatedCrowd>(crowd_spec, feedback_channel_, Campaigns(), oracle_,
                                             profiles, tokens);
   cli::CrowdSummary* cs = m_.mutable_crowd();
   cs->set_raters(static_cast<std::uint32_t>(profiles.size()));
@@ -138,11 +145,13 @@ void ModeRun::StopCrowd() {
   cs->set_wall_seconds(st.wall_seconds);
   cs->set_last_error(st.last_error);
   auto stub = v1::FeedbackService::NewStub(feedback_channel_);
-  v1::CloseCampaignRequest request;
-  request.set_campaign_id(run_id_);
-  v1::CloseCampaignResponse response;
-  auto ctx = rpc::NewClientContext(std::chrono::seconds(5), options_.token);
-  stub->CloseCampaign(ctx.get(), request, &response);  // a campaign never created: nothing to do
+  for (const std::string& campaign : Campaigns()) {
+    v1::CloseCampaignRequest request;
+    request.set_campaign_id(campaign);
+    v1::CloseCampaignResponse response;
+    auto ctx = rpc::NewClientContext(std::chrono::seconds(5), options_.token);
+    stub->CloseCampaign(ctx.get(), request, &response);  // one never created: nothing to do
+  }
   crowd_.reset();
 }
 

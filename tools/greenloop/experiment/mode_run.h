@@ -32,6 +32,11 @@
 
 namespace greenloop::experiment {
 
+// The run id of `mode_name` in paired seed `seed` of an experiment with `seeds` seeds:
+// "<experiment>-s<seed>-<mode>" ("<experiment>-<mode>" for one seed), '_' turned into '-'.
+std::string RunIdFor(const std::string& experiment_id, std::int64_t seed, std::int64_t seeds,
+                     std::string mode_name);
+
 class ModeRun final {
  public:
   // Every reference must outlive the object. `target`: what the trainer stops at (0: none);
@@ -47,6 +52,7 @@ class ModeRun final {
 
  private:
   absl::Status Connect();
+  std::vector<std::string> Campaigns() const;
   absl::Status StartCrowd();
   void StopCrowd();
   void RegisterInfra();

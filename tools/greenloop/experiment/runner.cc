@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <string_view>
 
 #include "common/grpc/channel.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -38,6 +39,15 @@ absl::Status CheckHealth(const std::string& what, const std::string& address) {
     return absl::UnavailableError(fmt::format("{} at {} is not serving", what, address));
   }
   return absl::OkStatus();
+}
+
+// The services' identifiers (run ids, campaign ids): 1 to 63 characters of [a-z0-9-], not
+// starting with '-'.
+bool ValidRunId(std::string_view id) {
+  if (id.empty() || id.size() > 63 || id.front() == '-') return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
 }
 
 std::tm Utc(std::time_t t) {
@@ -86,6 +96,22 @@ absl::Status ExperimentRunner::CheckServices() const {
   if (std::any_of(spec_.modes.begin(), spec_.modes.end(), UsesHumans)) {
     if (absl::Status s = CheckHealth("feedback service", spec_.services.feedback); !s.ok()) {
       return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ExperimentRunner::CheckRunIds() const {
+  for (v1::Mode mode : spec_.modes) {
+    // The last seed's id is the longest.
+    std::string id = RunIdFor(experiment_id_, spec_.seeds - 1, spec_.seeds, ModeName(mode));
+    if (mode == v1::MODE_HITL_COMBINED) id = FeatureCampaignFor(id);
+    if (!ValidRunId(id)) {
+      return absl::InvalidArgumentError(fmt::format(
+          "experiment id '{}' makes run ids such as '{}' ({} characters); run and campaign ids "
+          "take at most 63 characters of a-z, 0-9 and '-': shorten the spec's name ('{}') or "
+          "--experiment_id",
+          experiment_id_, id, id.size(), spec_.name));
     }
   }
   return absl::OkStatus();

@@ -57,6 +57,10 @@ class ExperimentRunner final {
   // Asks grpc.health.v1 of every service the spec needs. UNAVAILABLE naming the first service
   // that is down ("trainer (rank 0) at 127.0.0.1:7103 is down: ...").
   absl::Status CheckServices() const;
+  // INVALID_ARGUMENT naming the spec's name and the experiment id when a run id this experiment
+  // would use (or MODE_HITL_COMBINED's feature campaign next to it) is not a valid identifier of
+  // at most 63 characters: better refused before anything runs than failed at its first StartRun.
+  absl::Status CheckRunIds() const;
 
   // Runs every mode and returns the figures; the experiment's state says how it ended. Errors
   // only for what stops the whole experiment before any run (the crowd's dataset missing).

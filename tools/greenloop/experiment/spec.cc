@@ -40,7 +40,8 @@ const std::map<std::string, v1::Mode>& Modes() {
                                           {"hybrid", v1::MODE_HYBRID},
                                           {"clean", v1::MODE_CLEAN},
                                           {"prune", v1::MODE_PRUNE},
-                                          {"hitl_features", v1::MODE_HITL_FEATURES}};
+                                          {"hitl_features", v1::MODE_HITL_FEATURES},
+                                          {"hitl_combined", v1::MODE_HITL_COMBINED}};
   return *m;
 }
 
@@ -250,10 +251,16 @@ void Bind(config::Schema& s, Spec& spec, Raw& raw) {
            {.one_of = {"rrr", "counterexample", "remove"}})
       .Add("features.penalty_weight", &spec.feature_penalty_weight,
            "lambda of the RRR penalty; 0 = calibrated to the cross-entropy", {.min = 0.0})
+      .Add("features.penalty_samples", &spec.features_penalty_samples,
+           "rrr on images: at most N covered samples of a batch take the penalty (drawn at "
+           "random, scaled to stay unbiased); 0 = all",
+           {.min = 0, .max = 4096})
       .Add("features.ask_after_steps", &spec.features_ask_after_steps,
-           "hitl_features: steps before the rule questions go out; 0 = 50", {.min = 0})
+           "hitl_features, hitl_combined: steps before the rule questions go out; 0 = 50",
+           {.min = 0})
       .Add("features.item_questions", &spec.features_item_questions,
-           "hitl_features: 0 asks one rule per class; N asks what to ignore in N training "
+           "hitl_features, hitl_combined: 0 asks one rule per class; N asks what to ignore in N "
+           "training "
            "samples instead (per-item masks, each shown with the model's explanation of it)",
            {.min = 0, .max = 500})
       .Add("crowd.gold_share", &c.gold_share, "share of gold items served",
@@ -361,14 +368,15 @@ absl::Status Finish(Spec& spec, const Raw& raw) {
     spec.target_accuracy = t;
   }
   if (raw.modes.empty())
-    return Invalid(
-        p, "modes: name at least one of baseline, hitl, auto, hybrid, clean, prune, hitl_features");
+    return Invalid(p,
+                   "modes: name at least one of baseline, hitl, auto, hybrid, clean, prune, "
+                   "hitl_features, hitl_combined");
   std::set<v1::Mode> seen;
   for (const std::string& m : raw.modes) {
     auto it = Modes().find(m);
     if (it == Modes().end()) {
       return Invalid(p, fmt::format("modes: unknown mode '{}' (baseline, hitl, auto, hybrid, "
-                                    "clean, prune, hitl_features)",
+                                    "clean, prune, hitl_features, hitl_combined)",
                                     m));
     }
     if (!seen.insert(it->second).second) return Invalid(p, fmt::format("modes: '{}' twice", m));
@@ -482,7 +490,8 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
   c.mutable_budget()->set_max_energy_joules(spec.max_energy_joules);
   c.set_target_accuracy(target_accuracy);
   c.set_mode(mode);
-  if (mode == v1::MODE_HITL || mode == v1::MODE_AUTO || mode == v1::MODE_HYBRID) {
+  if (mode == v1::MODE_HITL || mode == v1::MODE_AUTO || mode == v1::MODE_HYBRID ||
+      mode == v1::MODE_HITL_COMBINED) {
     if (spec.noise_review) {
       v1::NoiseReview* r = c.mutable_noise_review();
       r->set_enabled(true);
@@ -513,6 +522,9 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
     c.mutable_feedback()->set_agreeing_ratings(
         static_cast<std::uint32_t>(spec.crowd.agreeing_ratings));
     c.mutable_feedback()->set_show_model_prediction(spec.crowd.show_model_prediction);
+    if (mode == v1::MODE_HITL_COMBINED) {
+      c.mutable_feedback()->set_feature_campaign_id(FeatureCampaignFor(campaign_id));
+    }
   }
   if (spec.decoy) {
     c.mutable_decoy()->set_enabled(true);
@@ -521,12 +533,13 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
         static_cast<std::uint32_t>(spec.decoy_tokens_per_sample));
     c.mutable_decoy()->set_seed(static_cast<std::uint64_t>(spec.decoy_seed + seed_index));
   }
-  if (mode == v1::MODE_HITL_FEATURES) {
+  if (mode == v1::MODE_HITL_FEATURES || mode == v1::MODE_HITL_COMBINED) {
     v1::FeatureFeedback* f = c.mutable_feature_feedback();
     f->set_method(spec.feature_method);
     f->set_penalty_weight(spec.feature_penalty_weight);
     f->set_ask_after_steps(static_cast<std::uint32_t>(spec.features_ask_after_steps));
     f->set_item_questions(static_cast<std::uint32_t>(spec.features_item_questions));
+    f->set_penalty_samples(static_cast<std::uint32_t>(spec.features_penalty_samples));
   }
   c.set_energy_endpoint(spec.services.energy);
   c.set_experiment_id(experiment_id);
@@ -570,7 +583,10 @@ std::string DatasetName(v1::Dataset dataset) {
 }
 
 bool UsesHumans(v1::Mode mode) {
-  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_HITL_FEATURES;
+  return mode == v1::MODE_HITL || mode == v1::MODE_HYBRID || mode == v1::MODE_HITL_FEATURES ||
+         mode == v1::MODE_HITL_COMBINED;
 }
+
+std::string FeatureCampaignFor(const std::string& campaign_id) { return campaign_id + "-f"; }
 
 }  // namespace greenloop::experiment

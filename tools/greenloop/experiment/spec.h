@@ -132,7 +132,8 @@ struct Spec {
   v1::FeatureMethod feature_method = v1::FEATURE_METHOD_RRR;
   double feature_penalty_weight = 0.0;
   std::int64_t features_ask_after_steps = 0;
-  std::int64_t features_item_questions = 0;  // 0: rule questions; N: N per-item masks
+  std::int64_t features_item_questions = 0;   // 0: rule questions; N: N per-item masks
+  std::int64_t features_penalty_samples = 0;  // rrr on images: covered samples penalised; 0: all
   CrowdSpec crowd;
   ServicesSpec services;
   std::string output_dir = ".local/experiments";
@@ -156,7 +157,7 @@ v1::RunConfig RunConfigFor(const Spec& spec, v1::Mode mode, const std::string& e
                            const std::string& campaign_id, double target_accuracy,
                            std::int64_t seed_index = 0);
 
-// "baseline", "hitl", "auto", "hybrid", "clean", "prune", "hitl_features".
+// "baseline", "hitl", "auto", "hybrid", "clean", "prune", "hitl_features", "hitl_combined".
 std::string ModeName(v1::Mode mode);
 // "fashion_mnist", "spam_assassin".
 std::string DatasetName(v1::Dataset dataset);
@@ -168,5 +169,9 @@ std::optional<v1::ModelKind> ModelKindByName(const std::string& name);
 std::vector<std::string> ModelNames();
 // Whether raters are involved in `mode`.
 bool UsesHumans(v1::Mode mode);
+
+// MODE_HITL_COMBINED: the campaign of a run's feature questions, next to its label campaign
+// `campaign_id`: campaign_id + "-f".
+std::string FeatureCampaignFor(const std::string& campaign_id);
 
 }  // namespace greenloop::experiment

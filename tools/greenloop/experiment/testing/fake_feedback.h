@@ -28,6 +28,7 @@ class FakeFeedbackService final : public v1::FeedbackService::Service {
     std::string rater;
     std::uint32_t label = 0;
     double seconds = 0;
+    std::uint64_t order = 0;  // 1 for the service's first rating, and so on
   };
   struct Item {
     std::string id;
@@ -133,9 +134,10 @@ class FakeFeedbackService final : public v1::FeedbackService::Service {
     }
     const std::string rater = Rater(*ctx);
     item->leased_by.erase(rater);
-    item->ratings.push_back({rater, request->answer().label(), request->seconds_spent()});
-    leases_by_id_.erase(request->lease_id());
     ++submits_;
+    item->ratings.push_back({rater, request->answer().label(), request->seconds_spent(),
+                             static_cast<std::uint64_t>(submits_)});
+    leases_by_id_.erase(request->lease_id());
     response->set_rating_id(std::to_string(submits_));
     Campaign& c = campaigns_.at(campaign_of_[item->id]);
     const std::size_t k = c.spec.ratings_per_item() == 0 ? 3 : c.spec.ratings_per_item();
