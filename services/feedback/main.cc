@@ -115,6 +115,10 @@ absl::Status Run(int argc, char** argv) {
         if (cfg.tls_cert_path.empty() != cfg.tls_key_path.empty()) {
           return absl::InvalidArgumentError("set both tls.cert_path and tls.key_path, or neither");
         }
+        // Before connecting to anything: a placeholder must never become an admin token.
+        if (!cfg.bootstrap_admin_token.empty()) {
+          return CheckBootstrapSecret("auth.bootstrap_admin_token", cfg.bootstrap_admin_token);
+        }
         return absl::OkStatus();
       });
   GREENLOOP_RETURN_IF_ERROR(schema.Load(argc, argv));

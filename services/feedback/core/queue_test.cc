@@ -278,5 +278,26 @@ TEST(Tokens, SecretsAreRandomAndComparedInConstantTime) {
   EXPECT_FALSE(ConstantTimeEqual("abc", "ab"));
 }
 
+// Issue 17, hole 1: a manifest's placeholder (deploy/k8s/secrets.yaml ships "CHANGE-ME") must
+// never become a working admin token.
+TEST(Tokens, BootstrapSecretsMustBeGeneratedOrLongAndRandom) {
+  absl::StatusOr<std::string> generated = GenerateTokenSecret();
+  ASSERT_TRUE(generated.ok());
+  EXPECT_TRUE(CheckBootstrapSecret("auth.bootstrap_admin_token", *generated).ok());
+  EXPECT_TRUE(
+      CheckBootstrapSecret("s", "q8Zr2mWf9Lx0Pt4Vn7Yc1Bk6Hd3Gs5Ja+/=").ok());  // 32+, random
+  for (const char* bad :
+       {"CHANGE-ME", "change_me_change_me_change_me_change_me",
+        "my-password-0123456789-abcdefghijklmnop", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "glt_short",
+        "glt_CHANGEMEchangemeCHANGEMEchangemeCHANGEME",  // the generated form
+        "glt_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", "Placeholder-q8Zr2mWf9Lx0Pt4Vn7Yc1Bk6Hd"}) {
+    const absl::Status s = CheckBootstrapSecret("auth.bootstrap_admin_token", bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(std::string(s.message()).find("auth.bootstrap_admin_token"), std::string::npos);
+    EXPECT_EQ(std::string(s.message()).find(bad), std::string::npos) << "the value was echoed";
+  }
+}
+
 }  // namespace
 }  // namespace greenloop::feedback

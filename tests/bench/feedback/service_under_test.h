@@ -23,7 +23,7 @@
 namespace greenloop::feedback::bench {
 
 /// The admin token every benchmarked service is started with.
-inline constexpr char kBenchAdminToken[] = "glt_benchAdminSecretNotForProduction000000";
+inline constexpr char kBenchAdminToken[] = "glt_benchAdminNotForProduction0123456789abcd";
 
 class ServiceUnderTest final {
  public:

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -30,8 +31,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
-constexpr char kAdminToken[] = "glt_e2eAdminSecretForTestsOnly0123456789ab";
+constexpr char kAdminToken[] = "glt_e2eAdminForTestsOnly0123456789abcdefghij";
 constexpr char kPngBase64[] =
     "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAdUlEQVR4nH3JEQKAAAAAscMwDMMwDMMwDMMwDMMwDMMwDM"
     "MwDMMwDPvBTQdBGMVJmuVFWdVN2/"
@@ -225,6 +227,27 @@ class FeedbackE2eTest : public ::testing::Test {
   fs::path dir_ =
       fs::path(GREENLOOP_E2E_DIR) / ::testing::UnitTest::GetInstance()->current_test_info()->name();
 };
+
+// Issue 17, hole 1: deploy/k8s/secrets.yaml ships "CHANGE-ME"; the service refuses it as its
+// bootstrap admin token at start, with one line naming the setting, before it connects to
+// anything (the PostgreSQL named here does not exist, and the error is not about it).
+TEST(FeedbackBinary, RefusesAPlaceholderBootstrapTokenBeforeConnectingToAnything) {
+  const fs::path dir = fs::path(GREENLOOP_E2E_DIR);
+  fs::create_directories(dir);
+  for (const std::string token : {"CHANGE-ME", "glt_CHANGEMEchangemeCHANGEMEchangemeCHANGEME"}) {
+    greenloop::testing::ChildProcess p;
+    p.Start({GREENLOOP_FEEDBACK_BIN, "--pg.url=postgresql://nobody@127.0.0.1:1/none",
+             "--auth.bootstrap_admin_token=" + token, "--grpc.address=127.0.0.1:0",
+             "--http.address=127.0.0.1:0", "--metrics.address=127.0.0.1:0"},
+            dir / "placeholder.log");
+    ASSERT_TRUE(p.WaitForLog(std::regex("auth.bootstrap_admin_token"), 10s)) << p.log();
+    EXPECT_EQ(p.Kill(0), 2) << p.log();  // signal 0: only waits for the exit
+    const std::string log = p.log();
+    EXPECT_THAT(log, Not(HasSubstr(token))) << "the secret was echoed";
+    EXPECT_THAT(log, Not(HasSubstr("127.0.0.1:1"))) << "it tried PostgreSQL first";
+    EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  }
+}
 
 TEST_F(FeedbackE2eTest, SigkillUnderLoadLosesNoAcknowledgedRatingAndNoVerdictRepeats) {
   Service service(dir_, db_.url());
