@@ -161,6 +161,57 @@ TEST_F(DistributedTest, FeatureRulesAndTheirWeightAreTheSameOnEveryRank) {
   EXPECT_EQ(a["step"], b["step"]);
 }
 
+// MODE_HITL_COMBINED on two ranks: rank 0 follows both campaigns, and both ranks relabel the
+// same samples and put the same rules in force at the same steps.
+TEST_F(DistributedTest, CombinedFeedbackRelabelsAndRulesTheSameOnEveryRank) {
+  const std::string port = std::to_string(FreePort());
+  const std::vector<std::string> common = {"--world=2", "--port=" + port, "--batch=32",
+                                           "--mode=hitl_combined", "--noise=0.3"};
+  auto with = [&](std::string rank) {
+    std::vector<std::string> a = common;
+    a.push_back("--rank=" + rank);
+    return a;
+  };
+  Rank r0(with("0"), Out("c0"));
+  Rank r1(with("1"), Out("c1"));
+  ASSERT_EQ(r0.Wait(std::chrono::seconds(300)), 0) << r0.Read()["message"];
+  ASSERT_EQ(r1.Wait(std::chrono::seconds(60)), 0) << r1.Read()["message"];
+  Result a = r0.Read();
+  Result b = r1.Read();
+  EXPECT_EQ(a["rules"], "10");
+  EXPECT_EQ(b["rules"], "10");
+  EXPECT_GT(std::stoul(a["relabelled"]), 100u);
+  EXPECT_EQ(a["relabelled"], b["relabelled"]);
+  EXPECT_EQ(a["changes_hash"], b["changes_hash"]);
+  EXPECT_EQ(a["lambda"], b["lambda"]);
+  EXPECT_EQ(a["accuracy"], b["accuracy"]);
+}
+
+// A λ that makes the loss overflow fails both ranks at the same step with the same line naming
+// the key (the flag rides the step's all-reduce), instead of one failing and the other hanging.
+TEST_F(DistributedTest, ANonFiniteLossFailsEveryRankNamingTheKey) {
+  const std::string port = std::to_string(FreePort());
+  const std::vector<std::string> common = {"--world=2",  "--port=" + port,
+                                           "--batch=32", "--mode=hitl_features",
+                                           "--noise=0",  "--lambda=1e308"};
+  auto with = [&](std::string rank) {
+    std::vector<std::string> a = common;
+    a.push_back("--rank=" + rank);
+    return a;
+  };
+  Rank r0(with("0"), Out("n0"));
+  Rank r1(with("1"), Out("n1"));
+  ASSERT_NE(r0.Wait(std::chrono::seconds(120)), -1) << "rank 0 hung";
+  ASSERT_NE(r1.Wait(std::chrono::seconds(60)), -1) << "rank 1 hung";
+  Result a = r0.Read();
+  Result b = r1.Read();
+  EXPECT_EQ(a["state"], "RUN_STATE_FAILED");
+  EXPECT_EQ(b["state"], "RUN_STATE_FAILED");
+  EXPECT_THAT(a["message"], ::testing::HasSubstr("config.feature_feedback.penalty_weight"));
+  EXPECT_THAT(b["message"], ::testing::HasSubstr("config.feature_feedback.penalty_weight"));
+  EXPECT_EQ(a["step"], b["step"]);
+}
+
 TEST_F(DistributedTest, AKilledRankFailsTheRunWithAClearMessageNotAHang) {
   const std::string port = std::to_string(FreePort());
   const std::vector<std::string> common = {"--world=2", "--port=" + port, "--epochs=100",

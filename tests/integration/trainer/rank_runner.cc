@@ -56,7 +56,8 @@ int Main(int argc, char** argv) {
                                              {"rendezvous_timeout_ms", "30000"},
                                              {"collective_timeout_ms", "10000"},
                                              {"threads", "1"},
-                                             {"ask", "20"}};
+                                             {"ask", "20"},
+                                             {"lambda", "0"}};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     const auto eq = a.find('=');
@@ -82,19 +83,21 @@ int Main(int argc, char** argv) {
   config.set_mode(mode == "hitl"            ? v1::MODE_HITL
                   : mode == "auto"          ? v1::MODE_AUTO
                   : mode == "hitl_features" ? v1::MODE_HITL_FEATURES
+                  : mode == "hitl_combined" ? v1::MODE_HITL_COMBINED
                                             : v1::MODE_BASELINE);
-  if (config.mode() == v1::MODE_HITL_FEATURES) {
+  if (AsksForFeatures(config.mode())) {
     config.mutable_decoy()->set_enabled(true);
     config.mutable_feature_feedback()->set_ask_after_steps(
         static_cast<std::uint32_t>(std::stoul(args["ask"])));
-  } else if (config.mode() != v1::MODE_BASELINE) {
-    config.set_select_every_steps(4);
+    config.mutable_feature_feedback()->set_penalty_weight(std::stod(args["lambda"]));
   }
+  if (JudgesSamples(config.mode())) config.set_select_every_steps(4);
   config.set_selection_pool(args["pool"] == "random" ? v1::SELECTION_POOL_RANDOM
                                                      : v1::SELECTION_POOL_TRAINING_BATCHES);
   config.mutable_auto_review()->set_flag_threshold(0.5);
   config.mutable_feedback()->set_endpoint("in-memory");
   config.mutable_feedback()->set_campaign_id("camp");
+  config.mutable_feedback()->set_feature_campaign_id("camp-f");
   absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
   if (!valid.ok()) {
     std::cerr << valid.status() << "\n";
@@ -145,10 +148,12 @@ int Main(int argc, char** argv) {
   }
   testing::FakeEnergyMeter energy;
   testing::FakeFeedbackQueue crowd(**ds, /*delay_polls=*/2);
+  testing::FakeFeedbackQueue feature_crowd(**ds, /*delay_polls=*/2);  // hitl_combined's rules
   HashingListener listener;
   TrainingPorts ports;
   ports.energy = &energy;
   ports.feedback = rank == 0 ? &crowd : nullptr;
+  ports.feature_feedback = rank == 0 ? &feature_crowd : nullptr;
   ports.collective = collective.get();
   ports.listener = &listener;
   RankOptions options;
