@@ -333,6 +333,17 @@ class DecoyRuns : public ::testing::Test {
     return config;
   }
 
+  // MODE_HITL_COMBINED: AsksRaters()'s rule questions in `campaign`-f, label questions in
+  // `campaign` every 5 steps (not validated).
+  static v1::RunConfig AsksRatersBoth(const std::string& campaign) {
+    v1::RunConfig config = AsksRaters();
+    config.set_mode(v1::MODE_HITL_COMBINED);
+    config.mutable_feedback()->set_campaign_id(campaign);
+    config.mutable_feedback()->set_feature_campaign_id(campaign + "-f");
+    config.set_select_every_steps(5);
+    return config;
+  }
+
   static TrainingOutcome RunOnce(const v1::RunConfig& config, const LoadedDataset& ds,
                                  testing::FakeFeedbackQueue* feedback = nullptr,
                                  bool resume = false, std::function<bool()> stop = nullptr,
@@ -440,11 +451,7 @@ TEST_F(DecoyRuns, RatersRulesFromTheQueueUndoTheShortcut) {
 // raters' relabels and their rules.
 TEST_F(DecoyRuns, CombinedFeedbackRelabelsSamplesAndPutsRulesInForce) {
   auto noisy = Load(true, /*noise_rate=*/0.3);
-  v1::RunConfig config = AsksRaters();
-  config.set_mode(v1::MODE_HITL_COMBINED);
-  config.mutable_feedback()->set_campaign_id("labels-1");
-  config.mutable_feedback()->set_feature_campaign_id("labels-1-f");
-  config.set_select_every_steps(5);
+  v1::RunConfig config = AsksRatersBoth("labels-1");
   config.set_candidates_per_selection(64);
   config.mutable_verdict_policy()->set_on_wrong_label(v1::WRONG_LABEL_ACTION_RELABEL);
   absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
@@ -477,11 +484,7 @@ TEST_F(DecoyRuns, CombinedFeedbackRelabelsSamplesAndPutsRulesInForce) {
 // A resumed MODE_HITL_COMBINED run follows each stream from its own cursor.
 TEST_F(DecoyRuns, AResumedCombinedRunFollowsEachStreamFromItsOwnCursor) {
   auto noisy = Load(true, /*noise_rate=*/0.3);
-  v1::RunConfig config = AsksRaters();
-  config.set_mode(v1::MODE_HITL_COMBINED);
-  config.mutable_feedback()->set_campaign_id("labels-2");
-  config.mutable_feedback()->set_feature_campaign_id("labels-2-f");
-  config.set_select_every_steps(5);
+  v1::RunConfig config = AsksRatersBoth("labels-2");
   config.mutable_budget()->set_max_epochs(2);
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("greenloop-combined-" + std::to_string(getpid()));

@@ -84,6 +84,22 @@ class DistributedTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string Out(const std::string& name) const { return (dir_ / name).string(); }
+  // Runs ranks 0 and 1 of one run with `args` (world 2 and a free port added) to their end, their
+  // output files named `name`0 and `name`1; each rank's result.
+  std::pair<Result, Result> TwoRanks(std::vector<std::string> args, const std::string& name) {
+    args.push_back("--world=2");
+    args.push_back("--port=" + std::to_string(FreePort()));
+    auto with = [&](const char* rank) {
+      std::vector<std::string> a = args;
+      a.push_back(std::string("--rank=") + rank);
+      return a;
+    };
+    Rank r0(with("0"), Out(name + "0"));
+    Rank r1(with("1"), Out(name + "1"));
+    EXPECT_NE(r0.Wait(std::chrono::seconds(300)), -1) << "rank 0 hung";
+    EXPECT_NE(r1.Wait(std::chrono::seconds(60)), -1) << "rank 1 hung";
+    return {r0.Read(), r1.Read()};
+  }
   std::filesystem::path dir_;
 };
 
@@ -138,21 +154,9 @@ TEST_F(DistributedTest, TrainingBatchPoolAppliesTheSameVerdictsOnEveryRank) {
 // and both set the same RRR weight (the calibration sums every rank's batch in the step's
 // all-reduce; a rank calibrating alone on its own half-batch would pick its own).
 TEST_F(DistributedTest, FeatureRulesAndTheirWeightAreTheSameOnEveryRank) {
-  const std::string port = std::to_string(FreePort());
-  const std::vector<std::string> common = {"--world=2", "--port=" + port, "--batch=32",
-                                           "--mode=hitl_features", "--noise=0"};
-  auto with = [&](std::string rank) {
-    std::vector<std::string> a = common;
-    a.push_back("--rank=" + rank);
-    return a;
-  };
-  Rank r0(with("0"), Out("f0"));
-  Rank r1(with("1"), Out("f1"));
-  ASSERT_EQ(r0.Wait(std::chrono::seconds(300)), 0) << r0.Read()["message"];
-  ASSERT_EQ(r1.Wait(std::chrono::seconds(60)), 0) << r1.Read()["message"];
-  Result a = r0.Read();
-  Result b = r1.Read();
-  EXPECT_EQ(a["state"], "RUN_STATE_SUCCEEDED");
+  auto [a, b] = TwoRanks({"--batch=32", "--mode=hitl_features", "--noise=0"}, "f");
+  ASSERT_EQ(a["state"], "RUN_STATE_SUCCEEDED") << a["message"];
+  ASSERT_EQ(b["state"], "RUN_STATE_SUCCEEDED") << b["message"];
   EXPECT_EQ(a["rules"], "10");
   EXPECT_EQ(b["rules"], "10");
   EXPECT_GT(std::stod(a["lambda"]), 0);
@@ -164,20 +168,9 @@ TEST_F(DistributedTest, FeatureRulesAndTheirWeightAreTheSameOnEveryRank) {
 // MODE_HITL_COMBINED on two ranks: rank 0 follows both campaigns, and both ranks relabel the
 // same samples and put the same rules in force at the same steps.
 TEST_F(DistributedTest, CombinedFeedbackRelabelsAndRulesTheSameOnEveryRank) {
-  const std::string port = std::to_string(FreePort());
-  const std::vector<std::string> common = {"--world=2", "--port=" + port, "--batch=32",
-                                           "--mode=hitl_combined", "--noise=0.3"};
-  auto with = [&](std::string rank) {
-    std::vector<std::string> a = common;
-    a.push_back("--rank=" + rank);
-    return a;
-  };
-  Rank r0(with("0"), Out("c0"));
-  Rank r1(with("1"), Out("c1"));
-  ASSERT_EQ(r0.Wait(std::chrono::seconds(300)), 0) << r0.Read()["message"];
-  ASSERT_EQ(r1.Wait(std::chrono::seconds(60)), 0) << r1.Read()["message"];
-  Result a = r0.Read();
-  Result b = r1.Read();
+  auto [a, b] = TwoRanks({"--batch=32", "--mode=hitl_combined", "--noise=0.3"}, "c");
+  ASSERT_EQ(a["state"], "RUN_STATE_SUCCEEDED") << a["message"];
+  ASSERT_EQ(b["state"], "RUN_STATE_SUCCEEDED") << b["message"];
   EXPECT_EQ(a["rules"], "10");
   EXPECT_EQ(b["rules"], "10");
   EXPECT_GT(std::stoul(a["relabelled"]), 100u);
@@ -190,21 +183,8 @@ TEST_F(DistributedTest, CombinedFeedbackRelabelsAndRulesTheSameOnEveryRank) {
 // A λ that makes the loss overflow fails both ranks at the same step with the same line naming
 // the key (the flag rides the step's all-reduce), instead of one failing and the other hanging.
 TEST_F(DistributedTest, ANonFiniteLossFailsEveryRankNamingTheKey) {
-  const std::string port = std::to_string(FreePort());
-  const std::vector<std::string> common = {"--world=2",  "--port=" + port,
-                                           "--batch=32", "--mode=hitl_features",
-                                           "--noise=0",  "--lambda=1e308"};
-  auto with = [&](std::string rank) {
-    std::vector<std::string> a = common;
-    a.push_back("--rank=" + rank);
-    return a;
-  };
-  Rank r0(with("0"), Out("n0"));
-  Rank r1(with("1"), Out("n1"));
-  ASSERT_NE(r0.Wait(std::chrono::seconds(120)), -1) << "rank 0 hung";
-  ASSERT_NE(r1.Wait(std::chrono::seconds(60)), -1) << "rank 1 hung";
-  Result a = r0.Read();
-  Result b = r1.Read();
+  auto [a, b] =
+      TwoRanks({"--batch=32", "--mode=hitl_features", "--noise=0", "--lambda=1e308"}, "n");
   EXPECT_EQ(a["state"], "RUN_STATE_FAILED");
   EXPECT_EQ(b["state"], "RUN_STATE_FAILED");
   EXPECT_THAT(a["message"], ::testing::HasSubstr("config.feature_feedback.penalty_weight"));
