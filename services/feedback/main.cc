@@ -34,6 +34,9 @@ struct Config {
   std::string metrics_address = "0.0.0.0:9102";
   std::string http_address = "0.0.0.0:8080";
   std::int64_t http_threads = 16;
+  std::int64_t http_max_body_bytes = 4 << 20;
+  double http_auth_failure_burst = 20;
+  double http_auth_failures_per_second = 1;
   std::int64_t max_message_bytes = 64 << 20;
   std::string pg_url;
   std::int64_t pg_pool_size = 16;
@@ -66,6 +69,14 @@ absl::Status Run(int argc, char** argv) {
       .Add("metrics.address", &cfg.metrics_address, "Prometheus /metrics listen address")
       .Add("http.address", &cfg.http_address, "rater web page and JSON API listen address")
       .Add("http.threads", &cfg.http_threads, "HTTP worker threads", {.min = 1, .max = 1024})
+      .Add("http.max_body_bytes", &cfg.http_max_body_bytes,
+           "largest JSON API body (413 beyond, unread)", {.min = 64 << 10, .max = 64 << 20})
+      .Add("http.auth_failure_burst", &cfg.http_auth_failure_burst,
+           "failed authentications a client address may make in a row before it gets 429",
+           {.min = 1.0, .max = 1e6})
+      .Add("http.auth_failures_per_second", &cfg.http_auth_failures_per_second,
+           "how fast a client's allowance of failed authentications refills",
+           {.min = 0.001, .max = 1e6})
       .Add("pg.url", &cfg.pg_url, "PostgreSQL connection string (required)", {.secret = true})
       .Add("pg.pool_size", &cfg.pg_pool_size, "most PostgreSQL connections", {.min = 2, .max = 500})
       .Add("auth.disabled", &cfg.auth_disabled,
@@ -192,9 +203,12 @@ absl::Status Run(int argc, char** argv) {
   }
   rpc::Server server(server_options);
   server.Add(&service);
-  FeedbackHttpServer http(&api, {.address = cfg.http_address,
-                                 .max_body_bytes = static_cast<std::size_t>(cfg.max_message_bytes),
-                                 .threads = static_cast<int>(cfg.http_threads)});
+  FeedbackHttpServer http(&api,
+                          {.address = cfg.http_address,
+                           .max_body_bytes = static_cast<std::size_t>(cfg.http_max_body_bytes),
+                           .threads = static_cast<int>(cfg.http_threads),
+                           .auth_failure_burst = cfg.http_auth_failure_burst,
+                           .auth_failures_per_second = cfg.http_auth_failures_per_second});
 
   MaintenanceLoop maintenance(
       &queue, absl::FromChrono(cfg.reap_interval), absl::FromChrono(cfg.reestimate_interval),

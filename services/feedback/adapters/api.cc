@@ -104,6 +104,13 @@ absl::StatusOr<Caller> FeedbackApi::Authenticate(
   return Caller{p.id, p.name, ToProto(p.role)};
 }
 
+absl::StatusOr<Caller> FeedbackApi::Admit(std::string_view rpc,
+                                          const absl::StatusOr<std::string_view>& token) const {
+  absl::StatusOr<Caller> caller = Authenticate(token);
+  if (!caller.ok()) Account(rpc, caller.status());
+  return caller;
+}
+
 void FeedbackApi::Account(std::string_view rpc, const absl::Status& status) const {
   switch (status.code()) {
     case absl::StatusCode::kUnauthenticated:

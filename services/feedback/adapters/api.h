@@ -77,6 +77,12 @@ class FeedbackApi final {
 
   /// The caller holding `token` (the result of parsing the request's authorization header).
   absl::StatusOr<Caller> Authenticate(const absl::StatusOr<std::string_view>& token) const;
+  /// Authenticate(), with a failure counted against `rpc` as Call() counts it: for an adapter
+  /// that checks the caller before it reads the request (the HTTP body).
+  absl::StatusOr<Caller> Admit(std::string_view rpc,
+                               const absl::StatusOr<std::string_view>& token) const;
+  /// Counts a call refused because its client failed to authenticate too often.
+  void CountThrottled() const { metrics_->OnAuthThrottled(); }
 
   /// Runs `method` for the holder of `token`.
   template <typename Req, typename Resp>

@@ -3,6 +3,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 #include <map>
 
@@ -14,6 +16,11 @@ namespace {
 
 using Handler = std::function<absl::StatusOr<std::string>(
     const std::string& body, const absl::StatusOr<std::string_view>& token)>;
+using Routes = std::map<std::string, Handler, std::less<>>;
+
+// On every response: no MIME sniffing, nothing but our own scripts and styles, never in a frame.
+constexpr char kContentSecurityPolicy[] =
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'";
 
 std::string ErrorJson(const absl::Status& status) {
   // The same rule as ToGrpcStatus: internals never reach a client.
@@ -75,6 +82,68 @@ absl::StatusOr<std::string_view> HeaderToken(const httplib::Request& req) {
   return value;
 }
 
+void Reply(httplib::Response& res, const absl::StatusOr<std::string>& out) {
+  if (out.ok()) {
+    res.status = 200;
+    res.set_content(*out, "application/json");
+  } else {
+    res.status = HttpStatusFor(out.status().code());
+    res.set_content(ErrorJson(out.status()), "application/json");
+  }
+}
+
+// An answer given before the body was read: the connection closes, so that the body's unread
+// bytes are never parsed as the next request.
+void RefuseUnread(httplib::Response& res, const absl::Status& status) {
+  res.set_header("Connection", "close");
+  Reply(res, status);
+}
+
+// One JSON API call. The RPC's name and the caller are checked before the body is read; a client
+// throttled for failing to authenticate is refused before its token is looked up.
+void ServeApi(FeedbackApi& api, AuthThrottle& throttle, const Routes& routes,
+              std::size_t max_body_bytes, const httplib::Request& req, httplib::Response& res,
+              const httplib::ContentReader& read_body) {
+  res.set_header("Cache-Control", "no-store");
+  const std::string rpc = req.matches[1];
+  const auto route = routes.find(rpc);
+  if (route == routes.end()) {
+    return RefuseUnread(res, absl::NotFoundError(fmt::format(
+                                 "no RPC '{}' in the JSON API (WatchVerdicts is gRPC only)", rpc)));
+  }
+  const absl::StatusOr<std::string_view> token = HeaderToken(req);
+  if (!api.auth_disabled()) {
+    const absl::Time now = absl::Now();
+    if (!throttle.Allowed(req.remote_addr, now)) {
+      api.CountThrottled();
+      const auto wait = static_cast<long>(
+          std::ceil(absl::ToDoubleSeconds(throttle.RetryAt(req.remote_addr, now) - now)));
+      res.set_header("Retry-After", std::to_string(std::max(1L, wait)));
+      return RefuseUnread(res, absl::ResourceExhaustedError(
+                                   "too many failed authentications from this address; retry "
+                                   "after the time in Retry-After"));
+    }
+    if (absl::StatusOr<Caller> caller = api.Admit(rpc, token); !caller.ok()) {
+      if (absl::IsUnauthenticated(caller.status())) throttle.Failed(req.remote_addr, now);
+      return RefuseUnread(res, caller.status());
+    }
+  }
+  std::string body;
+  if (!read_body([&body](const char* data, std::size_t n) {
+        body.append(data, n);
+        return true;
+      })) {
+    res.set_header("Connection", "close");
+    res.status = 413;
+    res.set_content(ErrorJson(absl::InvalidArgumentError(fmt::format(
+                        "the body is larger than {} bytes (http.max_body_bytes), or incomplete",
+                        max_body_bytes))),
+                    "application/json");
+    return;
+  }
+  Reply(res, route->second(body, token));
+}
+
 }  // namespace
 
 int HttpStatusFor(absl::StatusCode code) {
@@ -110,7 +179,10 @@ int HttpStatusFor(absl::StatusCode code) {
 }
 
 FeedbackHttpServer::FeedbackHttpServer(FeedbackApi* api, HttpOptions options)
-    : api_(api), options_(std::move(options)) {}
+    : api_(api),
+      options_(std::move(options)),
+      throttle_({.failures_per_second = options_.auth_failures_per_second,
+                 .burst = options_.auth_failure_burst}) {}
 
 FeedbackHttpServer::~FeedbackHttpServer() { Stop(); }
 
@@ -134,8 +206,11 @@ absl::Status FeedbackHttpServer::Start() {
   const int threads = options_.threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_default_headers({{"X-Content-Type-Options", "nosniff"},
+                                {"Content-Security-Policy", kContentSecurityPolicy},
+                                {"Referrer-Policy", "no-referrer"}});
 
-  auto routes = std::make_shared<std::map<std::string, Handler, std::less<>>>();
+  auto routes = std::make_shared<Routes>();
   FeedbackApi* api = api_;
   (*routes)["CreateCampaign"] = Route(api, "CreateCampaign", &FeedbackQueue::CreateCampaign);
   (*routes)["GetCampaign"] = Route(api, "GetCampaign", &FeedbackQueue::GetCampaign);
@@ -153,23 +228,11 @@ absl::Status FeedbackHttpServer::Start() {
   (*routes)["ListTokens"] = Route(api, "ListTokens", &FeedbackQueue::ListTokens);
   (*routes)["WhoAmI"] = Route(api, "WhoAmI", &FeedbackQueue::WhoAmI);
 
-  server_->Post(R"(/api/v1/([A-Za-z]+))", [routes](const httplib::Request& req,
-                                                   httplib::Response& res) {
-    const std::string rpc = req.matches[1];
-    auto it = routes->find(rpc);
-    absl::StatusOr<std::string> out =
-        it == routes->end() ? absl::StatusOr<std::string>(absl::NotFoundError(fmt::format(
-                                  "no RPC '{}' in the JSON API (WatchVerdicts is gRPC only)", rpc)))
-                            : it->second(req.body, HeaderToken(req));
-    res.set_header("Cache-Control", "no-store");
-    if (out.ok()) {
-      res.status = 200;
-      res.set_content(*out, "application/json");
-    } else {
-      res.status = HttpStatusFor(out.status().code());
-      res.set_content(ErrorJson(out.status()), "application/json");
-    }
-  });
+  server_->Post(R"(/api/v1/([A-Za-z]+))",
+                [this, routes](const httplib::Request& req, httplib::Response& res,
+                               const httplib::ContentReader& read_body) {
+                  ServeApi(*api_, throttle_, *routes, options_.max_body_bytes, req, res, read_body);
+                });
   server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
@@ -177,8 +240,6 @@ absl::Status FeedbackHttpServer::Start() {
     std::string path = req.path == "/" ? "/index.html" : req.path;
     for (const WebAsset& asset : WebAssets()) {
       if (asset.path == path) {
-        res.set_header("Content-Security-Policy",
-                       "default-src 'self'; img-src 'self' data:; style-src 'self'");
         res.set_content(std::string(asset.body), std::string(asset.content_type).c_str());
         return;
       }

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "services/feedback/adapters/api.h"
+#include "services/feedback/core/auth_throttle.h"
 
 namespace httplib {
 class Server;
@@ -16,9 +17,13 @@ class Server;
 namespace greenloop::feedback {
 
 struct HttpOptions {
-  std::string address = "0.0.0.0:8080";           // host:port; port 0 picks a free one
-  std::size_t max_body_bytes = 64 * 1024 * 1024;  // larger bodies get 413
+  std::string address = "0.0.0.0:8080";          // host:port; port 0 picks a free one
+  std::size_t max_body_bytes = 4 * 1024 * 1024;  // larger bodies get 413, unread
   int threads = 8;
+  // Failed authentications a client (peer address) may make in a row, and how fast that refills;
+  // beyond, its API calls get 429 before their token is looked up.
+  double auth_failure_burst = 20;
+  double auth_failures_per_second = 1;
 };
 
 /// \brief Serves, on one port:
@@ -33,6 +38,13 @@ struct HttpOptions {
 /// A body that is not JSON for the request message is 400 INVALID_ARGUMENT and nothing is done.
 /// WatchVerdicts is gRPC only. The handlers go through the same FeedbackApi as gRPC, so roles,
 /// validation and errors are identical.
+///
+/// Untrusted callers cost little: the RPC's name and the caller's token are checked before the
+/// body is read (an unknown RPC, a missing or unknown token are answered without reading it, and
+/// the connection is closed), a body over `max_body_bytes` is 413, and a client whose
+/// authentications keep failing is answered 429 with Retry-After before its token is looked up
+/// (AuthThrottle). Every response carries `X-Content-Type-Options: nosniff` and a
+/// Content-Security-Policy with `frame-ancestors 'none'` (the page cannot be framed).
 ///
 /// Thread-safety: Start() and Stop() from the owning thread; the api must outlive the server.
 class FeedbackHttpServer final {
@@ -51,6 +63,7 @@ class FeedbackHttpServer final {
  private:
   FeedbackApi* const api_;
   const HttpOptions options_;
+  AuthThrottle throttle_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

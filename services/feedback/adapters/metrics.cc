@@ -86,6 +86,7 @@ FeedbackMetrics::FeedbackMetrics(prometheus::Registry& registry)
       unauthenticated_(auth_failures_.Add({{"reason", "unauthenticated"}})),
       denied_(auth_failures_.Add({{"reason", "permission_denied"}})),
       rate_limited_(auth_failures_.Add({{"reason", "rate_limited"}})),
+      throttled_(auth_failures_.Add({{"reason", "throttled"}})),
       auth_disabled_(Build<prometheus::Gauge>(registry, "greenloop_feedback_auth_disabled",
                                               "1 when bearer tokens are not checked")
                          .Add({})),

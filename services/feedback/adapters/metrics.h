@@ -35,7 +35,8 @@ namespace greenloop::feedback {
 ///   greenloop_feedback_lease_latency_seconds              histogram: Lease RPC, server side
 ///   greenloop_feedback_rating_seconds                     histogram: lease to submit
 ///   greenloop_feedback_auth_failures_total{reason}        counter: unauthenticated, denied,
-///                                                         rate_limited
+///                                                         rate_limited, throttled (HTTP
+///                                                         clients failing too often)
 ///   greenloop_feedback_auth_disabled                      gauge: 1 when tokens are not checked
 ///   greenloop_feedback_errors_total{rpc}                  counter: INTERNAL results
 ///
@@ -54,6 +55,7 @@ class FeedbackMetrics final : public QueueObserver {
 
   void ObserveLeaseLatency(double seconds) { lease_latency_.Observe(seconds); }
   void OnUnauthenticated() { unauthenticated_.Increment(); }
+  void OnAuthThrottled() { throttled_.Increment(); }
   void OnPermissionDenied() { denied_.Increment(); }
   void OnInternalError(const std::string& rpc);
   void SetAuthDisabled(bool disabled) { auth_disabled_.Set(disabled ? 1 : 0); }
@@ -78,6 +80,7 @@ class FeedbackMetrics final : public QueueObserver {
   prometheus::Counter& unauthenticated_;
   prometheus::Counter& denied_;
   prometheus::Counter& rate_limited_;
+  prometheus::Counter& throttled_;
   prometheus::Gauge& auth_disabled_;
   prometheus::Family<prometheus::Counter>& errors_;
   absl::Mutex mu_;

@@ -27,7 +27,8 @@ using namespace std::chrono_literals;
 
 class FeedbackEnv {
  public:
-  explicit FeedbackEnv(QueueOptions options = {.rater_requests_per_second = 0}) {
+  explicit FeedbackEnv(QueueOptions options = {.rater_requests_per_second = 0},
+                       HttpOptions http = {}) {
     pool_ = *pg::Pool::Create({.url = db_.url(), .max_size = 32});
     absl::Status migrated = pg::ApplyMigrations(*pool_, "feedback", FeedbackMigrations());
     if (!migrated.ok()) throw std::runtime_error(migrated.ToString());
@@ -44,7 +45,8 @@ class FeedbackEnv {
     server_->Add(service_.get());
     streams_->Start();
     if (absl::Status s = server_->Start(); !s.ok()) throw std::runtime_error(s.ToString());
-    http_ = std::make_unique<FeedbackHttpServer>(api_.get(), HttpOptions{.address = "127.0.0.1:0"});
+    http.address = "127.0.0.1:0";
+    http_ = std::make_unique<FeedbackHttpServer>(api_.get(), std::move(http));
     if (absl::Status s = http_->Start(); !s.ok()) throw std::runtime_error(s.ToString());
     channel_ = *rpc::CreateChannel(fmt::format("127.0.0.1:{}", server_->port()));
     stub_ = v1::FeedbackService::NewStub(channel_);

@@ -1,8 +1,12 @@
 // The feedback queue end to end in one process: real PostgreSQL (the `pg` fixture), real gRPC and
 // HTTP over loopback, the real store, queue and adapters.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <map>
@@ -500,6 +504,100 @@ TEST(FeedbackQueuePg, HttpJsonApiRejectsBadInputWithTheRightCodeAndStoresNothing
   ASSERT_TRUE(page);
   EXPECT_THAT(page->body, HasSubstr("<script src=\"app.js\">"));
   EXPECT_EQ(http.Get("/app.js")->status, 200);
+}
+
+// Sends `head` on a fresh loopback connection to `port`, then waits up to `wait` for the reply
+// without sending anything more; returns what came back ("" when nothing did).
+std::string RawExchange(int port, const std::string& head, std::chrono::milliseconds wait) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return "";
+  }
+  ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+  timeval tv{.tv_sec = 0, .tv_usec = static_cast<suseconds_t>(wait.count() * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;)
+    reply.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return reply;
+}
+
+// Issue 17, hole 2: the JSON API reads no body before the caller is known, refuses bodies over a
+// few MiB, throttles clients that keep failing to authenticate, and sends the protective headers
+// on every response.
+TEST(FeedbackQueuePg, HttpChecksTheTokenBeforeTheBodyAndThrottlesFailedAuthentication) {
+  FeedbackEnv env(
+      {.rater_requests_per_second = 0},
+      {.max_body_bytes = 256 << 10, .auth_failure_burst = 3, .auth_failures_per_second = 0.01});
+  env.Campaign("hard", 1);
+  // A 1 MiB body announced and not sent: without a token the answer comes at once, unread.
+  const std::string announced =
+      "POST /api/v1/EnqueueItems HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Content-Length: 1048576\r\n";
+  std::string reply = RawExchange(env.http_port(), announced + "\r\n", 3000ms);
+  EXPECT_THAT(reply, HasSubstr("401")) << reply;
+  EXPECT_THAT(reply, HasSubstr("UNAUTHENTICATED"));
+  // With a worker's token the server waits for the body (nothing comes back in 300 ms)...
+  const std::string authorized = announced + "Authorization: Bearer " + env.worker() + "\r\n";
+  EXPECT_EQ(RawExchange(env.http_port(), authorized + "\r\n", 300ms), "");
+  // ... and a body over http.max_body_bytes is 413, whoever sends it.
+  httplib::Client http("127.0.0.1", env.http_port());
+  const httplib::Headers worker = {{"Authorization", "Bearer " + env.worker()}};
+  auto big =
+      http.Post("/api/v1/EnqueueItems", worker, std::string(300 << 10, ' '), "application/json");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413) << big->body;
+  // The protective headers, on the API, the page and a 404.
+  auto who = http.Post("/api/v1/WhoAmI", worker, "{}", "application/json");
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->status, 200) << who->body;
+  for (const httplib::Result* r : {&who, &big}) {
+    EXPECT_EQ((*r)->get_header_value("X-Content-Type-Options"), "nosniff");
+    EXPECT_THAT((*r)->get_header_value("Content-Security-Policy"),
+                HasSubstr("frame-ancestors 'none'"));
+  }
+  for (const char* path : {"/", "/nothing-here.js"}) {
+    auto page = http.Get(path);
+    ASSERT_TRUE(page) << path;
+    EXPECT_EQ(page->get_header_value("X-Content-Type-Options"), "nosniff") << path;
+    EXPECT_EQ(page->get_header_value_count("Content-Security-Policy"), 1u) << path;
+    EXPECT_THAT(page->get_header_value("Content-Security-Policy"),
+                HasSubstr("frame-ancestors 'none'"))
+        << path;
+  }
+  // Three failed authentications from this address (the tokenless request above, two unknown
+  // tokens), then 429 with Retry-After before any lookup: even a good token from the same address
+  // waits (the allowance refills at 0.01 per second here).
+  const httplib::Headers stranger = {{"Authorization", "Bearer glt_not-a-real-token"}};
+  for (int i = 0; i < 2; ++i) {
+    auto r = http.Post("/api/v1/WhoAmI", stranger, "{}", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 401) << i;
+  }
+  auto throttled = http.Post("/api/v1/WhoAmI", stranger, "{}", "application/json");
+  ASSERT_TRUE(throttled);
+  EXPECT_EQ(throttled->status, 429) << throttled->body;
+  EXPECT_GE(std::stoi(throttled->get_header_value("Retry-After", 0)), 1);
+  auto good_but_throttled = http.Post("/api/v1/WhoAmI", worker, "{}", "application/json");
+  EXPECT_EQ(good_but_throttled->status, 429);
+  double throttled_count = 0;
+  for (const prometheus::MetricFamily& f : env.registry().Collect()) {
+    if (f.name != "greenloop_feedback_auth_failures_total") continue;
+    for (const prometheus::ClientMetric& m : f.metric) {
+      for (const prometheus::ClientMetric::Label& l : m.label) {
+        if (l.name == "reason" && l.value == "throttled") throttled_count = m.counter.value;
+      }
+    }
+  }
+  EXPECT_EQ(throttled_count, 2);
+  EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_items"), 0);
 }
 
 TEST(FeedbackQueuePg, DawidSkeneReestimationWeightsRatersAndRevisesVerdicts) {
