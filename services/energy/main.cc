@@ -66,7 +66,7 @@ struct Config {
   double pue = kDefaultPue;
   double grid_intensity = kDefaultGridIntensity;
   std::string carbon_source = std::string(kDefaultCarbonSource);
-  bool auth_disabled = true;
+  bool auth_disabled = false;
   std::string auth_feedback_address;
   std::chrono::milliseconds run_retention{3'600'000};
   std::chrono::milliseconds run_series_grace{300'000};
@@ -116,7 +116,8 @@ absl::Status Run(int argc, char** argv) {
            "grid carbon intensity, gCO2e per kWh", {.min = 0, .max = 2000})
       .Add("carbon.source", &cfg.carbon_source, "where the two carbon factors come from")
       .Add("auth.disabled", &cfg.auth_disabled,
-           "accept calls without a token (local development; logged and exported)")
+           "accept calls without a token (local development only, opted into explicitly; logged "
+           "and exported)")
       .Add("auth.feedback_address", &cfg.auth_feedback_address,
            "feedback service (host:port) that checks bearer tokens when auth is enabled")
       .Add("runs.retention", &cfg.run_retention, "how long ended runs stay in memory")
@@ -126,7 +127,15 @@ absl::Status Run(int argc, char** argv) {
            "counters saved less than this long ago are continued after a restart")
       .Add("log.format", &cfg.log_format, "text or json", {.one_of = {"text", "json"}})
       .Add("log.level", &cfg.log_level, "debug, info, warn or error",
-           {.one_of = {"debug", "info", "warn", "error"}});
+           {.one_of = {"debug", "info", "warn", "error"}})
+      .Check([&cfg]() -> absl::Status {
+        if (!cfg.auth_disabled && cfg.auth_feedback_address.empty()) {
+          return absl::InvalidArgumentError(
+              "auth.feedback_address is required: the feedback service checks the callers' "
+              "tokens (or set auth.disabled=true for local development)");
+        }
+        return absl::OkStatus();
+      });
   GREENLOOP_RETURN_IF_ERROR(schema.Load(argc, argv));
   if (schema.help_requested()) {
     std::cout << schema.Usage();
@@ -213,10 +222,6 @@ absl::Status Run(int argc, char** argv) {
   if (cfg.auth_disabled) {
     logging::Warn("authentication is disabled: any caller may register runs (auth.disabled)");
   } else {
-    if (cfg.auth_feedback_address.empty()) {
-      return absl::InvalidArgumentError(
-          "auth.disabled=false needs auth.feedback_address (the feedback service checks tokens)");
-    }
     GREENLOOP_ASSIGN_OR_RETURN(auto channel, rpc::CreateChannel(cfg.auth_feedback_address));
     authenticator = std::make_unique<rpc::WhoAmIAuthenticator>(channel);
   }

@@ -421,9 +421,21 @@ IntervalSample Collector::TickLocked(absl::Time now) {
   return sample;
 }
 
+namespace {
+
+// PERMISSION_DENIED unless `who` registered `run` (or may act for anyone).
+absl::Status CheckOwner(const RunEnergy& run, const Registrant& who, std::string_view node) {
+  if (who.admin || run.owner == who.id) return absl::OkStatus();
+  return absl::PermissionDeniedError(fmt::format(
+      "run {} on node {} was registered by another caller: only it, or an admin, may change it",
+      run.run_id, node));
+}
+
+}  // namespace
+
 absl::StatusOr<RunEnergy> Collector::Register(std::string_view run_id, const std::vector<int>& pids,
                                               const std::vector<GpuRequest>& gpus, unsigned rank,
-                                              absl::Time now) {
+                                              absl::Time now, const Registrant& who) {
   if (absl::Status s = ValidateRunId(run_id); !s.ok()) return s;
   if (pids.empty()) return absl::InvalidArgumentError("at least one pid is required");
   std::vector<ProcessKey> roots;
@@ -462,12 +474,14 @@ absl::StatusOr<RunEnergy> Collector::Register(std::string_view run_id, const std
 
   std::vector<ProcessStat> processes = procfs_->ReadAllProcesses();
   absl::MutexLock lock(&mu_);
+  if (absl::Status s = CheckRegistration(run_id, roots, who); !s.ok()) return s;
   rescan_ = true;
   RunState& run = runs_[std::string(run_id)];
   RunEnergy& r = run.energy;
   if (r.run_id.empty()) {
     r.run_id = std::string(run_id);
     r.first_register_time = now;
+    r.owner = who.id;
   }
   if (!r.active) {
     r.active = true;
@@ -490,8 +504,29 @@ absl::StatusOr<RunEnergy> Collector::Register(std::string_view run_id, const std
   return Publish(run);
 }
 
+absl::Status Collector::CheckRegistration(std::string_view run_id,
+                                          const std::vector<ProcessKey>& roots,
+                                          const Registrant& who) const {
+  if (auto it = runs_.find(std::string(run_id)); it != runs_.end()) {
+    if (absl::Status s = CheckOwner(it->second.energy, who, options_.node); !s.ok()) return s;
+  }
+  for (const auto& [id, other] : runs_) {
+    if (id == run_id || !other.energy.active) continue;
+    for (const ProcessKey& root : roots) {
+      if (other.live_roots.contains(root)) {
+        return absl::FailedPreconditionError(fmt::format(
+            "pid {} on node {} is registered to run {}: a process's energy goes to one run; "
+            "unregister it there first",
+            root.pid, options_.node, id));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RunEnergy> Collector::Unregister(std::string_view run_id,
-                                                const std::vector<int>& pids, absl::Time now) {
+                                                const std::vector<int>& pids, absl::Time now,
+                                                const Registrant& who) {
   if (absl::Status s = ValidateRunId(run_id); !s.ok()) return s;
   for (int pid : pids) {
     if (pid <= 0) return absl::InvalidArgumentError(fmt::format("pid {} is not positive", pid));
@@ -503,6 +538,7 @@ absl::StatusOr<RunEnergy> Collector::Unregister(std::string_view run_id,
         fmt::format("run {} was never registered on node {}", run_id, options_.node));
   }
   RunState& run = it->second;
+  if (absl::Status s = CheckOwner(run.energy, who, options_.node); !s.ok()) return s;
   if (!run.energy.active) return Publish(run);
   // One last reading first, so the tail since the previous tick is attributed.
   if (last_tick_.has_value()) extra_samples_.push_back(TickLocked(now));

@@ -92,6 +92,14 @@ struct RunEnergy {
   std::vector<int> live_pids;   // still registered
   std::vector<unsigned> ranks;  // ranks that registered
   std::vector<GpuDescription> gpus;
+  std::string owner;  // id of the principal that first registered it ("" without authentication)
+};
+
+/// Who calls Register() or Unregister(): the authenticated principal's id ("" when authentication
+/// is off) and whether it may act on runs that others registered (an admin).
+struct Registrant {
+  std::string id;
+  bool admin = false;
 };
 
 /// One zone over one interval.
@@ -200,18 +208,22 @@ class Collector final {
   /// took since the previous Tick() (in order), then this one.
   std::vector<IntervalSample> Tick(absl::Time now);
 
-  /// Adds pids (and GPUs) to a run, opening a new registered interval when the run was inactive.
-  /// INVALID_ARGUMENT for a malformed run id, no pids or a pid ≤ 0; NOT_FOUND for a pid that is not
-  /// a live process or a GPU that does not exist; FAILED_PRECONDITION for GPUs without a working
-  /// GPU meter. Returns the run as now registered.
+  /// Adds pids (and GPUs) to a run for `who`, opening a new registered interval when the run was
+  /// inactive. A run belongs to the principal that first registered it: only it (or an admin) may
+  /// add to it or unregister it. A process's energy goes to one run: a pid another active run
+  /// holds is refused. INVALID_ARGUMENT for a malformed run id, no pids or a pid ≤ 0; NOT_FOUND
+  /// for a pid that is not a live process or a GPU that does not exist; PERMISSION_DENIED for a run
+  /// another principal registered; FAILED_PRECONDITION for a pid held by another active run and
+  /// for GPUs without a working GPU meter. Returns the run as now registered.
   absl::StatusOr<RunEnergy> Register(std::string_view run_id, const std::vector<int>& pids,
                                      const std::vector<GpuRequest>& gpus, unsigned rank,
-                                     absl::Time now);
+                                     absl::Time now, const Registrant& who = {});
 
   /// Removes pids (all of them when empty) after one last Tick(now). NOT_FOUND for a run never
-  /// registered. Returns the run as of the call.
+  /// registered; PERMISSION_DENIED for a run another principal registered (unless `who` is an
+  /// admin). Returns the run as of the call.
   absl::StatusOr<RunEnergy> Unregister(std::string_view run_id, const std::vector<int>& pids,
-                                       absl::Time now);
+                                       absl::Time now, const Registrant& who = {});
 
   /// Returns a run's figures; NOT_FOUND when it was never registered here.
   absl::StatusOr<RunEnergy> GetRun(std::string_view run_id) const;
@@ -268,6 +280,10 @@ class Collector final {
   };
 
   IntervalSample TickLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `who` may register `roots` to `run_id`: it owns the run (or is an admin), and no
+  // other active run holds one of them.
+  absl::Status CheckRegistration(std::string_view run_id, const std::vector<ProcessKey>& roots,
+                                 const Registrant& who) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records the CPU time of `root`'s process tree as the baseline, so time before now is not
   // attributed.
   void SnapshotTree(const ProcessKey& root, const std::vector<ProcessStat>& all)

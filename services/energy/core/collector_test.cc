@@ -270,6 +270,37 @@ TEST_F(CollectorTest, RegisterValidatesItsInput) {
 
 // Unregister takes one last reading, so the tail of the run is attributed; the run stays readable;
 // registering again opens a new interval whose figures add up.
+// Issue 17, hole 3: a run belongs to whoever registered it, and a process's energy to one run.
+TEST_F(CollectorTest, ARunBelongsToItsRegistrantAndAPidToOneRun) {
+  auto collector = Make();
+  const Registrant alice{.id = "7"};
+  const Registrant mallory{.id = "9"};
+  const Registrant admin{.id = "1", .admin = true};
+  ASSERT_TRUE(collector->Register("run-a", {100}, {}, 0, T(0), alice).ok());
+  EXPECT_EQ(collector->GetRun("run-a")->owner, "7");
+  // Another worker may neither add to alice's run nor end it.
+  absl::Status added = collector->Register("run-a", {300}, {}, 0, T(1), mallory).status();
+  EXPECT_EQ(added.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(added.message()), HasSubstr("run-a"));
+  EXPECT_EQ(collector->Unregister("run-a", {}, T(1), mallory).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(collector->GetRun("run-a")->active);
+  // Nor register alice's process to a run of its own (and read its CPU share there).
+  absl::Status stolen = collector->Register("run-m", {100}, {}, 0, T(1), mallory).status();
+  EXPECT_EQ(stolen.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(stolen.message()), HasSubstr("pid 100"));
+  EXPECT_THAT(std::string(stolen.message()), HasSubstr("run-a"));
+  EXPECT_FALSE(collector->GetRun("run-m").ok()) << "a refused registration left a run behind";
+  // Alice adds her own processes; an admin may end her run; then the pid is free again.
+  EXPECT_TRUE(collector->Register("run-a", {300}, {}, 1, T(1), alice).ok());
+  EXPECT_TRUE(collector->Unregister("run-a", {}, T(2), admin).ok());
+  EXPECT_FALSE(collector->GetRun("run-a")->active);
+  EXPECT_TRUE(collector->Register("run-m", {100}, {}, 0, T(3), mallory).ok());
+  // Without authentication everyone is "" and owns every run, as before.
+  EXPECT_TRUE(collector->Register("run-x", {200}, {}, 0, T(3)).ok());
+  EXPECT_TRUE(collector->Unregister("run-x", {}, T(4)).ok());
+}
+
 TEST_F(CollectorTest, UnregisterTakesALastReadingAndResumesAdd) {
   auto collector = Make();
   ASSERT_TRUE(collector->Register("run-a", {100}, {}, 0, T(0)).ok());

@@ -267,17 +267,20 @@ EnergyGrpcService::EnergyGrpcService(Collector* collector, EnergyStore* store, S
       authenticator_(authenticator),
       node_(std::move(node)) {}
 
-absl::Status EnergyGrpcService::Allow(const ::grpc::ServerContextBase& context,
-                                      std::initializer_list<rpc::Role> roles) const {
-  if (authenticator_ == nullptr) return absl::OkStatus();
-  return rpc::Authorize(context, *authenticator_, roles).status();
+absl::StatusOr<Registrant> EnergyGrpcService::Allow(
+    const ::grpc::ServerContextBase& context) const {
+  if (authenticator_ == nullptr) return Registrant{};
+  GREENLOOP_ASSIGN_OR_RETURN(
+      rpc::Principal p,
+      rpc::Authorize(context, *authenticator_, {rpc::Role::kWorker, rpc::Role::kAdmin}));
+  return Registrant{.id = p.id, .admin = p.role == rpc::Role::kAdmin};
 }
 
 ::grpc::Status EnergyGrpcService::Register(::grpc::ServerContext* context,
                                            const v1::RegisterRequest* request,
                                            v1::RegisterResponse* response) {
   return Guard("Register", [&]() -> absl::Status {
-    GREENLOOP_RETURN_IF_ERROR(Allow(*context, {rpc::Role::kWorker, rpc::Role::kAdmin}));
+    GREENLOOP_ASSIGN_OR_RETURN(Registrant who, Allow(*context));
     const std::string& node = collector_->options().node;
     if (!request->node().empty() && request->node() != node) {
       return absl::FailedPreconditionError(fmt::format(
@@ -293,8 +296,9 @@ absl::Status EnergyGrpcService::Allow(const ::grpc::ServerContextBase& context,
       gpus.push_back(r);
     }
     std::vector<int> pids(request->pids().begin(), request->pids().end());
-    GREENLOOP_ASSIGN_OR_RETURN(RunEnergy run, collector_->Register(request->run_id(), pids, gpus,
-                                                                   request->rank(), absl::Now()));
+    GREENLOOP_ASSIGN_OR_RETURN(
+        RunEnergy run,
+        collector_->Register(request->run_id(), pids, gpus, request->rank(), absl::Now(), who));
     response->set_node(node);
     *response->mutable_register_time() = Ts(run.register_time);
     for (int pid : run.live_pids) response->add_pids(pid);
@@ -311,10 +315,10 @@ absl::Status EnergyGrpcService::Allow(const ::grpc::ServerContextBase& context,
                                              const v1::UnregisterRequest* request,
                                              v1::UnregisterResponse* response) {
   return Guard("Unregister", [&]() -> absl::Status {
-    GREENLOOP_RETURN_IF_ERROR(Allow(*context, {rpc::Role::kWorker, rpc::Role::kAdmin}));
+    GREENLOOP_ASSIGN_OR_RETURN(Registrant who, Allow(*context));
     std::vector<int> pids(request->pids().begin(), request->pids().end());
     GREENLOOP_ASSIGN_OR_RETURN(RunEnergy run,
-                               collector_->Unregister(request->run_id(), pids, absl::Now()));
+                               collector_->Unregister(request->run_id(), pids, absl::Now(), who));
     response->set_active(run.active);
     ToProto(run, collector_->options().node, collector_->options().carbon,
             response->mutable_energy());
@@ -330,7 +334,7 @@ absl::Status EnergyGrpcService::Allow(const ::grpc::ServerContextBase& context,
                                                const v1::GetRunEnergyRequest* request,
                                                v1::GetRunEnergyResponse* response) {
   return Guard("GetRunEnergy", [&]() -> absl::Status {
-    GREENLOOP_RETURN_IF_ERROR(Allow(*context, {}));
+    GREENLOOP_RETURN_IF_ERROR(Allow(*context).status());
     absl::StatusOr<RunEnergy> run = collector_->GetRun(request->run_id());
     if (run.status().code() == absl::StatusCode::kNotFound && store_ != nullptr) {
       run = store_->LoadRun(request->run_id());  // ended and forgotten from memory
@@ -351,7 +355,7 @@ absl::Status EnergyGrpcService::Allow(const ::grpc::ServerContextBase& context,
     };
     return new Failed(ToGrpcStatus(status));
   };
-  if (absl::Status allowed = Allow(*context, {}); !allowed.ok()) return fail(allowed);
+  if (absl::Status allowed = Allow(*context).status(); !allowed.ok()) return fail(allowed);
   std::set<Domain> domains;
   for (int d : request->domains()) {
     std::optional<Domain> domain = FromProto(static_cast<v1::EnergyDomain>(d));
@@ -390,7 +394,7 @@ void EnergyGrpcService::CloseStreams() {
                                              const v1::ListMetersRequest*,
                                              v1::ListMetersResponse* response) {
   return Guard("ListMeters", [&]() -> absl::Status {
-    GREENLOOP_RETURN_IF_ERROR(Allow(*context, {}));
+    GREENLOOP_RETURN_IF_ERROR(Allow(*context).status());
     response->set_node(collector_->options().node);
     for (const MeterHealth& h : collector_->Meters()) {
       v1::Meter* m = response->add_meters();
@@ -416,7 +420,7 @@ void EnergyGrpcService::CloseStreams() {
                                               const v1::GetNodeInfoRequest*,
                                               v1::GetNodeInfoResponse* response) {
   return Guard("GetNodeInfo", [&]() -> absl::Status {
-    GREENLOOP_RETURN_IF_ERROR(Allow(*context, {}));
+    GREENLOOP_RETURN_IF_ERROR(Allow(*context).status());
     const CollectorOptions& o = collector_->options();
     response->set_node(o.node);
     response->set_hostname(node_.hostname);
@@ -449,7 +453,7 @@ void EnergyGrpcService::CloseStreams() {
                                                     const v1::ListRegistrationsRequest* request,
                                                     v1::ListRegistrationsResponse* response) {
   return Guard("ListRegistrations", [&]() -> absl::Status {
-    GREENLOOP_RETURN_IF_ERROR(Allow(*context, {}));
+    GREENLOOP_RETURN_IF_ERROR(Allow(*context).status());
     std::size_t offset = 0;
     const std::string& token = request->page().page_token();
     if (!token.empty()) {

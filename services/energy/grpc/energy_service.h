@@ -27,6 +27,11 @@ struct NodeDescription {
 /// `authenticator` null means authentication is disabled (local development): every call acts as
 /// the built-in "anonymous" identity with the role it needs; main logs a warning and exports it.
 ///
+/// Roles: every RPC takes a worker or an admin token (raters have no business here: a run's CPU
+/// share and the node's processes are not theirs to read). A run belongs to the principal that
+/// registered it: another worker's Register or Unregister of it is PERMISSION_DENIED (an admin
+/// may), and a pid another active run holds is refused (Collector::Register).
+///
 /// Thread-safety: handlers run on gRPC threads; everything they touch is thread-safe. The
 /// collector, store (may be null), hub and authenticator must outlive the service.
 class EnergyGrpcService final
@@ -56,8 +61,9 @@ class EnergyGrpcService final
   void CloseStreams();
 
  private:
-  absl::Status Allow(const ::grpc::ServerContextBase& context,
-                     std::initializer_list<rpc::Role> roles) const;
+  // The caller, when it holds a worker or admin token (the anonymous admin when authentication
+  // is off); UNAUTHENTICATED or PERMISSION_DENIED otherwise.
+  absl::StatusOr<Registrant> Allow(const ::grpc::ServerContextBase& context) const;
 
   Collector* const collector_;
   EnergyStore* const store_;

@@ -62,7 +62,7 @@ constexpr const char* kSelectRuns = R"sql(
          extract(epoch FROM unregister_time)::float8, duration_seconds, gap_seconds,
          active_joules, idle_joules, array_to_string(estimated_domains, E'\x1f'),
          array_to_string(pids, E'\x1f'), array_to_string(live_pids, E'\x1f'),
-         array_to_string(ranks, E'\x1f'), array_to_string(gpu_uuids, E'\x1f')
+         array_to_string(ranks, E'\x1f'), array_to_string(gpu_uuids, E'\x1f'), owner
     FROM energy_runs WHERE node = $1)sql";
 
 std::vector<RunEnergy> ReadRuns(pqxx::work& tx, const pqxx::result& rows, const std::string& node) {
@@ -92,6 +92,7 @@ std::vector<RunEnergy> ReadRuns(pqxx::work& tx, const pqxx::result& rows, const 
     for (const std::string& u : Split(row[14].as<std::string>())) {
       r.gpus.push_back({.uuid = u});
     }
+    r.owner = row[15].as<std::string>();
     for (const auto& d : tx.exec_params(
              R"sql(SELECT domain, source, array_to_string(zones, E'\x1f'), active_joules,
                           idle_joules, seconds
@@ -143,10 +144,10 @@ absl::Status PgEnergyStore::Write(const StoreBatch& batch) {
           R"sql(INSERT INTO energy_runs (run_id, node, active, first_register_time, register_time,
                   end_time, unregister_time, duration_seconds, gap_seconds, active_joules,
                   idle_joules, carbon_grams, idle_carbon_grams, estimated_domains, pids,
-                  live_pids, ranks, gpu_uuids, updated_at)
+                  live_pids, ranks, gpu_uuids, owner, updated_at)
                 VALUES ($1, $2, $3, to_timestamp($4), to_timestamp($5), to_timestamp($6),
                         to_timestamp(NULLIF($7::float8, -1)), $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                        now())
+                        $19, now())
                 ON CONFLICT (run_id, node) DO UPDATE SET
                   active = EXCLUDED.active, first_register_time = EXCLUDED.first_register_time,
                   register_time = EXCLUDED.register_time, end_time = EXCLUDED.end_time,
@@ -157,12 +158,12 @@ absl::Status PgEnergyStore::Write(const StoreBatch& batch) {
                   idle_carbon_grams = EXCLUDED.idle_carbon_grams,
                   estimated_domains = EXCLUDED.estimated_domains, pids = EXCLUDED.pids,
                   live_pids = EXCLUDED.live_pids, ranks = EXCLUDED.ranks,
-                  gpu_uuids = EXCLUDED.gpu_uuids, updated_at = now())sql",
+                  gpu_uuids = EXCLUDED.gpu_uuids, owner = EXCLUDED.owner, updated_at = now())sql",
           r.run_id, node_, r.active, Epoch(r.first_register_time), Epoch(r.register_time),
           Epoch(r.end_time), unregister, r.duration_seconds, r.gap_seconds, r.active_joules,
           r.idle_joules, CarbonGrams(r.active_joules, carbon_), CarbonGrams(r.idle_joules, carbon_),
           TextArray(estimated), IntArray(r.pids), IntArray(r.live_pids), IntArray(r.ranks),
-          TextArray(gpus));
+          TextArray(gpus), r.owner);
       for (const auto& [key, totals] : r.domains) {
         tx.exec_params(
             R"sql(INSERT INTO energy_run_domains (run_id, node, domain, source, zones,

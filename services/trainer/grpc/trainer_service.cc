@@ -64,7 +64,9 @@ absl::Status TrainerGrpcService::Allow(const ::grpc::ServerContext& context,
                                           const v1::GetRunRequest* request,
                                           v1::GetRunResponse* response) {
   try {
-    if (absl::Status s = Allow(*context, {}); !s.ok()) return ToGrpcStatus(s);
+    if (absl::Status s = Allow(*context, {Role::kWorker, Role::kAdmin}); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
     absl::StatusOr<v1::Run> run = runs_->GetRun(request->run_id());
     if (!run.ok()) return ToGrpcStatus(run.status());
     *response->mutable_run() = *std::move(run);
@@ -78,7 +80,9 @@ absl::Status TrainerGrpcService::Allow(const ::grpc::ServerContext& context,
                                             const v1::ListRunsRequest* request,
                                             v1::ListRunsResponse* response) {
   try {
-    if (absl::Status s = Allow(*context, {}); !s.ok()) return ToGrpcStatus(s);
+    if (absl::Status s = Allow(*context, {Role::kWorker, Role::kAdmin}); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
     absl::StatusOr<v1::ListRunsResponse> runs = runs_->ListRuns(*request);
     if (!runs.ok()) return ToGrpcStatus(runs.status());
     *response = *std::move(runs);
@@ -92,7 +96,9 @@ absl::Status TrainerGrpcService::Allow(const ::grpc::ServerContext& context,
     ::grpc::ServerContext* context, const v1::StreamProgressRequest* request,
     ::grpc::ServerWriter<v1::StreamProgressResponse>* writer) {
   try {
-    if (absl::Status s = Allow(*context, {}); !s.ok()) return ToGrpcStatus(s);
+    if (absl::Status s = Allow(*context, {Role::kWorker, Role::kAdmin}); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
     absl::StatusOr<std::shared_ptr<ProgressSubscription>> subscription =
         runs_->Subscribe(request->run_id(), request->min_interval_ms());
     if (!subscription.ok()) return ToGrpcStatus(subscription.status());

@@ -9,6 +9,7 @@
 
 #include "common/grpc/channel.h"
 #include "common/grpc/server.h"
+#include "fmt/format.h"
 #include "services/trainer/grpc/clients.h"
 #include "services/trainer/testing/fake_services.h"
 
@@ -226,6 +227,77 @@ TEST_F(TrainerServiceTest, BadInputIsInvalidArgumentAndUnknownRunsNotFound) {
   auto ctx2 = rpc::NewClientContext(std::chrono::seconds(5));
   EXPECT_EQ(stub_->ListRuns(ctx2.get(), list, &listed).error_code(),
             ::grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// Issue 17, hole 3: every TrainerService RPC takes a worker or admin token. A second service over
+// the same runs, with tokens checked.
+TEST_F(TrainerServiceTest, EveryRpcTakesAWorkerOrAdminToken) {
+  rpc::StaticAuthenticator auth({{"rater-t", {"r1", "rita", rpc::Role::kRater}},
+                                 {"worker-t", {"w1", "trainer", rpc::Role::kWorker}},
+                                 {"admin-t", {"a1", "ops", rpc::Role::kAdmin}}});
+  TrainerGrpcService checked(runs_.get(), &auth);
+  rpc::Server server({.address = "127.0.0.1:0", .service_name = "trainer-auth"});
+  server.Add(&checked);
+  ASSERT_TRUE(server.Start().ok());
+  auto stub = v1::TrainerService::NewStub(
+      *rpc::CreateChannel("127.0.0.1:" + std::to_string(server.port())));
+  int started = 0;
+  auto call = [&](const std::string& rpc, const std::string& token) {
+    auto ctx = rpc::NewClientContext(std::chrono::seconds(10), token);
+    if (rpc == "StartRun") {
+      v1::StartRunResponse r;
+      v1::StartRunRequest req = Request(fmt::format("auth-{}", ++started), v1::MODE_BASELINE);
+      req.mutable_config()->mutable_budget()->set_max_epochs(1);
+      return stub->StartRun(ctx.get(), req, &r).error_code();
+    }
+    if (rpc == "StopRun") {
+      v1::StopRunRequest req;
+      req.set_run_id("auth-1");
+      v1::StopRunResponse r;
+      return stub->StopRun(ctx.get(), req, &r).error_code();
+    }
+    if (rpc == "GetRun") {
+      v1::GetRunRequest req;
+      req.set_run_id("auth-1");
+      v1::GetRunResponse r;
+      return stub->GetRun(ctx.get(), req, &r).error_code();
+    }
+    if (rpc == "ListRuns") {
+      v1::ListRunsResponse r;
+      return stub->ListRuns(ctx.get(), v1::ListRunsRequest(), &r).error_code();
+    }
+    v1::StreamProgressRequest req;  // StreamProgress: an ended run's stream ends at once
+    req.set_run_id("auth-1");
+    auto reader = stub->StreamProgress(ctx.get(), req);
+    v1::StreamProgressResponse r;
+    while (reader->Read(&r)) {
+    }
+    return reader->Finish().error_code();
+  };
+  const std::vector<std::string> rpcs = {"StartRun", "GetRun", "ListRuns", "StreamProgress",
+                                         "StopRun"};
+  for (const std::string token : {"admin-t", "worker-t"}) {
+    for (const std::string& rpc : rpcs) {
+      const ::grpc::StatusCode code = call(rpc, token);
+      // Admitted: StopRun of a run that already ended may say so, nothing else refuses.
+      EXPECT_TRUE(code == ::grpc::StatusCode::OK ||
+                  (rpc == "StopRun" && code == ::grpc::StatusCode::FAILED_PRECONDITION))
+          << rpc << " with " << token << ": " << code;
+    }
+  }
+  for (const std::string& rpc : rpcs) {
+    EXPECT_EQ(call(rpc, ""), ::grpc::StatusCode::UNAUTHENTICATED) << rpc << ": no token";
+    EXPECT_EQ(call(rpc, "bogus"), ::grpc::StatusCode::UNAUTHENTICATED) << rpc << ": unknown";
+    EXPECT_EQ(call(rpc, "rater-t"), ::grpc::StatusCode::PERMISSION_DENIED) << rpc << ": a rater";
+  }
+  for (int i = 1; i <= started; ++i) {
+    v1::StopRunRequest stop;
+    stop.set_run_id(fmt::format("auth-{}", i));
+    v1::StopRunResponse r;
+    auto ctx = rpc::NewClientContext(std::chrono::seconds(5), "admin-t");
+    stub->StopRun(ctx.get(), stop, &r);
+  }
+  server.Shutdown();
 }
 
 TEST_F(TrainerServiceTest, UnreachableCollectorFailsTheRunNotTheCall) {

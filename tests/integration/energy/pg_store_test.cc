@@ -40,6 +40,7 @@ TEST_F(PgStoreTest, RunsStateAndSamplesRoundTrip) {
   run.pids = {10, 11};
   run.live_pids = {11};
   run.ranks = {0, 1};
+  run.owner = "17";  // the registrant's principal id survives a restart
   SavedState state{.boot_id = "boot-1",
                    .saved_at = T(10),
                    .has_cpu_times = true,
@@ -74,6 +75,7 @@ TEST_F(PgStoreTest, RunsStateAndSamplesRoundTrip) {
   EXPECT_DOUBLE_EQ(r.active_joules, 36e5);
   EXPECT_EQ(r.live_pids, std::vector<int>{11});
   EXPECT_EQ(r.ranks, (std::vector<unsigned>{0, 1}));
+  EXPECT_EQ(r.owner, "17");
   EXPECT_TRUE(r.estimated_domains.contains(Domain::kDram));
   EXPECT_EQ(r.domains.at({Domain::kPackage, Source::kRapl}).zones.size(), 2u);
 
