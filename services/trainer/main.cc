@@ -36,6 +36,8 @@ struct TrainerConfig {
   std::string auth_mode = "feedback";
   std::string auth_feedback_endpoint = "127.0.0.1:7102";
   std::string auth_token;
+  std::vector<std::string> allowed_endpoints = {"127.0.0.1:7101", "127.0.0.1:7102"};
+  std::string checkpoint_root;
   std::string fashion_mnist_dir = DatasetLocations{}.fashion_mnist_dir;
   std::string spam_assassin_dir = DatasetLocations{}.spam_assassin_dir;
   bool spam_keep_headers = false;
@@ -73,6 +75,12 @@ int Main(int argc, char** argv) {
       .Add("auth.token", &c.auth_token,
            "this worker's own bearer token (ROLE_WORKER) for the energy and feedback services",
            {.secret = true})
+      .Add("endpoints.allowed", &c.allowed_endpoints,
+           "energy collectors and feedback services (host:port, as runs name them) this worker "
+           "sends its token to; a run naming another is refused")
+      .Add("checkpoints.root", &c.checkpoint_root,
+           "directory runs keep their checkpoints under (RunConfig.checkpoint_dir names a folder "
+           "inside it); empty: runs may not checkpoint")
       .Add("datasets.fashion_mnist_dir", &c.fashion_mnist_dir,
            "Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)")
       .Add("datasets.spam_assassin_dir", &c.spam_assassin_dir,
@@ -156,8 +164,12 @@ int Main(int argc, char** argv) {
                         .rendezvous_timeout = c.rendezvous_timeout,
                         .collective_timeout = c.collective_timeout});
   };
-  RunManager runs({.node = c.node, .pid = getpid(), .threads = static_cast<int>(c.threads)},
-                  &datasets, deps, store.get(), (*metrics)->registry());
+  RunManager runs(
+      {.node = c.node,
+       .pid = getpid(),
+       .threads = static_cast<int>(c.threads),
+       .policy = {.checkpoint_root = c.checkpoint_root, .endpoints = c.allowed_endpoints}},
+      &datasets, deps, store.get(), (*metrics)->registry());
   if (absl::Status s = runs.LoadStoredRuns(); !s.ok()) return Fail(s);
 
   TrainerGrpcService service(&runs, authenticator.get());

@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "services/trainer/core/trainer.h"
+#include "services/trainer/core/worker_policy.h"
 
 namespace greenloop::trainer {
 namespace {
@@ -107,6 +108,7 @@ absl::StatusOr<LoadedCheckpoint> LoadLatestCheckpoint(
   const fs::path dir = dir_name;
   absl::StatusOr<std::string> latest = ReadFile(dir / "LATEST");
   if (!latest.ok()) return latest.status();
+  if (absl::Status s = CheckCheckpointName(*latest, (dir / "LATEST").string()); !s.ok()) return s;
   const fs::path path = dir / *latest;
   absl::StatusOr<std::string> bytes = ReadFile(path / "state.pb");
   if (!bytes.ok()) {

@@ -108,7 +108,7 @@ void ProgressSubscription::Finish(bool shutdown) {
 struct RunManager::Record {
   v1::Run run;  // guarded by RunManager::mu_
   std::atomic<bool> stop{false};
-  std::thread thread;
+  std::thread thread;                                            // guarded by mu_
   std::uint64_t sequence = 0;                                    // guarded by mu_
   std::vector<std::weak_ptr<ProgressSubscription>> subscribers;  // guarded by mu_
 };
@@ -345,8 +345,14 @@ absl::StatusOr<v1::Run> RunManager::StartRun(const v1::StartRunRequest& raw) {
   absl::StatusOr<v1::StartRunRequest> valid = ValidateStartRun(raw);
   if (!valid.ok()) return valid.status();
   const v1::StartRunRequest& request = *valid;
+  // What the run will use: the checkpoint folder under this worker's root, endpoints it allows.
+  absl::StatusOr<v1::RunConfig> resolved = ApplyWorkerPolicy(request.config(), settings_.policy);
+  if (!resolved.ok()) return resolved.status();
+  v1::StartRunRequest effective = request;
+  *effective.mutable_config() = *std::move(resolved);
   std::shared_ptr<Record> record;
   std::shared_ptr<Record> previous;
+  std::thread previous_thread;  // the ended run's, joined outside the lock
   {
     std::lock_guard lock(mu_);
     if (shutting_down_) return absl::UnavailableError("the worker is shutting down");
@@ -378,17 +384,17 @@ absl::StatusOr<v1::Run> RunManager::StartRun(const v1::StartRunRequest& raw) {
           fmt::format("this worker is busy with run {}; stop it or use another worker", active_));
     }
     if (!request.resume() &&
-        HasCheckpoint(request.config().checkpoint_dir(), request.run_id(), request.rank())) {
+        HasCheckpoint(effective.config().checkpoint_dir(), request.run_id(), request.rank())) {
       return absl::FailedPreconditionError(fmt::format(
           "{} already holds a checkpoint of run {}; set resume to continue it, or remove it",
-          RankCheckpointDir(request.config().checkpoint_dir(), request.run_id(), request.rank()),
+          RankCheckpointDir(effective.config().checkpoint_dir(), request.run_id(), request.rank()),
           request.run_id()));
     }
     record = std::make_shared<Record>();
     v1::Run& run = record->run;
     if (previous) {
       run = previous->run;  // counters and results carry over; the checkpoint has the rest
-      if (previous->thread.joinable()) previous->thread.join();
+      previous_thread = std::move(previous->thread);
       run.clear_end_time();
       run.clear_error_message();
       run.set_finish_reason(v1::FINISH_REASON_UNSPECIFIED);
@@ -406,6 +412,7 @@ absl::StatusOr<v1::Run> RunManager::StartRun(const v1::StartRunRequest& raw) {
     runs_[request.run_id()] = record;
     active_ = request.run_id();
   }
+  if (previous_thread.joinable()) previous_thread.join();
   v1::Run accepted;
   {
     std::lock_guard lock(mu_);
@@ -422,7 +429,19 @@ absl::StatusOr<v1::Run> RunManager::StartRun(const v1::StartRunRequest& raw) {
                                  {"world_size", request.world_size()},
                                  {"mode", v1::Mode_Name(request.config().mode())},
                                  {"resume", request.resume()}});
-  record->thread = std::thread(&RunManager::RunThread, this, record, request);
+  {
+    // Under the lock: Shutdown() takes the threads out under it, and one that began since the
+    // run was accepted would never join a thread started now.
+    std::lock_guard lock(mu_);
+    if (shutting_down_) {
+      record->run.set_state(v1::RUN_STATE_STOPPED);
+      record->run.set_finish_reason(v1::FINISH_REASON_STOPPED);
+      record->run.set_error_message("the worker is shutting down");
+      if (active_ == request.run_id()) active_.clear();
+      return absl::UnavailableError("the worker is shutting down");
+    }
+    record->thread = std::thread(&RunManager::RunThread, this, record, effective);
+  }
   return accepted;
 }
 
@@ -734,16 +753,18 @@ absl::StatusOr<v1::Run> RunManager::WaitForEnd(const std::string& run_id,
 
 void RunManager::Shutdown() {
   std::vector<std::shared_ptr<Record>> records;
+  std::vector<std::thread> threads;
   {
     std::lock_guard lock(mu_);
     shutting_down_ = true;
     for (auto& [id, record] : runs_) {
       record->stop.store(true);
       records.push_back(record);
+      threads.push_back(std::move(record->thread));
     }
   }
-  for (auto& record : records) {
-    if (record->thread.joinable()) record->thread.join();
+  for (std::thread& t : threads) {
+    if (t.joinable()) t.join();
   }
   std::lock_guard lock(mu_);
   for (auto& record : records) {

@@ -38,6 +38,7 @@
 #include "greenloop/v1/trainer.pb.h"
 #include "services/trainer/core/datasets.h"
 #include "services/trainer/core/ports.h"
+#include "services/trainer/core/worker_policy.h"
 
 namespace prometheus {
 class Registry;
@@ -51,6 +52,7 @@ struct WorkerSettings {
   int pid = 0;
   int threads = 0;                      // LibTorch intra-op threads; 0: LibTorch's default
   std::size_t max_queued_events = 256;  // per subscriber, before step events are dropped
+  WorkerPolicy policy;                  // where runs may write, whom the worker sends its token
 };
 
 // Connects the run's outside world. Each returns UNAVAILABLE (or the most specific code) when it

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "common/grpc/channel.h"
 #include "common/grpc/server.h"
 #include "fmt/format.h"
@@ -44,7 +46,13 @@ class TrainerServiceTest : public ::testing::Test {
       return absl::UnimplementedError("no ranks in this test");
     };
     runs_ = std::make_unique<RunManager>(
-        WorkerSettings{.node = "fake-node", .pid = getpid(), .threads = 2}, &Cache(), deps);
+        WorkerSettings{.node = "fake-node",
+                       .pid = getpid(),
+                       .threads = 2,
+                       // 127.0.0.1:1: an allowed collector that is down.
+                       .policy = {.checkpoint_root = CheckpointRoot(),
+                                  .endpoints = {fakes_endpoint_, "127.0.0.1:1"}}},
+        &Cache(), deps);
     service_ = std::make_unique<TrainerGrpcService>(runs_.get(), nullptr);
     server_ = std::make_unique<rpc::Server>(
         rpc::ServerOptions{.address = "127.0.0.1:0", .service_name = "trainer"});
@@ -57,6 +65,13 @@ class TrainerServiceTest : public ::testing::Test {
   void TearDown() override {
     server_->Shutdown();
     runs_->Shutdown();
+    std::filesystem::remove_all(CheckpointRoot());
+  }
+
+  static std::string CheckpointRoot() {
+    return (std::filesystem::temp_directory_path() /
+            ("greenloop-ckpt-root-" + std::to_string(getpid())))
+        .string();
   }
 
   static std::optional<v1::Verdict> Crowd(const v1::ItemInput& item) {
@@ -298,6 +313,37 @@ TEST_F(TrainerServiceTest, EveryRpcTakesAWorkerOrAdminToken) {
     stub->StopRun(ctx.get(), stop, &r);
   }
   server.Shutdown();
+}
+
+// Issue 17, hole 4: the worker's config decides where a run writes and where its token goes.
+TEST_F(TrainerServiceTest, ARunOnlyPicksCheckpointFoldersAndEndpointsTheWorkerAllows) {
+  v1::StartRunResponse response;
+  v1::StartRunRequest req = Request("policy-1", v1::MODE_BASELINE);
+  req.mutable_config()->set_energy_endpoint("127.0.0.1:2");  // not the worker's collector
+  ::grpc::Status s = Start(req, &response);
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("config.energy_endpoint '127.0.0.1:2'"));
+  req = Request("policy-1", v1::MODE_HITL);
+  req.mutable_config()->mutable_feedback()->set_endpoint("evil.example:7102");
+  EXPECT_EQ(Start(req, &response).error_code(), ::grpc::StatusCode::PERMISSION_DENIED);
+  req = Request("policy-1", v1::MODE_BASELINE);
+  req.mutable_config()->set_checkpoint_dir("../../etc");
+  s = Start(req, &response);
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("config.checkpoint_dir"));
+  EXPECT_FALSE(
+      std::filesystem::exists(std::filesystem::path(CheckpointRoot()) / "../../etc" / "policy-1"));
+  // A name inside the root: the run checkpoints there, and reports the path it used.
+  req = Request("policy-2", v1::MODE_BASELINE);
+  req.mutable_config()->mutable_budget()->set_max_epochs(1);
+  req.mutable_config()->set_checkpoint_dir("team-a");
+  ASSERT_TRUE(Start(req, &response).ok());
+  absl::StatusOr<v1::Run> run = runs_->WaitForEnd("policy-2", std::chrono::seconds(60));
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->state(), v1::RUN_STATE_SUCCEEDED) << run->error_message();
+  EXPECT_THAT(run->checkpoint_path(),
+              ::testing::StartsWith(CheckpointRoot() + "/team-a/policy-2/"));
+  EXPECT_EQ(run->config().checkpoint_dir(), "team-a");  // the run as asked
 }
 
 TEST_F(TrainerServiceTest, UnreachableCollectorFailsTheRunNotTheCall) {

@@ -65,7 +65,7 @@ for rank in 0 1; do
     "$BUILD/services/trainer/greenloop-trainer" --config deploy/local/trainer.yaml \
     --pg.url="$PG_URL" --node.name="$NODE" --grpc.port="${!grpc_port_var}" \
     --metrics.port="${!metrics_port_var}" --trainer.threads=1 --auth.mode=none \
-    --auth.token="$ADMIN_TOKEN"
+    --auth.token="$ADMIN_TOKEN" --endpoints.allowed="127.0.0.1:$E_GRPC,127.0.0.1:$F_GRPC"
   started+=("trainer-$rank")
 done
 

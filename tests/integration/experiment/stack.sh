@@ -55,7 +55,8 @@ stack_up() {
   deploy/local/service.sh start trainer-0 --dir "$work/services" --cli "$CLI" --health "127.0.0.1:$T0_GRPC" -- \
     "$build/services/trainer/greenloop-trainer" --config deploy/local/trainer.yaml \
     --pg.url="$PG_URL" --node.name="$node" --grpc.port="$T0_GRPC" --metrics.port="$t0_met" \
-    --auth.mode=feedback --auth.feedback_endpoint="127.0.0.1:$F_GRPC" --auth.token="$ADMIN_TOKEN" ||
+    --auth.mode=feedback --auth.feedback_endpoint="127.0.0.1:$F_GRPC" --auth.token="$ADMIN_TOKEN" \
+    --endpoints.allowed="127.0.0.1:$E_GRPC,127.0.0.1:$F_GRPC" ||
     stack_fail "the trainer did not start"
   _stack_started+=(trainer-0)
   INFRA="feedback=$work/services/feedback.pid,postgres=$work/pg/data/postmaster.pid"
