@@ -1,11 +1,27 @@
 #include "services/energy/core/store.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <random>
 
 namespace greenloop::energy {
 
+namespace {
+
+// 16 hex digits from the OS's random source: batch ids of two writers (two collector processes on
+// one node, one after the other) never meet.
+std::string RandomPrefix() {
+  std::random_device device;
+  const std::uint64_t high = device();
+  const std::uint64_t low = device();
+  return fmt::format("{:016x}", (high << 32) ^ low);
+}
+
+}  // namespace
+
 BufferedWriter::BufferedWriter(WriterOptions options, EnergyStore* store)
-    : options_(std::move(options)), store_(store) {}
+    : options_(std::move(options)), store_(store), batch_prefix_(RandomPrefix()) {}
 
 BufferedWriter::~BufferedWriter() { Stop(); }
 
@@ -51,32 +67,66 @@ absl::Status BufferedWriter::FlushAll() {
 }
 
 absl::Status BufferedWriter::WriteLocked(absl::Time close_before) {
-  StoreBatch batch;
-  {
+  CloseBuckets(close_before);
+  if (retry_.has_value()) {
+    // The last batch failed, perhaps after its commit: it goes again as it was, under its id.
+    if (absl::Status s = WriteBatch(*retry_); !s.ok()) return s;
+    retry_.reset();
     absl::MutexLock lock(&mu_);
-    for (auto it = open_.begin(); it != open_.end();) {
-      if (it->second.bucket_start < close_before) {
-        closed_.push_back(std::move(it->second));
-        it = open_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    while (closed_.size() > options_.max_buffered_samples) {
-      closed_.pop_front();
-      ++stats_.dropped_samples;
-    }
-    batch.samples.assign(std::make_move_iterator(closed_.begin()),
-                         std::make_move_iterator(closed_.end()));
-    closed_.clear();
-    for (auto& [id, run] : runs_) batch.runs.push_back(std::move(run));
-    runs_.clear();
-    batch.state = std::move(state_);
-    state_.reset();
+    retry_samples_ = 0;
   }
+  StoreBatch batch = TakeBatch();
   if (batch.samples.empty() && batch.runs.empty() && !batch.state.has_value()) {
     return absl::OkStatus();
   }
+  batch.batch_id = fmt::format("{}-{}", batch_prefix_, ++batches_);
+  absl::Status status = WriteBatch(batch);
+  if (!status.ok()) {
+    absl::MutexLock lock(&mu_);
+    retry_samples_ = batch.samples.size();
+    retry_ = std::move(batch);
+  }
+  return status;
+}
+
+void BufferedWriter::CloseBuckets(absl::Time close_before) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = open_.begin(); it != open_.end();) {
+    if (it->second.bucket_start < close_before) {
+      closed_.push_back(std::move(it->second));
+      it = open_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Bounded through an outage: the batch to retry and the rows waiting behind it hold at most
+  // max_buffered_samples; beyond, the oldest rows are dropped and counted, never silently. The
+  // oldest are the retry batch's: a batch trimmed of rows is still all-or-nothing under its id.
+  while (retry_samples_ + closed_.size() > options_.max_buffered_samples) {
+    if (retry_.has_value() && !retry_->samples.empty()) {
+      retry_->samples.erase(retry_->samples.begin());
+      --retry_samples_;
+    } else {
+      closed_.pop_front();
+    }
+    ++stats_.dropped_samples;
+  }
+}
+
+StoreBatch BufferedWriter::TakeBatch() {
+  StoreBatch batch;
+  absl::MutexLock lock(&mu_);
+  batch.samples.assign(std::make_move_iterator(closed_.begin()),
+                       std::make_move_iterator(closed_.end()));
+  closed_.clear();
+  for (auto& [id, run] : runs_) batch.runs.push_back(std::move(run));
+  runs_.clear();
+  batch.state = std::move(state_);
+  state_.reset();
+  return batch;
+}
+
+absl::Status BufferedWriter::WriteBatch(const StoreBatch& batch) {
   absl::Status status = store_->Write(batch);
   absl::MutexLock lock(&mu_);
   ++stats_.writes;
@@ -84,20 +134,9 @@ absl::Status BufferedWriter::WriteLocked(absl::Time close_before) {
     stats_.written_samples += batch.samples.size();
     stats_.store_up = true;
   } else {
-    // Keep everything for the next try: older samples in front, and newer run figures and state
-    // (added while we were writing) win over the ones we took.
     ++stats_.failed_writes;
     stats_.store_up = false;
-    closed_.insert(closed_.begin(), std::make_move_iterator(batch.samples.begin()),
-                   std::make_move_iterator(batch.samples.end()));
-    while (closed_.size() > options_.max_buffered_samples) {
-      closed_.pop_front();
-      ++stats_.dropped_samples;
-    }
-    for (RunEnergy& r : batch.runs) runs_.try_emplace(r.run_id, std::move(r));
-    if (!state_.has_value()) state_ = std::move(batch.state);
   }
-  stats_.buffered_samples = closed_.size() + open_.size();
   return status;
 }
 
@@ -128,7 +167,7 @@ void BufferedWriter::Stop() {
 WriterStats BufferedWriter::Stats() const {
   absl::MutexLock lock(&mu_);
   WriterStats s = stats_;
-  s.buffered_samples = closed_.size() + open_.size();
+  s.buffered_samples = closed_.size() + open_.size() + retry_samples_;
   return s;
 }
 

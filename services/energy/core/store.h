@@ -35,6 +35,9 @@ struct SampleRow {
 /// What one write carries: closed sample buckets, the latest figures of every run that changed,
 /// and the counters to continue from. Written atomically.
 struct StoreBatch {
+  // Unique per batch (the writer's random prefix and a counter); a batch written again after a
+  // failure keeps it, so the store can tell it already holds it. Empty: no such check.
+  std::string batch_id;
   std::vector<SampleRow> samples;
   std::vector<RunEnergy> runs;
   std::optional<SavedState> state;
@@ -47,8 +50,10 @@ struct StoreBatch {
 class EnergyStore {
  public:
   virtual ~EnergyStore() = default;
-  /// Writes a batch atomically. UNAVAILABLE when the database is down (the caller keeps the batch
-  /// and tries again).
+  /// Writes a batch atomically. UNAVAILABLE when the database is down or the commit's outcome is
+  /// unknown (the caller keeps the batch and tries it again, as it was). A batch whose batch_id
+  /// this store already committed is not applied again (OK): sample energy adds up per bucket, so
+  /// a retry after a commit whose answer was lost must not count it twice.
   virtual absl::Status Write(const StoreBatch& batch) = 0;
   /// Returns the saved state of this node with its active runs; nullopt when it never saved any.
   virtual absl::StatusOr<std::optional<SavedState>> Load() = 0;
@@ -76,7 +81,9 @@ struct WriterStats {
 
 /// \brief Downsamples interval readings into buckets and writes them, with run totals and restart
 /// state, in batches from its own thread; keeps measuring through a database outage and backfills
-/// when it returns.
+/// when it returns. A batch that failed is tried again as it was, under its batch_id, before any
+/// newer one: what arrived meanwhile waits for the next batch, so the store's check of the id
+/// keeps a retry after an unknown commit outcome from counting twice.
 ///
 /// Thread-safety: Add() from the sampling thread, the rest from anywhere.
 class BufferedWriter final {
@@ -106,17 +113,28 @@ class BufferedWriter final {
 
  private:
   absl::Status WriteLocked(absl::Time close_before) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Moves the buckets older than `close_before` to the closed ones, within the buffer's bound.
+  void CloseBuckets(absl::Time close_before) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Takes the closed buckets, the runs and the state into a new batch (empty when none).
+  StoreBatch TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Writes `batch` and counts it.
+  absl::Status WriteBatch(const StoreBatch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Time BucketOf(absl::Time t) const;
 
   const WriterOptions options_;
   EnergyStore* const store_;
 
   absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one write at a time
+  // The batch that failed last, to write again as it was before any newer one.
+  std::optional<StoreBatch> retry_ ABSL_GUARDED_BY(write_mu_);
+  const std::string batch_prefix_;  // random, per writer
+  std::uint64_t batches_ ABSL_GUARDED_BY(write_mu_) = 0;
   mutable absl::Mutex mu_;
   std::map<std::tuple<std::string, absl::Time>, SampleRow> open_ ABSL_GUARDED_BY(mu_);
   std::deque<SampleRow> closed_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, RunEnergy> runs_ ABSL_GUARDED_BY(mu_);
   std::optional<SavedState> state_ ABSL_GUARDED_BY(mu_);
+  std::size_t retry_samples_ ABSL_GUARDED_BY(mu_) = 0;  // rows in retry_, for the bound and Stats
   WriterStats stats_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -1,5 +1,7 @@
 #include "services/energy/core/store.h"
 
+#include <set>
+
 #include "gtest/gtest.h"
 
 namespace greenloop::energy {
@@ -14,6 +16,19 @@ class FakeStore final : public EnergyStore {
  public:
   absl::Status Write(const StoreBatch& batch) override {
     if (down) return absl::UnavailableError("connection refused");
+    ids.push_back(batch.batch_id);
+    // As the contract says: a batch committed before is not applied again.
+    if (!batch.batch_id.empty() && !committed.insert(batch.batch_id).second) {
+      return absl::OkStatus();
+    }
+    Apply(batch);
+    if (lose_next_answer) {
+      lose_next_answer = false;
+      return absl::UnavailableError("server closed the connection during COMMIT");
+    }
+    return absl::OkStatus();
+  }
+  void Apply(const StoreBatch& batch) {
     for (const SampleRow& s : batch.samples) {
       SampleRow& row = rows[{s.zone, s.bucket_start}];
       row.zone = s.zone;
@@ -23,7 +38,6 @@ class FakeStore final : public EnergyStore {
     }
     for (const RunEnergy& r : batch.runs) runs[r.run_id] = r;
     if (batch.state.has_value()) state = batch.state;
-    return absl::OkStatus();
   }
   absl::StatusOr<std::optional<SavedState>> Load() override { return state; }
   absl::StatusOr<RunEnergy> LoadRun(std::string_view id) override {
@@ -38,6 +52,9 @@ class FakeStore final : public EnergyStore {
   }
 
   bool down = false;
+  bool lose_next_answer = false;  // commit the next batch, then answer as if the link broke
+  std::vector<std::string> ids;   // every batch_id written, in order
+  std::set<std::string> committed;
   std::map<std::pair<std::string, absl::Time>, SampleRow> rows;
   std::map<std::string, RunEnergy> runs;
   std::optional<SavedState> state;
@@ -109,6 +126,25 @@ TEST(BufferedWriter, BoundedBufferDropsTheOldestAndCountsThem) {
   ASSERT_TRUE(writer.FlushAll().ok());
   EXPECT_DOUBLE_EQ(store.TotalJoules(), 5);
   EXPECT_EQ(store.rows.begin()->first.second, T(7)) << "the newest rows (buckets 7..11) are kept";
+}
+
+// Issue 17, hole 6: a batch whose commit went through but whose answer was lost is tried again
+// as it was, under its id, and the store skips it: nothing is counted twice, and what came in
+// meanwhile goes in a batch of its own.
+TEST(BufferedWriter, ARetryAfterALostCommitAnswerCountsOnce) {
+  FakeStore store;
+  BufferedWriter writer({.sample_resolution = absl::Seconds(1)}, &store);
+  for (int i = 1; i <= 5; ++i) writer.Add(OneSecond(i, 2), {}, {});
+  store.lose_next_answer = true;
+  EXPECT_FALSE(writer.Flush(T(6)).ok());
+  EXPECT_DOUBLE_EQ(store.TotalJoules(), 10);  // committed all the same
+  for (int i = 6; i <= 8; ++i) writer.Add(OneSecond(i, 2), {}, {});
+  ASSERT_TRUE(writer.Flush(T(9)).ok());
+  EXPECT_DOUBLE_EQ(store.TotalJoules(), 16) << "the retried batch was counted twice";
+  ASSERT_EQ(store.ids.size(), 3u);
+  EXPECT_EQ(store.ids[0], store.ids[1]) << "the retry kept its id";
+  EXPECT_NE(store.ids[2], store.ids[0]) << "the newer rows rode on the retried batch";
+  EXPECT_FALSE(store.ids[0].empty());
 }
 
 }  // namespace

@@ -119,6 +119,19 @@ PgEnergyStore::PgEnergyStore(pg::Pool* pool, std::string node, CarbonFactors car
 
 absl::Status PgEnergyStore::Write(const StoreBatch& batch) {
   return pool_->Transact([&](pqxx::work& tx) -> absl::Status {
+    if (!batch.batch_id.empty()) {
+      // A batch committed before (its commit's answer lost) is not applied again: its samples
+      // add to their buckets.
+      const pqxx::result fresh = tx.exec_params(
+          "INSERT INTO energy_write_batches (node, batch_id) VALUES ($1, $2) "
+          "ON CONFLICT DO NOTHING",
+          node_, batch.batch_id);
+      if (fresh.affected_rows() == 0) return absl::OkStatus();
+      tx.exec_params(
+          "DELETE FROM energy_write_batches "
+          "WHERE node = $1 AND written_at < now() - interval '7 days'",
+          node_);
+    }
     for (const SampleRow& s : batch.samples) {
       tx.exec_params(
           R"sql(INSERT INTO energy_samples (node, zone, bucket_start, domain, source,

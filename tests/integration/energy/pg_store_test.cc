@@ -58,8 +58,14 @@ TEST_F(PgStoreTest, RunsStateAndSamplesRoundTrip) {
                                 .covered_seconds = 10}},
                    .runs = {run},
                    .state = state};
+  batch.batch_id = "writer-1";
   ASSERT_TRUE(store.Write(batch).ok());
+  // Issue 17, hole 6: the same batch again (a retry after a commit whose answer was lost) is
+  // skipped; another batch of the same bucket adds to it.
+  ASSERT_TRUE(store.Write(batch).ok());
+  batch.batch_id = "writer-2";
   ASSERT_TRUE(store.Write(batch).ok()) << "a second write of the same bucket adds to it";
+  ASSERT_TRUE(store.Write(batch).ok());
 
   absl::StatusOr<std::optional<SavedState>> loaded = store.Load();
   ASSERT_TRUE(loaded.ok()) << loaded.status();
