@@ -412,6 +412,17 @@ IntervalSample Collector::TickLocked(absl::Time now) {
     sample.runs.push_back(std::move(share));
   }
 
+  // 7. A run whose registered processes have all exited ends here: nothing is left to attribute
+  // to it, and a run nobody unregisters (its worker killed) would otherwise stay active forever.
+  for (auto& [id, run] : runs_) {
+    if (!run.energy.active || !run.live_roots.empty()) continue;
+    run.energy.active = false;
+    run.energy.unregister_time = now;
+    run.energy.end_time = now;
+    run.energy.ended_on_exit = true;
+    run.gpu_uuids.clear();
+  }
+
   for (Effective& e : zones) sample.zones.push_back(std::move(e.zone));
   if (sample.node_covered) {
     node_cumulative_joules_ += node.energy_joules;
@@ -488,6 +499,7 @@ absl::StatusOr<RunEnergy> Collector::Register(std::string_view run_id, const std
     r.register_time = now;
     r.end_time = now;
     r.unregister_time.reset();
+    r.ended_on_exit = false;
   }
   std::set<int> all(r.pids.begin(), r.pids.end());
   for (const ProcessKey& root : roots) {

@@ -93,6 +93,8 @@ struct RunEnergy {
   std::vector<unsigned> ranks;  // ranks that registered
   std::vector<GpuDescription> gpus;
   std::string owner;  // id of the principal that first registered it ("" without authentication)
+  // Ended because every registered process exited, not through Unregister().
+  bool ended_on_exit = false;
 };
 
 /// Who calls Register() or Unregister(): the authenticated principal's id ("" when authentication

@@ -301,6 +301,35 @@ TEST_F(CollectorTest, ARunBelongsToItsRegistrantAndAPidToOneRun) {
   EXPECT_TRUE(collector->Unregister("run-x", {}, T(4)).ok());
 }
 
+// Issue 17, hole 5: a run whose processes all exited (its worker killed, nobody to unregister
+// it) ends at the next tick instead of staying active and accruing idle energy forever.
+TEST_F(CollectorTest, ARunWhoseProcessesAllExitedEnds) {
+  auto collector = Make();
+  collector->Tick(T(0));
+  ASSERT_TRUE(collector->Register("run-a", {100}, {}, 0, T(0)).ok());
+  ASSERT_TRUE(collector->Register("run-b", {200}, {}, 0, T(0)).ok());
+  Advance(10, 1);
+  tree_.SetCpu(100, 100);
+  tree_.SetProcess(100, 1, 50);
+  collector->Tick(T(1));
+  tree_.Remove("proc/100");  // killed
+  Advance(10, 1);
+  tree_.SetCpu(200, 200);
+  collector->Tick(T(2));
+  absl::StatusOr<RunEnergy> a = collector->GetRun("run-a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->active);
+  EXPECT_TRUE(a->ended_on_exit);
+  EXPECT_EQ(a->unregister_time, T(2));
+  const double idle_then = a->idle_joules;
+  Advance(10, 1);
+  tree_.SetCpu(300, 300);
+  collector->Tick(T(3));
+  EXPECT_DOUBLE_EQ(collector->GetRun("run-a")->idle_joules, idle_then) << "still accruing";
+  EXPECT_TRUE(collector->GetRun("run-b")->active) << "a live run is not affected";
+  EXPECT_FALSE(collector->GetRun("run-b")->ended_on_exit);
+}
+
 TEST_F(CollectorTest, UnregisterTakesALastReadingAndResumesAdd) {
   auto collector = Make();
   ASSERT_TRUE(collector->Register("run-a", {100}, {}, 0, T(0)).ok());

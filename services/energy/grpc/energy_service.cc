@@ -253,6 +253,7 @@ void ToProto(const RunEnergy& run, const std::string& node, const CarbonFactors&
   }
   for (Domain d : run.estimated_domains) out->add_estimated_domains(ToProto(d));
   out->set_carbon_grams(CarbonGrams(run.active_joules, carbon));
+  out->set_ended_on_exit(run.ended_on_exit);
   out->set_idle_carbon_grams(CarbonGrams(run.idle_joules, carbon));
   out->set_pue(carbon.pue);
   out->set_grid_intensity_grams_per_kwh(carbon.grid_intensity_grams_per_kwh);

@@ -259,6 +259,9 @@ absl::StatusOr<v1::RunConfig> ValidateRunConfig(const v1::RunConfig& in) {
   if (!std::isfinite(b.max_energy_joules()) || b.max_energy_joules() < 0) {
     return Invalid("config.budget.max_energy_joules must be a non-negative number");
   }
+  if (!std::isfinite(b.max_energy_stale_seconds()) || b.max_energy_stale_seconds() < 0) {
+    return Invalid("config.budget.max_energy_stale_seconds must be a non-negative number");
+  }
   if (b.max_epochs() == 0 && b.max_steps() == 0 && b.max_energy_joules() == 0) {
     return Invalid("config.budget: set at least one of max_epochs, max_steps, max_energy_joules");
   }

@@ -12,13 +12,14 @@
 namespace greenloop::trainer {
 
 RunEnergy::RunEnergy(EnergyMeter& meter, Collective& collective, std::string run_id, int pid,
-                     std::uint32_t rank, double max_energy_joules)
+                     std::uint32_t rank, double max_energy_joules, absl::Duration max_stale)
     : meter_(meter),
       collective_(collective),
       run_id_(std::move(run_id)),
       pid_(pid),
       rank_(rank),
-      max_energy_joules_(max_energy_joules) {}
+      max_energy_joules_(max_energy_joules),
+      max_stale_(max_stale) {}
 
 absl::Status RunEnergy::Register(const std::string& endpoint) {
   absl::Status status = meter_.Register(run_id_, pid_, rank_);
@@ -39,13 +40,20 @@ absl::Status RunEnergy::CountRanksOnNode(const std::string& node) {
   return absl::OkStatus();
 }
 
-absl::Status RunEnergy::Refresh(v1::Progress& progress) {
+absl::Status RunEnergy::Refresh(v1::Progress& progress, absl::Time now) {
   absl::StatusOr<double> node = meter_.RunEnergyJoules(run_id_);
   if (node.ok()) {
     progress.set_node_energy_joules(*node);
+    unread_since_.reset();
   } else {
-    logging::Warn("cannot read the run's energy; keeping the last figure",
-                  {{"run", run_id_}, {"error", node.status().ToString()}});
+    // The last figure stays, marked: a stale figure must not pass for a good one.
+    progress.set_energy_incomplete(true);
+    if (!unread_since_) unread_since_ = now;
+    if (max_energy_joules_ > 0 && now - *unread_since_ >= max_stale_) stale_ = true;
+    logging::Warn("cannot read the run's energy; keeping the last figure, marked incomplete",
+                  {{"run", run_id_},
+                   {"error", node.status().ToString()},
+                   {"unread_seconds", absl::ToDoubleSeconds(now - *unread_since_)}});
   }
   if (collective_.world_size() > 1) {
     float share[1] = {static_cast<float>(progress.node_energy_joules() / ranks_on_node_)};
@@ -63,6 +71,8 @@ void RunEnergy::Finish(v1::Progress& progress) {
   if (absl::StatusOr<double> e = meter_.RunEnergyJoules(run_id_); e.ok()) {
     progress.set_node_energy_joules(*e);
     if (collective_.world_size() == 1) progress.set_energy_joules(*e);
+  } else {
+    progress.set_energy_incomplete(true);  // the run's tail is not in the figures
   }
   if (absl::Status s = meter_.Unregister(run_id_, pid_); !s.ok()) {
     logging::Warn("cannot unregister from the energy collector",

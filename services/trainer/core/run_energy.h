@@ -14,9 +14,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "greenloop/v1/trainer.pb.h"
 #include "services/trainer/core/ports.h"
 
@@ -26,22 +28,27 @@ class RunEnergy final {
  public:
   // `meter` and `collective` must outlive this. `max_energy_joules` 0: no budget.
   RunEnergy(EnergyMeter& meter, Collective& collective, std::string run_id, int pid,
-            std::uint32_t rank, double max_energy_joules);
+            std::uint32_t rank, double max_energy_joules,
+            absl::Duration max_stale = absl::Seconds(60));
 
   // Registers the pid; the error names `endpoint` and says why training refuses to go on.
   absl::Status Register(const std::string& endpoint);
   // Learns how many ranks share this rank's `node` (a collective: every rank calls it).
   absl::Status CountRanksOnNode(const std::string& node);
-  // Reads the node's figure (keeping the last one, with a warning, when the read fails) and sets
-  // progress.node_energy_joules and .energy_joules (the run's total: a collective when the run
-  // has several ranks). UNAVAILABLE when the collective fails.
-  absl::Status Refresh(v1::Progress& progress);
+  // Reads the node's figure at `now` and sets progress.node_energy_joules and .energy_joules (the
+  // run's total: a collective when the run has several ranks). A read that fails keeps the last
+  // figure, with a warning, and marks progress.energy_incomplete; a budgeted run whose reads keep
+  // failing for `max_stale` becomes stale(). UNAVAILABLE when the collective fails.
+  absl::Status Refresh(v1::Progress& progress, absl::Time now = absl::Now());
   // After the run: one last reading into `progress` (so that the figures include the run's tail)
   // and the pid unregistered. Does nothing when Register() did not succeed.
   void Finish(v1::Progress& progress);
 
   // Whether the run's total has reached the energy budget.
   bool exceeded() const { return exceeded_; }
+  // Whether the run has a budget and its energy has gone unread for `max_stale`: the budget can
+  // no longer be checked.
+  bool stale() const { return stale_; }
 
  private:
   EnergyMeter& meter_;
@@ -51,8 +58,11 @@ class RunEnergy final {
   const std::uint32_t rank_;
   const double max_energy_joules_;
   double ranks_on_node_ = 1;
+  const absl::Duration max_stale_;
   bool registered_ = false;
   bool exceeded_ = false;
+  bool stale_ = false;
+  std::optional<absl::Time> unread_since_;  // the first failed read since the last good one
 };
 
 // Sets progress.projected_total_energy_joules to the joules per step so far times the planned

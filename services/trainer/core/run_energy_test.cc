@@ -83,8 +83,44 @@ TEST(RunEnergy, OneRankReadsItsNodeKeepsTheLastFigureAndStopsAtTheBudget) {
   energy.Finish(p);
   EXPECT_DOUBLE_EQ(p.energy_joules(), 70.0);  // the tail of the run
   EXPECT_EQ(meter.unregistered, std::vector<std::string>{"run-1/42"});
-  ASSERT_TRUE(energy.Refresh(p).ok());  // the collector gone: the last figure stays
+  EXPECT_FALSE(p.energy_incomplete());
+  ASSERT_TRUE(energy.Refresh(p).ok());  // the collector gone: the last figure stays, marked
   EXPECT_DOUBLE_EQ(p.energy_joules(), 70.0);
+  EXPECT_TRUE(p.energy_incomplete());
+}
+
+// Issue 17, hole 5: a collector outage does not keep a budgeted run going on a stale figure.
+TEST(RunEnergy, ABudgetedRunWhoseEnergyGoesUnreadTooLongIsStale) {
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  ScriptedMeter meter;
+  meter.readings = {5.0};
+  LocalCollective local;
+  RunEnergy budgeted(meter, local, "run-1", 42, 0, 100.0, absl::Seconds(30));
+  v1::Progress p;
+  ASSERT_TRUE(budgeted.Refresh(p, t0).ok());
+  EXPECT_FALSE(p.energy_incomplete());
+  ASSERT_TRUE(budgeted.Refresh(p, t0 + absl::Seconds(10)).ok());  // down from here on
+  EXPECT_TRUE(p.energy_incomplete());
+  EXPECT_DOUBLE_EQ(p.energy_joules(), 5.0);
+  ASSERT_TRUE(budgeted.Refresh(p, t0 + absl::Seconds(39)).ok());
+  EXPECT_FALSE(budgeted.stale()) << "29 s unread is within the limit";
+  ASSERT_TRUE(budgeted.Refresh(p, t0 + absl::Seconds(40)).ok());
+  EXPECT_TRUE(budgeted.stale());
+  EXPECT_FALSE(budgeted.exceeded()) << "stale is not over budget";
+  // A good reading in between starts the count again; a run without a budget is never stale.
+  ScriptedMeter flaky;
+  RunEnergy again(flaky, local, "run-2", 42, 0, 100.0, absl::Seconds(30));
+  ASSERT_TRUE(again.Refresh(p, t0).ok());  // unread from t0
+  flaky.readings = {2.0};
+  ASSERT_TRUE(again.Refresh(p, t0 + absl::Seconds(25)).ok());  // read: the count restarts
+  ASSERT_TRUE(again.Refresh(p, t0 + absl::Seconds(50)).ok());  // unread from 50 s
+  ASSERT_TRUE(again.Refresh(p, t0 + absl::Seconds(70)).ok());
+  EXPECT_FALSE(again.stale()) << "20 s unread since the last good reading";
+  ScriptedMeter none;
+  RunEnergy unbudgeted(none, local, "run-3", 42, 0, 0, absl::Seconds(30));
+  ASSERT_TRUE(unbudgeted.Refresh(p, t0).ok());
+  ASSERT_TRUE(unbudgeted.Refresh(p, t0 + absl::Hours(1)).ok());
+  EXPECT_FALSE(unbudgeted.stale());
 }
 
 TEST(RunEnergy, ANodeSharedByTwoRanksIsCountedOnce) {

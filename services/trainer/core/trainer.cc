@@ -52,7 +52,8 @@ enum Control : std::size_t {
   kCalibrationLoss = 6,     // λ calibration (FeatureTraining::Calibrating): cross-entropy, summed
   kCalibrationPenalty = 7,  // and the evenly-spread penalty, summed
   kCheckpoint = 8,          // > 0: rank 0's rule questions went out; every rank checkpoints
-  kControlSize = 9,
+  kEnergyStale = 9,         // > 0: some rank could not read its energy for the budget's limit
+  kControlSize = 10,
 };
 
 constexpr std::uint64_t kEpochSeedSalt = 0x9E3779B97F4A7C15ULL;
@@ -76,6 +77,12 @@ v1::VerdictPolicy AutoPolicy(const v1::VerdictPolicy& policy) {
     p.set_on_wrong_label(p.auto_on_wrong_label());
   }
   return p;
+}
+
+// Budget.max_energy_stale_seconds with its default.
+double StaleLimitSeconds(const v1::RunConfig& config) {
+  const double s = config.budget().max_energy_stale_seconds();
+  return s > 0 ? s : 60.0;
 }
 
 // The port the feature questions go through: a second client in MODE_HITL_COMBINED (its own
@@ -113,7 +120,7 @@ class Loop final {
                  Emit(kind, message);
                }),
         energy_(*ports.energy, *collective_, options.run_id, options.pid, options.rank,
-                config.budget().max_energy_joules()),
+                config.budget().max_energy_joules(), absl::Seconds(StaleLimitSeconds(config))),
         smoother_(config.eval_smoothing()),
         features_(config.feature_feedback(), dataset),
         feature_review_(
@@ -472,6 +479,7 @@ class Loop final {
     control[kStop] = ports_.stop_requested && ports_.stop_requested() ? 1.0f : 0.0f;
     control[kVerdictCount] = rank() == 0 ? static_cast<float>(pending_.size()) : 0.0f;
     control[kEnergyExceeded] = energy_.exceeded() ? 1.0f : 0.0f;
+    control[kEnergyStale] = energy_.stale() ? 1.0f : 0.0f;
     control[kSamples] = static_cast<float>(positions.size());
     control[kExtraPasses] = static_cast<float>(batch.extra_passes);
     control[kFailed] = batch.failure.empty() ? 0.0f : 1.0f;
@@ -505,6 +513,15 @@ class Loop final {
       WriteCheckpoint(false);
       return std::optional<Finish>(
           Finish{v1::RUN_STATE_STOPPED, v1::FINISH_REASON_STOPPED, "stopped"});
+    }
+    if (control[kEnergyStale] > 0) {
+      WriteCheckpoint(false);
+      return std::optional<Finish>(
+          Finish{v1::RUN_STATE_STOPPED, v1::FINISH_REASON_ENERGY_UNAVAILABLE,
+                 fmt::format("the run's energy could not be read for {:.0f} s and it has an energy "
+                             "budget (config.budget.max_energy_stale_seconds): stopped with a "
+                             "checkpoint; resume it when the energy collector is back",
+                             StaleLimitSeconds(config_))});
     }
     if (control[kEnergyExceeded] > 0) {
       WriteCheckpoint(false);

@@ -423,6 +423,41 @@ TEST(Train, StopsAtTargetAccuracyAndAtTheEnergyBudget) {
   EXPECT_LT(budget->outcome.progress.step(), 5u * (2000 / 64));
 }
 
+// Issue 17, hole 5: a budgeted run whose collector stops answering does not go on under a stale
+// figure: it stops with a checkpoint once its energy has gone unread for the configured time, and
+// its figures say they are incomplete.
+TEST(Train, ABudgetedRunStopsWhenItsEnergyCannotBeReadAndSaysItIsIncomplete) {
+  v1::RunConfig config = Config(v1::MODE_BASELINE);
+  config.mutable_budget()->set_max_epochs(50);
+  config.mutable_budget()->set_max_energy_joules(1e9);  // a budget the run never reaches
+  config.mutable_budget()->set_max_energy_stale_seconds(0.2);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("greenloop-stale-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  config.set_checkpoint_dir(dir.string());
+  auto ds = Load(config, 2000);
+  FakeEnergyMeter energy;
+  energy.GoDownAfterReads(2);  // the projection's reading and one budget check, then an outage
+  auto ran = RunOnce(config, *ds, nullptr, false, nullptr, &energy);
+  const TrainingOutcome& o = ran->outcome;
+  EXPECT_EQ(o.state, v1::RUN_STATE_STOPPED) << o.error_message;
+  EXPECT_EQ(o.finish_reason, v1::FINISH_REASON_ENERGY_UNAVAILABLE);
+  EXPECT_THAT(o.error_message, ::testing::HasSubstr("config.budget.max_energy_stale_seconds"));
+  EXPECT_TRUE(o.progress.energy_incomplete());
+  EXPECT_LT(o.progress.step(), 50u * (2000 / 64)) << "it trained on a stale figure to the end";
+  EXPECT_FALSE(o.checkpoint_path.empty()) << "stopped without a checkpoint to resume from";
+  std::filesystem::remove_all(dir);
+  // Without a budget the run goes on, its figures marked incomplete.
+  config.mutable_budget()->set_max_energy_joules(0);
+  config.mutable_budget()->set_max_epochs(1);
+  config.clear_checkpoint_dir();
+  FakeEnergyMeter down;
+  down.GoDownAfterReads(0);
+  auto unbudgeted = RunOnce(config, *ds, nullptr, false, nullptr, &down);
+  EXPECT_EQ(unbudgeted->outcome.state, v1::RUN_STATE_SUCCEEDED);
+  EXPECT_TRUE(unbudgeted->outcome.progress.energy_incomplete());
+}
+
 // The protocol and method of issue 12: a clean validation split decides, the noise review fixes
 // the confidently noisy labels after one epoch, InfoBatch pruning shortens the epochs, every pass
 // is counted in MACs, and the test split is evaluated once at the end.

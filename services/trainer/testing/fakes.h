@@ -40,7 +40,15 @@ class FakeEnergyMeter final : public EnergyMeter {
   absl::StatusOr<double> RunEnergyJoules(const std::string&) override {
     std::lock_guard lock(mu_);
     ++reads_;
+    if (down_after_reads_ >= 0 && reads_ > down_after_reads_) {
+      return absl::UnavailableError("energy collector down");
+    }
     return carried_joules_ + watts_ * (CpuSeconds() - start_cpu_);
+  }
+  // From the read after `reads` on, every read fails (a collector outage); -1: never.
+  void GoDownAfterReads(int reads) {
+    std::lock_guard lock(mu_);
+    down_after_reads_ = reads;
   }
   void FailRegister(absl::Status status) {
     std::lock_guard lock(mu_);
@@ -74,6 +82,7 @@ class FakeEnergyMeter final : public EnergyMeter {
   int registers_ = 0;
   int unregisters_ = 0;
   int reads_ = 0;
+  int down_after_reads_ = -1;
 };
 
 // A feedback queue with a perfect simulated crowd: an enqueued item gets a LABEL_CHOICE verdict

@@ -20,8 +20,10 @@ std::string Opt(bool has, double v, const char* format_spec) {
   return has ? fmt::format(fmt::runtime(format_spec), v) : "—";
 }
 
+// The energy's source, and whether some of it could not be read (a lower bound then).
 std::string EnergySource(const cli::ModeResult& m) {
-  return m.energy_source().empty() ? "unknown" : m.energy_source();
+  const std::string source = m.energy_source().empty() ? "unknown" : m.energy_source();
+  return m.energy_incomplete() ? source + ", incomplete" : source;
 }
 
 struct Row {

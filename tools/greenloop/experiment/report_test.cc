@@ -79,6 +79,18 @@ TEST(ReportTest, TablesSayShareOfBaselineAndSources) {
   EXPECT_THAT(md, HasSubstr("## baseline"));
 }
 
+// Issue 17, hole 5: a run whose energy could not always be read says so wherever its source is
+// shown: its figures are a lower bound.
+TEST(ReportTest, EnergyThatCouldNotAlwaysBeReadIsMarkedIncomplete) {
+  cli::ExperimentResult r = Example();
+  r.mutable_modes(1)->set_energy_incomplete(true);
+  EXPECT_THAT(SummaryTable(r), HasSubstr("estimated, incomplete"));
+  const std::string md = MarkdownReport(r, {});
+  EXPECT_THAT(md, HasSubstr("estimated, incomplete"));
+  r.mutable_modes(1)->set_energy_incomplete(false);
+  EXPECT_THAT(SummaryTable(r), Not(HasSubstr("incomplete")));
+}
+
 TEST(ReportTest, VerdictPrecisionAgainstCleanLabels) {
   cli::ExperimentResult r = Example();
   r.mutable_modes(1)->set_verdicts_applied(40);

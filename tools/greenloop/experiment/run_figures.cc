@@ -48,6 +48,7 @@ void FillCounters(const v1::Progress& p, cli::ModeResult& m) {
   m.set_samples_pruned(p.samples_pruned());
   m.set_samples_reviewed(p.samples_reviewed());
   m.set_feedback_errors(p.feedback_errors());
+  m.set_energy_incomplete(p.energy_incomplete());
 }
 
 // Projection errors only mean something for a run that used its whole planned budget.
