@@ -186,7 +186,7 @@ TEST(ChannelsLast, SurvivesACheckpointRoundTrip) {
   internal::CheckpointState st;
   st.set_run_id("run-1");
   st.set_world_size(1);
-  ASSERT_TRUE(SaveCheckpoint(dir.string(), "step-3", *a, opt_a, st).ok());
+  ASSERT_TRUE(SaveCheckpoint(dir.string(), "epoch-1-step-3", *a, opt_a, st).ok());
   std::shared_ptr<ClassifierImpl> b = Model(v1::MODEL_KIND_CNN, ds, 10);
   FusedAdam opt_b(b->parameters(), torch::optim::AdamOptions(1e-3));
   ASSERT_TRUE(LoadLatestCheckpoint(dir.string(), "run-1", 1, *b, opt_b).ok());

@@ -814,9 +814,35 @@ class Loop final {
     Emit(v1::PROGRESS_EVENT_KIND_CHECKPOINT, fmt::format("checkpoint {}", name));
   }
 
+  // The step every rank resumes from: the newest one all of them hold (a collective). NOT_FOUND
+  // when no rank holds any.
+  absl::StatusOr<std::uint64_t> AgreedResumeStep() {
+    std::string mine;
+    for (std::uint64_t step : CheckpointSteps(RankDir())) {
+      mine += (mine.empty() ? "" : ",") + std::to_string(step);
+    }
+    absl::StatusOr<std::vector<std::string>> all = collective_->AllGather(mine);
+    if (!all.ok()) return all.status();
+    std::vector<std::vector<std::uint64_t>> per_rank;
+    for (const std::string& list : *all) {
+      std::vector<std::uint64_t>& steps = per_rank.emplace_back();
+      for (std::size_t start = 0; start < list.size();) {
+        const std::size_t end = std::min(list.find(',', start), list.size());
+        steps.push_back(std::stoull(list.substr(start, end - start)));
+        start = end + 1;
+      }
+    }
+    absl::StatusOr<std::optional<std::uint64_t>> step = ResumeStep(per_rank, opts_.run_id);
+    if (!step.ok()) return step.status();
+    if (!step->has_value()) return absl::NotFoundError("no checkpoint to resume from");
+    return **step;
+  }
+
   absl::Status LoadCheckpoint() {
-    absl::StatusOr<LoadedCheckpoint> loaded = LoadLatestCheckpoint(
-        RankDir(), opts_.run_id, world(), *model_, *optimizer_, model_info_.architecture());
+    absl::StatusOr<std::uint64_t> step = AgreedResumeStep();
+    if (!step.ok()) return step.status();
+    absl::StatusOr<LoadedCheckpoint> loaded = LoadCheckpointAt(
+        RankDir(), *step, opts_.run_id, world(), *model_, *optimizer_, model_info_.architecture());
     if (!loaded.ok()) return loaded.status();
     const internal::CheckpointState& st = loaded->state;
     GREENLOOP_RETURN_IF_ERROR_LOOP(

@@ -217,6 +217,61 @@ TEST_F(DistributedTest, AKilledRankFailsTheRunWithAClearMessageNotAHang) {
   EXPECT_LT(waited, 30);
 }
 
+// Issue 17, hole 7: a rank SIGKILLed mid-epoch fails the run; started again with resume, both
+// ranks agree on the step to go on from and finish identically.
+TEST_F(DistributedTest, ARankKilledMidEpochResumesWithTheOtherFromTheSameStep) {
+  const std::string checkpoints = Out("checkpoints");
+  const std::vector<std::string> common = {"--world=2", "--batch=32", "--epochs=12",
+                                           "--checkpoint=" + checkpoints,
+                                           "--collective_timeout_ms=5000"};
+  auto with = [&](const std::string& port, const char* rank, bool resume) {
+    std::vector<std::string> a = common;
+    a.push_back("--port=" + port);
+    a.push_back(std::string("--rank=") + rank);
+    if (resume) a.push_back("--resume=1");
+    return a;
+  };
+  const std::string first_port = std::to_string(FreePort());
+  Rank r0(with(first_port, "0", false), Out("k0"));
+  Rank r1(with(first_port, "1", false), Out("k1"));
+  // Wait for both ranks' first epoch checkpoint, then kill rank 1 in the middle of the next.
+  const auto has_checkpoint = [&](int rank) {  // a published epoch-N-step-M folder
+    const std::filesystem::path dir =
+        std::filesystem::path(checkpoints) / "dist-test" / ("rank-" + std::to_string(rank));
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.starts_with("epoch-") && !name.ends_with(".tmp") &&
+          std::filesystem::exists(entry.path() / "state.pb", ec)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (int i = 0; i < 600 && !(has_checkpoint(0) && has_checkpoint(1)); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(has_checkpoint(0) && has_checkpoint(1)) << "no first-epoch checkpoints";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  r1.Kill();
+  ASSERT_NE(r0.Wait(std::chrono::seconds(60)), -1) << "rank 0 hung after rank 1 died";
+  r1.Wait(std::chrono::seconds(5));
+  ASSERT_EQ(r0.Read()["state"], "RUN_STATE_FAILED");
+
+  const std::string second_port = std::to_string(FreePort());
+  Rank again0(with(second_port, "0", true), Out("a0"));
+  Rank again1(with(second_port, "1", true), Out("a1"));
+  ASSERT_EQ(again0.Wait(std::chrono::seconds(300)), 0) << again0.Read()["message"];
+  ASSERT_EQ(again1.Wait(std::chrono::seconds(60)), 0) << again1.Read()["message"];
+  Result a = again0.Read();
+  Result b = again1.Read();
+  EXPECT_EQ(a["state"], "RUN_STATE_SUCCEEDED");
+  EXPECT_EQ(a["step"], b["step"]);
+  EXPECT_EQ(a["step"], std::to_string(12 * (3000 / 64)));  // the whole budget, once
+  EXPECT_EQ(a["accuracy"], b["accuracy"]);
+  EXPECT_EQ(a["changes_hash"], b["changes_hash"]);
+}
+
 TEST_F(DistributedTest, AWorldSizeThatDoesNotMatchTheRanksTimesOutClearly) {
   const std::string port = std::to_string(FreePort());
   Rank alone({"--rank=0", "--world=2", "--port=" + port, "--rendezvous_timeout_ms=3000"},

@@ -57,7 +57,9 @@ int Main(int argc, char** argv) {
                                              {"collective_timeout_ms", "10000"},
                                              {"threads", "1"},
                                              {"ask", "20"},
-                                             {"lambda", "0"}};
+                                             {"lambda", "0"},
+                                             {"checkpoint", ""},
+                                             {"resume", "0"}};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     const auto eq = a.find('=');
@@ -98,6 +100,7 @@ int Main(int argc, char** argv) {
   config.mutable_feedback()->set_endpoint("in-memory");
   config.mutable_feedback()->set_campaign_id("camp");
   config.mutable_feedback()->set_feature_campaign_id("camp-f");
+  config.set_checkpoint_dir(args["checkpoint"]);  // empty: no checkpoints
   absl::StatusOr<v1::RunConfig> valid = ValidateRunConfig(config);
   if (!valid.ok()) {
     std::cerr << valid.status() << "\n";
@@ -163,6 +166,7 @@ int Main(int argc, char** argv) {
   options.node = "node-a";
   options.pid = getpid();
   options.threads = std::stoi(args["threads"]);
+  options.resume = args["resume"] == "1";
   TrainingOutcome outcome = Train(*valid, **ds, options, ports);
   report(outcome, listener);
   return outcome.state == v1::RUN_STATE_SUCCEEDED ? 0 : 1;
