@@ -26,6 +26,12 @@ function(greenloop_test)
   if(NOT labels)
     set(labels unit)
   endif()
+  # In a sanitizer build (GREENLOOP_SANITIZE) the one label is the sanitizer's, so `ctest -L asan`
+  # runs every gtest executable that build holds; one label, since gtest_discover_tests flattens
+  # a list value of PROPERTIES.
+  if(GREENLOOP_SANITIZE)
+    set(labels ${GREENLOOP_SANITIZE})
+  endif()
   gtest_discover_tests(${arg_NAME}
     DISCOVERY_TIMEOUT 30
     PROPERTIES LABELS "${labels}" ${arg_PROPERTIES})

@@ -395,7 +395,12 @@ absl::Status Schema::LoadYaml(const std::string& path) {
   std::function<absl::Status(const YAML::Node&, const std::string&)> walk =
       [&](const YAML::Node& node, const std::string& prefix) -> absl::Status {
     for (const auto& kv : node) {
-      const std::string name = kv.first.as<std::string>();
+      if (!kv.first.IsScalar()) {  // YAML allows a list or map as a key (`? [a]: 1`); we do not
+        return absl::InvalidArgumentError(
+            fmt::format("{}:{}: keys must be plain names, not a {}", path, kv.first.Mark().line + 1,
+                        kv.first.IsNull() ? "null" : kv.first.IsMap() ? "map" : "list"));
+      }
+      const std::string name = kv.first.Scalar();
       const std::string key = prefix.empty() ? name : prefix + "." + name;
       const YAML::Node& value = kv.second;
       const std::string origin = fmt::format("{}:{}", path, kv.first.Mark().line + 1);

@@ -116,6 +116,16 @@ TEST_F(ConfigTest, MalformedYamlNamesLine) {
   EXPECT_THAT(s.message(), HasSubstr("not valid YAML"));
 }
 
+// Found by tests/fuzz/yaml_fuzz: a complex key (`? {...}`) threw out of the loader and ended the
+// process. It is bad input, and says so.
+TEST_F(ConfigTest, AKeyThatIsNotAPlainNameIsRefusedNotThrown) {
+  for (const char* text : {"\n?  level: x\n", "? [a, b]\n: 1\n", "grpc:\n  ? {x: 1}\n  : 2\n"}) {
+    const absl::Status s = schema_.LoadFile(WriteFile(text));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(s.message(), HasSubstr("keys must be plain names")) << text;
+  }
+}
+
 TEST_F(ConfigTest, BadValuesNameKeyAndSource) {
   EXPECT_THAT(LoadArgs({"--grpc.port=abc"}).message(),
               HasSubstr("flag --grpc.port: grpc.port: 'abc' is not an integer"));

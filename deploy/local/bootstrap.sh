@@ -24,8 +24,8 @@ PACKAGES=(
   # storage, metrics, logging, config, HTTP
   libpqxx-dev libpq-dev prometheus-cpp-dev libcivetweb-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
   libcpp-httplib-dev
-  # tests
-  libgtest-dev libgmock-dev
+  # tests; clang with its sanitizer and libFuzzer runtimes for the asan, tsan and fuzz suites
+  libgtest-dev libgmock-dev clang-14 libclang-rt-14-dev
   # servers the tests and the demo start on loopback (postgresql-contrib: pgbench for benchmarks)
   postgresql postgresql-contrib prometheus
   # trainer: LibTorch (CPU) with Gloo for data parallelism, and the Fashion-MNIST dataset

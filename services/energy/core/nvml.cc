@@ -8,12 +8,17 @@
 
 #include "fmt/format.h"
 
+// NVML's opaque device type, declared at global scope as nvml.h does: a pointer type declared in
+// our own namespace would make every call through dlsym'd pointers a call through the wrong
+// function type (UBSan's -fsanitize=function reports it against the test's stand-in library).
+struct nvmlDevice_st;
+
 namespace greenloop::energy {
 namespace {
 
 // The few NVML declarations we use, from NVML's public API (nvml.h); the ABI is stable.
 using nvmlReturn_t = int;
-using nvmlDevice_t = struct nvmlDevice_st*;
+using nvmlDevice_t = ::nvmlDevice_st*;
 constexpr nvmlReturn_t kNvmlSuccess = 0;
 
 // \brief The loaded library: dlopen handle and the resolved entry points. Shared by every GPU

@@ -438,23 +438,32 @@ absl::StatusOr<IdxFile> ReadIdxGz(const std::string& path) {
   const bool failed = got < 0;
   gzclose(file);
   if (failed) return absl::DataLossError(fmt::format("{}: not a readable gzip file", path));
+  return ParseIdx(bytes, path);
+}
+
+absl::StatusOr<IdxFile> ParseIdx(std::span<const std::uint8_t> bytes, std::string_view name) {
   if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08) {
-    return absl::DataLossError(fmt::format("{}: not an IDX file of unsigned bytes", path));
+    return absl::DataLossError(fmt::format("{}: not an IDX file of unsigned bytes", name));
   }
   const int ndims = bytes[3];
   if (ndims < 1 || ndims > 4 || bytes.size() < 4 + 4 * static_cast<std::size_t>(ndims)) {
-    return absl::DataLossError(fmt::format("{}: bad IDX header", path));
+    return absl::DataLossError(fmt::format("{}: bad IDX header", name));
   }
   IdxFile idx;
   std::size_t total = 1;
   for (int d = 0; d < ndims; ++d) {
     idx.dims.push_back(BigEndian32(&bytes[4 + 4 * static_cast<std::size_t>(d)]));
-    total *= idx.dims.back();
+    // A product past the file's size (or past size_t) cannot be: refuse it before it wraps.
+    if (__builtin_mul_overflow(total, std::size_t{idx.dims.back()}, &total) ||
+        total > bytes.size()) {
+      return absl::DataLossError(
+          fmt::format("{}: the dimensions announce more data than the file holds", name));
+    }
   }
   const std::size_t header = 4 + 4 * static_cast<std::size_t>(ndims);
   if (bytes.size() != header + total) {
     return absl::DataLossError(
-        fmt::format("{}: {} data bytes, header announces {}", path, bytes.size() - header, total));
+        fmt::format("{}: {} data bytes, header announces {}", name, bytes.size() - header, total));
   }
   idx.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
   return idx;

@@ -116,6 +116,11 @@ struct IdxFile {
 };
 absl::StatusOr<IdxFile> ReadIdxGz(const std::string& path);
 
+// Parses an IDX file's bytes (gunzipped): the header (1 to 4 dimensions) and exactly as many data
+// bytes as the dimensions multiply to. DATA_LOSS naming `name` otherwise, dimensions whose
+// product overflows included.
+absl::StatusOr<IdxFile> ParseIdx(std::span<const std::uint8_t> bytes, std::string_view name);
+
 // Reads the four Fashion-MNIST files under `dir`. Errors as ReadIdxGz, and DATA_LOSS when the
 // files disagree (image and label counts).
 absl::StatusOr<RawImages> ReadFashionMnist(const std::string& dir);

@@ -30,6 +30,23 @@ DatasetCache& SharedCache() {
   return *cache;
 }
 
+// Found while writing the fuzz target (issue 17): dimensions whose product wraps around size_t
+// passed the size check with no data at all.
+TEST(ParseIdx, RefusesDimensionsThatOverflowOrAnnounceMoreThanTheFileHolds) {
+  std::vector<std::uint8_t> wraps = {0, 0, 8, 4};
+  for (std::uint32_t dim : {0x80000000u, 0x80000000u, 4u, 1u}) {
+    for (int shift : {24, 16, 8, 0}) wraps.push_back(static_cast<std::uint8_t>(dim >> shift));
+  }
+  EXPECT_EQ(ParseIdx(wraps, "wraps").status().code(), absl::StatusCode::kDataLoss);
+  std::vector<std::uint8_t> ok = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6};
+  absl::StatusOr<IdxFile> parsed = ParseIdx(ok, "ok");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->dims, (std::vector<std::uint32_t>{2, 3}));
+  EXPECT_EQ(parsed->data.size(), 6u);
+  ok.pop_back();
+  EXPECT_EQ(ParseIdx(ok, "short").status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(FashionMnist, ReadsTheDebianPackageForReal) {
   absl::StatusOr<std::shared_ptr<const RawImages>> raw = SharedCache().FashionMnist();
   ASSERT_TRUE(raw.ok()) << raw.status();
