@@ -1,7 +1,8 @@
 // greenloop's error policy, in one header.
 //
 // Core and storage code return absl::Status / absl::StatusOr<T>. Adapters convert exactly once,
-// at the edge, with ToGrpcStatus(); clients convert back with FromGrpcStatus(). Pick the most
+// at the edge, with ToGrpcStatus(); clients convert back with FromGrpcStatus() (both in
+// common/grpc/status.h, so that this library and the cores stay free of gRPC). Pick the most
 // specific canonical code:
 //
 //   INVALID_ARGUMENT     the caller sent something wrong; the message says what and how to fix it
@@ -22,8 +23,6 @@
 // Thread-safety: every function here is pure and thread-safe.
 #pragma once
 
-#include <grpcpp/support/status.h>
-
 #include <exception>
 #include <string_view>
 
@@ -31,15 +30,6 @@
 #include "absl/status/statusor.h"
 
 namespace greenloop {
-
-// Converts a domain status to the status an RPC returns. Codes map one to one (absl and gRPC
-// share the canonical code space); the message is kept for every code but INTERNAL and UNKNOWN,
-// whose message is replaced by a generic one so that internals never leak to a client (log the
-// original before converting).
-grpc::Status ToGrpcStatus(const absl::Status& status);
-
-// Converts the status an RPC returned back to a domain status, keeping code and message.
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // Converts the exception in flight (call from a catch block) to an INTERNAL status whose message
 // names `where` and the exception's what(). Used by every handler's catch-all.

@@ -3,12 +3,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <sstream>
 
 #include "common/grpc/server.h"
 #include "greenloop/v1/energy.grpc.pb.h"
 #include "greenloop/v1/feedback.grpc.pb.h"
 #include "greenloop/v1/trainer.grpc.pb.h"
+#include "tools/greenloop/experiment_flags.h"
 
 namespace greenloop::cli {
 namespace {
@@ -123,6 +125,28 @@ TEST(Cli, HelpAndVersion) {
   EXPECT_THAT(r.out, HasSubstr("--pg.url"));
   r = RunCli({"version"});
   EXPECT_THAT(r.out, HasSubstr("greenloop 0."));
+}
+
+// Ctrl-C marks the guard that lives, not a process-wide flag a command must remember to reset:
+// the next guard starts clean, and the outer guard is the target again once an inner one goes.
+TEST(SigintGuard, MarksTheInnermostGuardAndEachGuardStartsClean) {
+  {
+    SigintGuard outer;
+    {
+      SigintGuard inner;
+      ASSERT_EQ(std::raise(SIGINT), 0);
+      EXPECT_TRUE(inner.interrupted());
+      EXPECT_TRUE(SigintGuard::AnyInterrupted());
+      EXPECT_FALSE(outer.interrupted());
+    }
+    EXPECT_FALSE(SigintGuard::AnyInterrupted());
+    ASSERT_EQ(std::raise(SIGINT), 0);
+    EXPECT_TRUE(outer.interrupted());
+  }
+  EXPECT_FALSE(SigintGuard::AnyInterrupted());
+  SigintGuard next;
+  EXPECT_FALSE(next.interrupted());
+  EXPECT_FALSE(SigintGuard::AnyInterrupted());
 }
 
 }  // namespace

@@ -82,7 +82,6 @@ int ExperimentRun(const std::vector<std::string_view>& args, const config::Envir
   if (!spec.ok()) return Exit(err, kProgram, spec.status());
 
   SigintGuard guard;
-  g_interrupted = false;
   experiment::ExperimentRunner runner(*spec, RunnerOptionsFrom(a, no_progress, experiment_id), err);
   if (absl::Status s = runner.CheckRunIds(); !s.ok()) return Exit(err, kProgram, s);
   if (absl::Status s = runner.CheckServices(); !s.ok()) return Exit(err, kProgram, s);
@@ -187,7 +186,6 @@ int ExperimentSweep(const std::vector<std::string_view>& args, const config::Env
   };
 
   SigintGuard guard;
-  g_interrupted = false;
   const auto started = std::chrono::steady_clock::now();
   experiment::SweepResult sweep;
   sweep.sweep_id = sweep_id;
@@ -352,7 +350,6 @@ int Predict(const std::vector<std::string_view>& args, const config::Environment
 
   if (calibrate) {
     SigintGuard guard;
-    g_interrupted = false;
     int n = 0;
     // Samples processed per run: long enough that the collector (one sample a second) sees each
     // run for several seconds, from a few seconds to half a minute on a 2-core node. A dataset
@@ -386,7 +383,7 @@ int Predict(const std::vector<std::string_view>& args, const config::Environment
         absl::StatusOr<cli::ExperimentResult> r = runner.Run();
         if (!r.ok()) return Exit(err, kProgram, r.status());
         if (absl::Status st = (*store)->Save(*r, {}); !st.ok()) return Exit(err, kProgram, st);
-        if (g_interrupted) return kExitFailed;
+        if (guard.interrupted()) return kExitFailed;
       }
     }
   }

@@ -7,13 +7,31 @@
 
 namespace greenloop::cli {
 
-std::atomic<bool> g_interrupted{false};
 namespace {
-extern "C" void OnSigint(int) { g_interrupted.store(true); }
+// Where SIGINT goes: the innermost live guard's flag. A signal is process-wide, so its route is
+// too; the state it sets is the guard's.
+std::atomic<std::atomic<bool>*> g_sigint_target{nullptr};
+static_assert(std::atomic<std::atomic<bool>*>::is_always_lock_free);
+
+extern "C" void OnSigint(int) {
+  if (std::atomic<bool>* target = g_sigint_target.load(); target != nullptr) target->store(true);
+}
 }  // namespace
 
-SigintGuard::SigintGuard() { previous_ = std::signal(SIGINT, OnSigint); }
-SigintGuard::~SigintGuard() { std::signal(SIGINT, previous_); }
+SigintGuard::SigintGuard() {
+  outer_ = g_sigint_target.exchange(&interrupted_);
+  previous_ = std::signal(SIGINT, OnSigint);
+}
+
+SigintGuard::~SigintGuard() {
+  std::signal(SIGINT, previous_);
+  g_sigint_target.store(outer_);
+}
+
+bool SigintGuard::AnyInterrupted() {
+  std::atomic<bool>* target = g_sigint_target.load();
+  return target != nullptr && target->load();
+}
 
 // Report(), with a spec or experiment that does not exist counted as bad usage (exit 2).
 int Exit(std::ostream& err, std::string_view program, const absl::Status& status) {
@@ -65,7 +83,8 @@ std::optional<int> LoadCommon(config::Schema& schema, std::string_view program,
   return std::nullopt;
 }
 
-// The runner's options from the common flags; every runner stops on Ctrl-C (g_interrupted).
+// The runner's options from the common flags; every runner stops on Ctrl-C (the innermost
+// SigintGuard).
 // `no_progress`: a line per evaluation even on a terminal.
 experiment::RunnerOptions RunnerOptionsFrom(const CommonArgs& a, bool no_progress,
                                             std::string experiment_id) {
@@ -74,7 +93,7 @@ experiment::RunnerOptions RunnerOptionsFrom(const CommonArgs& a, bool no_progres
           .fashion_mnist_dir = a.fashion_mnist_dir,
           .spam_assassin_dir = a.spam_assassin_dir,
           .progress_in_place = !no_progress && isatty(STDERR_FILENO) == 1,
-          .interrupted = [] { return g_interrupted.load(); },
+          .interrupted = [] { return SigintGuard::AnyInterrupted(); },
           .experiment_id = std::move(experiment_id),
           .infra = a.infra};
 }

@@ -5,10 +5,12 @@
 //   CommonArgs a;
 //   AddCommon(schema, a);
 //   if (auto code = LoadCommon(schema, kProgram, args, env, out, err, a)) return *code;
-//   SigintGuard guard;  // Ctrl-C sets g_interrupted while it lives
+//   SigintGuard guard;  // Ctrl-C marks this guard while it lives
 //   ExperimentRunner runner(spec, RunnerOptionsFrom(a, false, id), err);
+//   if (guard.interrupted()) ...
 //
-// Thread-safety: g_interrupted is atomic; the rest runs on the command's thread.
+// Thread-safety: a guard's flag is atomic (a signal handler sets it); the rest runs on the
+// command's thread.
 #pragma once
 
 #include <atomic>
@@ -27,10 +29,10 @@
 
 namespace greenloop::cli {
 
-// Set by SIGINT while a SigintGuard lives; every runner polls it.
-extern std::atomic<bool> g_interrupted;
-
-// Sets SIGINT to mark an interrupt (g_interrupted) for as long as it lives.
+// \brief While it lives, SIGINT marks this guard as interrupted instead of ending the process.
+// Each guard starts uninterrupted; guards nest (the innermost one is marked, and the outer one
+// again once it is gone). Runners poll the innermost live guard through
+// SigintGuard::AnyInterrupted() (RunnerOptionsFrom).
 class SigintGuard final {
  public:
   SigintGuard();
@@ -38,7 +40,14 @@ class SigintGuard final {
   SigintGuard(const SigintGuard&) = delete;
   SigintGuard& operator=(const SigintGuard&) = delete;
 
+  // Whether SIGINT arrived while this guard was the innermost one.
+  bool interrupted() const { return interrupted_.load(); }
+  // Whether the innermost live guard is interrupted; false when none lives.
+  static bool AnyInterrupted();
+
  private:
+  std::atomic<bool> interrupted_{false};
+  std::atomic<bool>* outer_ = nullptr;  // the guard this one hides, restored on destruction
   void (*previous_)(int) = nullptr;
 };
 
@@ -69,7 +78,8 @@ std::optional<int> LoadCommon(config::Schema& schema, std::string_view program,
                               const config::Environment& env, std::ostream& out, std::ostream& err,
                               CommonArgs& a, const std::string& epilog = "");
 
-// The runner's options from the common flags; every runner stops on Ctrl-C (g_interrupted).
+// The runner's options from the common flags; every runner stops on Ctrl-C (the innermost
+// SigintGuard).
 // `no_progress`: a line per evaluation even on a terminal.
 experiment::RunnerOptions RunnerOptionsFrom(const CommonArgs& a, bool no_progress,
                                             std::string experiment_id);

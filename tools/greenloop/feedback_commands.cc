@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/grpc/channel.h"
+#include "common/grpc/status.h"
 #include "common/status/status.h"
 #include "greenloop/v1/feedback.grpc.pb.h"
 #include "tools/greenloop/commands.h"

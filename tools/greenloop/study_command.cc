@@ -131,7 +131,6 @@ int Study(const std::vector<std::string_view>& args, const config::Environment& 
       a.study_id, labels.size());
 
   SigintGuard guard;
-  g_interrupted = false;
   const auto& points = plan->points;
   experiment::PointHooks hooks{
       .stored = [&](std::size_t i) -> std::optional<cli::ModeResult> {

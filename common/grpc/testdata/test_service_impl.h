@@ -12,6 +12,7 @@
 
 #include "common/grpc/auth.h"
 #include "common/grpc/testdata/test_service.grpc.pb.h"
+#include "common/grpc/status.h"
 #include "common/status/status.h"
 
 namespace greenloop::rpc::testdata {

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/logging/logging.h"
+#include "common/grpc/status.h"
 #include "common/status/status.h"
 #include "fmt/format.h"
 
@@ -178,18 +179,14 @@ std::optional<Domain> FromProto(v1::EnergyDomain d) {
   }
 }
 
-// Streams registered per service instance, so CloseStreams() can end them on shutdown.
-struct StreamRegistry {
+}  // namespace
+
+// This service's open streams, so CloseStreams() ends them and no other instance's. Shared with
+// each stream's OnDone, which gRPC may run after the service is gone.
+struct EnergyGrpcService::OpenStreams {
   absl::Mutex mu;
   std::set<SampleStream*> open ABSL_GUARDED_BY(mu);
 };
-
-StreamRegistry& Registry() {
-  static auto* registry = new StreamRegistry;  // leaked on purpose: outlives every stream
-  return *registry;
-}
-
-}  // namespace
 
 v1::EnergyDomain ToProto(Domain domain) {
   switch (domain) {
@@ -266,7 +263,8 @@ EnergyGrpcService::EnergyGrpcService(Collector* collector, EnergyStore* store, S
       store_(store),
       hub_(hub),
       authenticator_(authenticator),
-      node_(std::move(node)) {}
+      node_(std::move(node)),
+      open_streams_(std::make_shared<OpenStreams>()) {}
 
 absl::StatusOr<Registrant> EnergyGrpcService::Allow(
     const ::grpc::ServerContextBase& context) const {
@@ -370,14 +368,14 @@ absl::StatusOr<Registrant> EnergyGrpcService::Allow(
   if (closing_) {
     return fail(absl::UnavailableError("the energy collector is shutting down; reconnect"));
   }
-  StreamRegistry& registry = Registry();
   auto* stream = new SampleStream(hub_, collector_->options().node, std::move(domains),
-                                  request->include_runs(), [&registry](SampleStream* s) {
-                                    absl::MutexLock l(&registry.mu);
-                                    registry.open.erase(s);
+                                  request->include_runs(),
+                                  [streams = open_streams_](SampleStream* s) {
+                                    absl::MutexLock l(&streams->mu);
+                                    streams->open.erase(s);
                                   });
-  absl::MutexLock l(&registry.mu);
-  registry.open.insert(stream);
+  absl::MutexLock l(&open_streams_->mu);
+  open_streams_->open.insert(stream);
   return stream;
 }
 
@@ -386,9 +384,8 @@ void EnergyGrpcService::CloseStreams() {
     absl::MutexLock lock(&streams_mu_);
     closing_ = true;
   }
-  StreamRegistry& registry = Registry();
-  absl::MutexLock l(&registry.mu);
-  for (SampleStream* s : registry.open) s->Close();
+  absl::MutexLock l(&open_streams_->mu);
+  for (SampleStream* s : open_streams_->open) s->Close();
 }
 
 ::grpc::Status EnergyGrpcService::ListMeters(::grpc::ServerContext* context,

@@ -1,6 +1,7 @@
 // greenloop.v1.EnergyService over the collector core: proto <-> domain, auth, status mapping.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "absl/time/time.h"
@@ -57,7 +58,8 @@ class EnergyGrpcService final
                                    const v1::ListRegistrationsRequest* request,
                                    v1::ListRegistrationsResponse* response) override;
 
-  /// Ends every open WatchNodeSamples stream with UNAVAILABLE (call before Server::Shutdown()).
+  /// Ends every WatchNodeSamples stream this service opened with UNAVAILABLE (call before
+  /// Server::Shutdown()); another instance's streams stay open.
   void CloseStreams();
 
  private:
@@ -72,6 +74,8 @@ class EnergyGrpcService final
   const NodeDescription node_;
   absl::Mutex streams_mu_;
   bool closing_ ABSL_GUARDED_BY(streams_mu_) = false;
+  struct OpenStreams;
+  const std::shared_ptr<OpenStreams> open_streams_;
 };
 
 /// Fills a NodeRunEnergy from a run's figures.

@@ -7,10 +7,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "common/grpc/channel.h"
 #include "common/grpc/server.h"
@@ -142,6 +145,47 @@ TEST_F(EnergyServiceAuthTest, ARunIsItsRegistrantsAndAPidGoesToOneRun) {
   EXPECT_TRUE(Register("worker2-t", "run-w2", 200).ok());
   EXPECT_TRUE(Unregister("admin-t", "run-w1").ok());  // an operator may end anyone's run
   EXPECT_TRUE(Unregister("worker2-t", "run-w2").ok());
+}
+
+// Issue 17 (structure): the open streams are the service instance's, not the process's, so one
+// instance shutting down ends its own streams and leaves another's open.
+TEST_F(EnergyServiceAuthTest, ClosingStreamsEndsOnlyThisInstancesStreams) {
+  EnergyGrpcService other(collector_.get(), nullptr, &hub_, &auth_,
+                          NodeDescription{.hostname = "h2", .version = "test"});
+  rpc::Server other_server({.address = "127.0.0.1:0", .service_name = "energy-test-2"});
+  other_server.Add(&other);
+  ASSERT_TRUE(other_server.Start().ok());
+  auto other_stub = v1::EnergyService::NewStub(
+      *rpc::CreateChannel("127.0.0.1:" + std::to_string(other_server.port())));
+  std::atomic<bool> stop{false};
+  std::thread publisher([&] {  // samples until the test ends, so every open stream gets some
+    for (std::uint64_t seq = 1; !stop; ++seq) {
+      hub_.Publish({.sequence = seq, .time = absl::Now(), .interval = absl::Seconds(1)});
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  auto ctx = rpc::NewClientContext(std::chrono::seconds(10), "admin-t");
+  auto other_ctx = rpc::NewClientContext(std::chrono::seconds(10), "admin-t");
+  auto mine = stub_->WatchNodeSamples(ctx.get(), v1::WatchNodeSamplesRequest());
+  auto theirs = other_stub->WatchNodeSamples(other_ctx.get(), v1::WatchNodeSamplesRequest());
+  v1::WatchNodeSamplesResponse r;
+  ASSERT_TRUE(mine->Read(&r));  // both streams are open on their servers
+  ASSERT_TRUE(theirs->Read(&r));
+
+  service_->CloseStreams();
+  while (mine->Read(&r)) {
+  }
+  EXPECT_EQ(mine->Finish().error_code(), ::grpc::StatusCode::UNAVAILABLE);
+  ASSERT_TRUE(theirs->Read(&r)) << "another instance's CloseStreams ended this stream";
+  ASSERT_TRUE(theirs->Read(&r));
+
+  other.CloseStreams();
+  while (theirs->Read(&r)) {
+  }
+  EXPECT_EQ(theirs->Finish().error_code(), ::grpc::StatusCode::UNAVAILABLE);
+  stop = true;
+  publisher.join();
+  other_server.Shutdown();
 }
 
 }  // namespace

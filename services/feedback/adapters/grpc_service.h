@@ -2,6 +2,7 @@
 // handlers; WatchVerdicts is a callback-API stream served by VerdictStreams.
 #pragma once
 
+#include "common/grpc/status.h"
 #include "greenloop/v1/feedback.grpc.pb.h"
 #include "services/feedback/adapters/api.h"
 #include "services/feedback/adapters/verdict_streams.h"

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 
+#include "common/grpc/status.h"
 #include "fmt/format.h"
 #include "services/feedback/adapters/web_assets.h"
 

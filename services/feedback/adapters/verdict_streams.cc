@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/logging/logging.h"
+#include "common/grpc/status.h"
 #include "common/status/status.h"
 
 namespace greenloop::feedback {

@@ -4,6 +4,7 @@
 
 #include "common/grpc/channel.h"
 #include "common/logging/logging.h"
+#include "common/grpc/status.h"
 #include "common/status/status.h"
 
 namespace greenloop::trainer {
