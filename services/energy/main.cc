@@ -68,6 +68,10 @@ struct Config {
   std::string carbon_source = std::string(kDefaultCarbonSource);
   bool auth_disabled = false;
   std::string auth_feedback_address;
+  std::string auth_feedback_ca_path;
+  std::string auth_feedback_server_name;
+  std::string tls_cert_path;
+  std::string tls_key_path;
   std::chrono::milliseconds run_retention{3'600'000};
   std::chrono::milliseconds run_series_grace{300'000};
   std::chrono::milliseconds max_restore_gap{600'000};
@@ -120,6 +124,14 @@ absl::Status Run(int argc, char** argv) {
            "and exported)")
       .Add("auth.feedback_address", &cfg.auth_feedback_address,
            "feedback service (host:port) that checks bearer tokens when auth is enabled")
+      .Add("auth.feedback_ca_path", &cfg.auth_feedback_ca_path,
+           "PEM CA of the feedback service's TLS certificate: the token check goes over TLS "
+           "(empty: plaintext, for loopback only)")
+      .Add("auth.feedback_server_name", &cfg.auth_feedback_server_name,
+           "name expected in the feedback service's certificate when it differs from the "
+           "address's host (optional)")
+      .Add("tls.cert_path", &cfg.tls_cert_path, "PEM certificate chain for gRPC TLS (optional)")
+      .Add("tls.key_path", &cfg.tls_key_path, "PEM private key for gRPC TLS")
       .Add("runs.retention", &cfg.run_retention, "how long ended runs stay in memory")
       .Add("metrics.run_series_grace", &cfg.run_series_grace,
            "how long a finished run's series stay on /metrics")
@@ -133,6 +145,13 @@ absl::Status Run(int argc, char** argv) {
           return absl::InvalidArgumentError(
               "auth.feedback_address is required: the feedback service checks the callers' "
               "tokens (or set auth.disabled=true for local development)");
+        }
+        if (cfg.tls_cert_path.empty() != cfg.tls_key_path.empty()) {
+          return absl::InvalidArgumentError("set both tls.cert_path and tls.key_path, or neither");
+        }
+        if (cfg.auth_feedback_ca_path.empty() && !cfg.auth_feedback_server_name.empty()) {
+          return absl::InvalidArgumentError(
+              "auth.feedback_server_name needs auth.feedback_ca_path (TLS to the feedback service)");
         }
         return absl::OkStatus();
       });
@@ -222,7 +241,14 @@ absl::Status Run(int argc, char** argv) {
   if (cfg.auth_disabled) {
     logging::Warn("authentication is disabled: any caller may register runs (auth.disabled)");
   } else {
-    GREENLOOP_ASSIGN_OR_RETURN(auto channel, rpc::CreateChannel(cfg.auth_feedback_address));
+    rpc::ClientOptions feedback_options;
+    if (!cfg.auth_feedback_ca_path.empty()) {
+      feedback_options.tls = rpc::ClientTlsOptions{
+          .root_ca_path = cfg.auth_feedback_ca_path,
+          .server_name_override = cfg.auth_feedback_server_name};
+    }
+    GREENLOOP_ASSIGN_OR_RETURN(auto channel,
+                               rpc::CreateChannel(cfg.auth_feedback_address, feedback_options));
     authenticator = std::make_unique<rpc::WhoAmIAuthenticator>(channel);
   }
   SampleHub hub;
@@ -231,8 +257,14 @@ absl::Status Run(int argc, char** argv) {
                              .version = GREENLOOP_VERSION,
                              .start_time = absl::Now(),
                              .interval = absl::FromChrono(cfg.interval),
-                             .cpu = cpu});
-  rpc::Server server({.address = cfg.grpc_address, .service_name = "energy"});
+                             .cpu = cpu},
+                            metrics_server->registry().get());
+  rpc::ServerOptions server_options{.address = cfg.grpc_address, .service_name = "energy"};
+  if (!cfg.tls_cert_path.empty()) {
+    server_options.tls = rpc::ServerTlsOptions{.cert_chain_path = cfg.tls_cert_path,
+                                               .private_key_path = cfg.tls_key_path};
+  }
+  rpc::Server server(server_options);
   server.Add(&service);
 
   bool warned_meters = false;
@@ -272,6 +304,7 @@ absl::Status Run(int argc, char** argv) {
                 {{"node", cfg.node},
                  {"grpc_port", server.port()},
                  {"metrics_port", metrics_server->port()},
+                 {"tls", server_options.tls.has_value()},
                  {"meters", sources},
                  {"storage", pool != nullptr ? pool->target() : std::string("memory")}});
 

@@ -91,7 +91,8 @@ absl::Status Run(int argc, char** argv) {
       .Add("auth.revocation_check", &cfg.auth_revocation_check,
            "how often the token cache looks for revokes made through other replicas",
            {.min = 100, .max = 60'000})
-      .Add("tls.cert_path", &cfg.tls_cert_path, "PEM certificate chain for gRPC TLS (optional)")
+      .Add("tls.cert_path", &cfg.tls_cert_path,
+           "PEM certificate chain: gRPC and the HTTP port speak TLS only (optional)")
       .Add("tls.key_path", &cfg.tls_key_path, "PEM private key for gRPC TLS")
       .Add("limits.max_payload_bytes", &cfg.max_payload_bytes, "largest item payload",
            {.min = 1024, .max = 16 << 20})
@@ -208,7 +209,9 @@ absl::Status Run(int argc, char** argv) {
                            .max_body_bytes = static_cast<std::size_t>(cfg.http_max_body_bytes),
                            .threads = static_cast<int>(cfg.http_threads),
                            .auth_failure_burst = cfg.http_auth_failure_burst,
-                           .auth_failures_per_second = cfg.http_auth_failures_per_second});
+                           .auth_failures_per_second = cfg.http_auth_failures_per_second,
+                           .tls_cert_path = cfg.tls_cert_path,
+                           .tls_key_path = cfg.tls_key_path});
 
   MaintenanceLoop maintenance(
       &queue, absl::FromChrono(cfg.reap_interval), absl::FromChrono(cfg.reestimate_interval),

@@ -5,6 +5,7 @@
 
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/config/config.h"
@@ -45,9 +46,20 @@ struct TrainerConfig {
   std::string dist_interface;
   std::chrono::milliseconds rendezvous_timeout{60000};
   std::chrono::milliseconds collective_timeout{30000};
+  std::string tls_cert_path;
+  std::string tls_key_path;
+  std::string tls_ca_path;
+  std::string tls_server_name;
   std::string log_format = "text";
   std::string log_level = "info";
 };
+
+// TLS to the collector, the feedback service and the token check, from tls.ca_path.
+std::optional<rpc::ClientTlsOptions> ClientTls(const TrainerConfig& c) {
+  if (c.tls_ca_path.empty()) return std::nullopt;
+  return rpc::ClientTlsOptions{.root_ca_path = c.tls_ca_path,
+                               .server_name_override = c.tls_server_name};
+}
 
 int Fail(const absl::Status& status) {
   std::cerr << kProgram << ": " << status.message() << "\n";
@@ -95,11 +107,22 @@ int Main(int argc, char** argv) {
            "how long ranks wait for each other at the TCPStore rendezvous", {.min = 1000})
       .Add("dist.collective_timeout", &c.collective_timeout,
            "how long a collective waits before a missing rank fails the run", {.min = 1000})
+      .Add("tls.cert_path", &c.tls_cert_path, "PEM certificate chain for gRPC TLS (optional)")
+      .Add("tls.key_path", &c.tls_key_path, "PEM private key for gRPC TLS")
+      .Add("tls.ca_path", &c.tls_ca_path,
+           "PEM CA of the collector's and the feedback service's certificates: the worker's "
+           "calls to them (its token included) go over TLS (empty: plaintext, loopback only)")
+      .Add("tls.server_name", &c.tls_server_name,
+           "name expected in their certificates when it differs from the endpoint's host")
       .Add("log.format", &c.log_format, "text or json", {.one_of = {"text", "json"}})
       .Add("log.level", &c.log_level, "debug, info, warn or error",
            {.one_of = {"debug", "info", "warn", "error"}});
   if (absl::Status s = schema.Load(argc, argv); !s.ok()) {
     std::cerr << kProgram << ": " << s.message() << "\n";
+    return 2;
+  }
+  if (c.tls_cert_path.empty() != c.tls_key_path.empty()) {
+    std::cerr << kProgram << ": set both tls.cert_path and tls.key_path, or neither\n";
     return 2;
   }
   if (schema.help_requested()) {
@@ -135,7 +158,7 @@ int Main(int argc, char** argv) {
     logging::Warn("authentication is disabled (auth.mode=none): every caller is trusted");
   } else {
     absl::StatusOr<std::shared_ptr<::grpc::Channel>> channel =
-        rpc::CreateChannel(c.auth_feedback_endpoint);
+        rpc::CreateChannel(c.auth_feedback_endpoint, {.tls = ClientTls(c)});
     if (!channel.ok()) return Fail(channel.status());
     authenticator = std::make_unique<rpc::WhoAmIAuthenticator>(*channel);
   }
@@ -146,7 +169,7 @@ int Main(int argc, char** argv) {
   where.spam_keep_headers = c.spam_keep_headers;
   DatasetCache datasets(where);
 
-  const ClientSettings clients{.bearer_token = c.auth_token, .node = c.node};
+  const ClientSettings clients{.bearer_token = c.auth_token, .node = c.node, .tls = ClientTls(c)};
   RunDependencies deps;
   deps.energy = [clients](const std::string& endpoint) {
     return EnergyGrpcClient::Connect(endpoint, clients);
@@ -172,14 +195,22 @@ int Main(int argc, char** argv) {
       &datasets, deps, store.get(), (*metrics)->registry());
   if (absl::Status s = runs.LoadStoredRuns(); !s.ok()) return Fail(s);
 
-  TrainerGrpcService service(&runs, authenticator.get());
-  rpc::Server server(
-      {.address = fmt::format("{}:{}", c.grpc_bind, c.grpc_port), .service_name = "trainer"});
+  TrainerGrpcService service(&runs, authenticator.get(), (*metrics)->registry().get());
+  rpc::ServerOptions server_options{.address = fmt::format("{}:{}", c.grpc_bind, c.grpc_port),
+                                    .service_name = "trainer"};
+  if (!c.tls_cert_path.empty()) {
+    server_options.tls = rpc::ServerTlsOptions{.cert_chain_path = c.tls_cert_path,
+                                               .private_key_path = c.tls_key_path};
+  }
+  rpc::Server server(server_options);
   server.Add(&service);
   if (absl::Status s = server.Start(); !s.ok()) return Fail(s);
   logging::Info(
       "trainer worker serving",
-      {{"grpc_port", server.port()}, {"metrics_port", (*metrics)->port()}, {"node", c.node}});
+      {{"grpc_port", server.port()},
+       {"metrics_port", (*metrics)->port()},
+       {"node", c.node},
+       {"tls", server_options.tls.has_value()}});
 
   (*signals)->Wait();
   logging::Info("shutting down: stopping the active run at its next step");

@@ -45,16 +45,6 @@ void ToProto(const GpuDescription& g, v1::GpuDevice* out) {
   out->set_has_energy_counter(g.has_energy_counter);
 }
 
-// Runs `fn`, turning an escaped exception into INTERNAL (logged) per the error policy.
-template <typename F>
-::grpc::Status Guard(std::string_view rpc, F&& fn) {
-  try {
-    return ToGrpcStatus(fn());
-  } catch (...) {
-    return ToGrpcStatus(StatusFromCurrentException(rpc));
-  }
-}
-
 // One WatchNodeSamples stream: writes the newest sample whenever the previous write is done, and
 // drops the ones in between for a slow client (it sees the gap in `sequence`).
 class SampleStream final : public ::grpc::ServerWriteReactor<v1::WatchNodeSamplesResponse> {
@@ -258,12 +248,14 @@ void ToProto(const RunEnergy& run, const std::string& node, const CarbonFactors&
 }
 
 EnergyGrpcService::EnergyGrpcService(Collector* collector, EnergyStore* store, SampleHub* hub,
-                                     const rpc::Authenticator* authenticator, NodeDescription node)
+                                     const rpc::Authenticator* authenticator, NodeDescription node,
+                                     prometheus::Registry* registry)
     : collector_(collector),
       store_(store),
       hub_(hub),
       authenticator_(authenticator),
       node_(std::move(node)),
+      guard_("energy", rpc::HandlerGuard::CountIn(registry, "greenloop_energy_errors_total")),
       open_streams_(std::make_shared<OpenStreams>()) {}
 
 absl::StatusOr<Registrant> EnergyGrpcService::Allow(
@@ -278,7 +270,7 @@ absl::StatusOr<Registrant> EnergyGrpcService::Allow(
 ::grpc::Status EnergyGrpcService::Register(::grpc::ServerContext* context,
                                            const v1::RegisterRequest* request,
                                            v1::RegisterResponse* response) {
-  return Guard("Register", [&]() -> absl::Status {
+  return guard_.Run("Register", [&]() -> absl::Status {
     GREENLOOP_ASSIGN_OR_RETURN(Registrant who, Allow(*context));
     const std::string& node = collector_->options().node;
     if (!request->node().empty() && request->node() != node) {
@@ -313,7 +305,7 @@ absl::StatusOr<Registrant> EnergyGrpcService::Allow(
 ::grpc::Status EnergyGrpcService::Unregister(::grpc::ServerContext* context,
                                              const v1::UnregisterRequest* request,
                                              v1::UnregisterResponse* response) {
-  return Guard("Unregister", [&]() -> absl::Status {
+  return guard_.Run("Unregister", [&]() -> absl::Status {
     GREENLOOP_ASSIGN_OR_RETURN(Registrant who, Allow(*context));
     std::vector<int> pids(request->pids().begin(), request->pids().end());
     GREENLOOP_ASSIGN_OR_RETURN(RunEnergy run,
@@ -332,7 +324,7 @@ absl::StatusOr<Registrant> EnergyGrpcService::Allow(
 ::grpc::Status EnergyGrpcService::GetRunEnergy(::grpc::ServerContext* context,
                                                const v1::GetRunEnergyRequest* request,
                                                v1::GetRunEnergyResponse* response) {
-  return Guard("GetRunEnergy", [&]() -> absl::Status {
+  return guard_.Run("GetRunEnergy", [&]() -> absl::Status {
     GREENLOOP_RETURN_IF_ERROR(Allow(*context).status());
     absl::StatusOr<RunEnergy> run = collector_->GetRun(request->run_id());
     if (run.status().code() == absl::StatusCode::kNotFound && store_ != nullptr) {
@@ -391,7 +383,7 @@ void EnergyGrpcService::CloseStreams() {
 ::grpc::Status EnergyGrpcService::ListMeters(::grpc::ServerContext* context,
                                              const v1::ListMetersRequest*,
                                              v1::ListMetersResponse* response) {
-  return Guard("ListMeters", [&]() -> absl::Status {
+  return guard_.Run("ListMeters", [&]() -> absl::Status {
     GREENLOOP_RETURN_IF_ERROR(Allow(*context).status());
     response->set_node(collector_->options().node);
     for (const MeterHealth& h : collector_->Meters()) {
@@ -417,7 +409,7 @@ void EnergyGrpcService::CloseStreams() {
 ::grpc::Status EnergyGrpcService::GetNodeInfo(::grpc::ServerContext* context,
                                               const v1::GetNodeInfoRequest*,
                                               v1::GetNodeInfoResponse* response) {
-  return Guard("GetNodeInfo", [&]() -> absl::Status {
+  return guard_.Run("GetNodeInfo", [&]() -> absl::Status {
     GREENLOOP_RETURN_IF_ERROR(Allow(*context).status());
     const CollectorOptions& o = collector_->options();
     response->set_node(o.node);
@@ -450,7 +442,7 @@ void EnergyGrpcService::CloseStreams() {
 ::grpc::Status EnergyGrpcService::ListRegistrations(::grpc::ServerContext* context,
                                                     const v1::ListRegistrationsRequest* request,
                                                     v1::ListRegistrationsResponse* response) {
-  return Guard("ListRegistrations", [&]() -> absl::Status {
+  return guard_.Run("ListRegistrations", [&]() -> absl::Status {
     GREENLOOP_RETURN_IF_ERROR(Allow(*context).status());
     std::size_t offset = 0;
     const std::string& token = request->page().page_token();

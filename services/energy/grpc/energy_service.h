@@ -6,6 +6,7 @@
 
 #include "absl/time/time.h"
 #include "common/grpc/auth.h"
+#include "common/grpc/handler_guard.h"
 #include "greenloop/v1/energy.grpc.pb.h"
 #include "services/energy/core/collector.h"
 #include "services/energy/core/sampling_loop.h"
@@ -38,8 +39,11 @@ struct NodeDescription {
 class EnergyGrpcService final
     : public v1::EnergyService::WithCallbackMethod_WatchNodeSamples<v1::EnergyService::Service> {
  public:
+  /// `registry`: where calls answered INTERNAL are counted (greenloop_energy_errors_total{rpc});
+  /// null counts nothing (they are logged either way).
   EnergyGrpcService(Collector* collector, EnergyStore* store, SampleHub* hub,
-                    const rpc::Authenticator* authenticator, NodeDescription node);
+                    const rpc::Authenticator* authenticator, NodeDescription node,
+                    prometheus::Registry* registry = nullptr);
 
   ::grpc::Status Register(::grpc::ServerContext* context, const v1::RegisterRequest* request,
                           v1::RegisterResponse* response) override;
@@ -72,6 +76,7 @@ class EnergyGrpcService final
   SampleHub* const hub_;
   const rpc::Authenticator* const authenticator_;
   const NodeDescription node_;
+  const rpc::HandlerGuard guard_;
   absl::Mutex streams_mu_;
   bool closing_ ABSL_GUARDED_BY(streams_mu_) = false;
   struct OpenStreams;

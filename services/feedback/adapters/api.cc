@@ -94,7 +94,11 @@ void TokenAuthenticator::Invalidate() {
 
 FeedbackApi::FeedbackApi(FeedbackQueue* queue, TokenAuthenticator* authenticator,
                          FeedbackMetrics* metrics)
-    : queue_(queue), authenticator_(authenticator), metrics_(metrics) {}
+    : queue_(queue),
+      authenticator_(authenticator),
+      metrics_(metrics),
+      guard_("feedback",
+             [metrics](std::string_view rpc) { metrics->OnInternalError(std::string(rpc)); }) {}
 
 absl::StatusOr<Caller> FeedbackApi::Authenticate(
     const absl::StatusOr<std::string_view>& token) const {
@@ -121,8 +125,7 @@ void FeedbackApi::Account(std::string_view rpc, const absl::Status& status) cons
       break;
     case absl::StatusCode::kInternal:
     case absl::StatusCode::kUnknown:
-      metrics_->OnInternalError(std::string(rpc));
-      logging::Error("request failed", {{"rpc", rpc}, {"error", status.ToString()}});
+      guard_.Account(rpc, status);  // the common policy: logged and counted
       break;
     default:
       break;

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/grpc/auth.h"
+#include "common/grpc/handler_guard.h"
 #include "common/logging/logging.h"
 #include "common/status/status.h"
 #include "services/feedback/adapters/metrics.h"
@@ -119,6 +120,7 @@ class FeedbackApi final {
   FeedbackQueue* const queue_;
   TokenAuthenticator* const authenticator_;
   FeedbackMetrics* const metrics_;
+  const rpc::HandlerGuard guard_;  // logs and counts (greenloop_feedback_errors_total) INTERNAL
 };
 
 }  // namespace greenloop::feedback

@@ -203,7 +203,22 @@ absl::Status FeedbackHttpServer::Start() {
   }
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
 
-  server_ = std::make_unique<httplib::Server>();
+  if (options_.tls_cert_path.empty() != options_.tls_key_path.empty()) {
+    return absl::InvalidArgumentError("set both tls.cert_path and tls.key_path, or neither");
+  }
+  if (!options_.tls_cert_path.empty()) {
+    auto https = std::make_unique<httplib::SSLServer>(options_.tls_cert_path.c_str(),
+                                                      options_.tls_key_path.c_str());
+    if (!https->is_valid()) {
+      return absl::InvalidArgumentError(
+          fmt::format("cannot serve HTTPS with certificate '{}' and key '{}' (unreadable, or not "
+                      "a PEM pair)",
+                      options_.tls_cert_path, options_.tls_key_path));
+    }
+    server_ = std::move(https);
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
   const int threads = options_.threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(options_.max_body_bytes);

@@ -24,6 +24,10 @@ struct HttpOptions {
   // beyond, its API calls get 429 before their token is looked up.
   double auth_failure_burst = 20;
   double auth_failures_per_second = 1;
+  // PEM certificate chain and key: set both and the port speaks HTTPS only (raters' tokens and
+  // answers never cross the network in the clear); empty: plain HTTP, for loopback.
+  std::string tls_cert_path;
+  std::string tls_key_path;
 };
 
 /// \brief Serves, on one port:

@@ -25,7 +25,8 @@ EnergyGrpcClient::EnergyGrpcClient(std::shared_ptr<::grpc::Channel> channel,
 
 absl::StatusOr<std::unique_ptr<EnergyMeter>> EnergyGrpcClient::Connect(const std::string& endpoint,
                                                                        ClientSettings settings) {
-  absl::StatusOr<std::shared_ptr<::grpc::Channel>> channel = rpc::CreateChannel(endpoint);
+  absl::StatusOr<std::shared_ptr<::grpc::Channel>> channel =
+      rpc::CreateChannel(endpoint, {.tls = settings.tls});
   if (!channel.ok()) return channel.status();
   return std::unique_ptr<EnergyMeter>(
       std::make_unique<EnergyGrpcClient>(*std::move(channel), std::move(settings)));
@@ -86,7 +87,8 @@ FeedbackGrpcClient::~FeedbackGrpcClient() { StopWatching(); }
 
 absl::StatusOr<std::unique_ptr<FeedbackQueue>> FeedbackGrpcClient::Connect(
     const std::string& endpoint, ClientSettings settings) {
-  absl::StatusOr<std::shared_ptr<::grpc::Channel>> channel = rpc::CreateChannel(endpoint);
+  absl::StatusOr<std::shared_ptr<::grpc::Channel>> channel =
+      rpc::CreateChannel(endpoint, {.tls = settings.tls});
   if (!channel.ok()) return channel.status();
   return std::unique_ptr<FeedbackQueue>(
       std::make_unique<FeedbackGrpcClient>(*std::move(channel), std::move(settings)));

@@ -14,10 +14,12 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/grpc/channel.h"
 #include "greenloop/v1/energy.grpc.pb.h"
 #include "greenloop/v1/feedback.grpc.pb.h"
 #include "services/trainer/core/ports.h"
@@ -30,6 +32,9 @@ struct ClientSettings {
   std::chrono::milliseconds deadline{5000};
   // First wait before reconnecting a broken verdict stream; doubles up to 30 s.
   std::chrono::milliseconds reconnect_backoff{250};
+  // TLS to the collector and the feedback service (the worker's tls.ca_path); plaintext when
+  // empty, which sends the bearer token in the clear: loopback only.
+  std::optional<rpc::ClientTlsOptions> tls;
 };
 
 // EnergyService client: registers the rank's pid and reads the run's energy on this node.

@@ -77,6 +77,39 @@ TEST_F(ClientsTest, UnreachableCollectorIsUnavailable) {
   EXPECT_NE(s.message().find("EnergyService.Register"), absl::string_view::npos);
 }
 
+// Issue 17, hole 8: with ClientSettings.tls (the worker's tls.ca_path) the clients reach a TLS
+// collector and send the token over TLS; without it they do not get through.
+TEST(ClientsTlsTest, TheClientsSpeakTlsToACollectorThatServesIt) {
+  const std::string certs = GREENLOOP_TLS_TESTDATA;
+  FakeEnergyService energy;
+  rpc::Server server({.address = "127.0.0.1:0",
+                      .service_name = "fakes-tls",
+                      .tls = rpc::ServerTlsOptions{.cert_chain_path = certs + "/server.pem",
+                                                   .private_key_path = certs + "/server.key"}});
+  server.Add(&energy);
+  ASSERT_TRUE(server.Start().ok());
+  const std::string endpoint = "127.0.0.1:" + std::to_string(server.port());
+
+  auto secure = EnergyGrpcClient::Connect(
+      endpoint, {.bearer_token = "tok",
+                 .node = "fake-node",
+                 .tls = rpc::ClientTlsOptions{.root_ca_path = certs + "/server.pem"}});
+  ASSERT_TRUE(secure.ok()) << secure.status();
+  ASSERT_TRUE((*secure)->Register("run-tls", getpid(), 0).ok());
+  EXPECT_EQ(energy.last_authorization(), "Bearer tok");
+
+  auto plain = EnergyGrpcClient::Connect(
+      endpoint, {.bearer_token = "tok", .node = "fake-node", .deadline = std::chrono::seconds(2)});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ((*plain)->Register("run-plain", getpid(), 0).code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(energy.active("run-plain"));
+
+  auto missing_ca = FeedbackGrpcClient::Connect(
+      endpoint, {.tls = rpc::ClientTlsOptions{.root_ca_path = certs + "/no-such-ca.pem"}});
+  EXPECT_FALSE(missing_ca.ok());
+  server.Shutdown();
+}
+
 TEST_F(ClientsTest, FeedbackEnqueuesAndFollowsVerdictsAcrossBrokenStreams) {
   auto connected =
       FeedbackGrpcClient::Connect(endpoint_, {.reconnect_backoff = std::chrono::milliseconds(20)});

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "common/grpc/auth.h"
+#include "common/grpc/handler_guard.h"
 #include "greenloop/v1/feedback.grpc.pb.h"
 #include "greenloop/v1/trainer.grpc.pb.h"
 #include "services/trainer/core/run_manager.h"
@@ -23,8 +24,11 @@ namespace greenloop::trainer {
 class TrainerGrpcService final : public v1::TrainerService::Service {
  public:
   // `authenticator` null means authentication is disabled (local development): every call acts
-  // as the built-in "anonymous" identity with the role it needs. Neither is owned.
-  TrainerGrpcService(RunManager* runs, const rpc::Authenticator* authenticator);
+  // as the built-in "anonymous" identity with the role it needs. Neither is owned. `registry`:
+  // where calls answered INTERNAL are counted (greenloop_trainer_errors_total{rpc}); null counts
+  // nothing (they are logged either way).
+  TrainerGrpcService(RunManager* runs, const rpc::Authenticator* authenticator,
+                     prometheus::Registry* registry = nullptr);
 
   ::grpc::Status StartRun(::grpc::ServerContext* context, const v1::StartRunRequest* request,
                           v1::StartRunResponse* response) override;
@@ -44,6 +48,7 @@ class TrainerGrpcService final : public v1::TrainerService::Service {
 
   RunManager* const runs_;
   const rpc::Authenticator* const authenticator_;
+  const rpc::HandlerGuard guard_;
 };
 
 }  // namespace greenloop::trainer

@@ -9,9 +9,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "common/grpc/channel.h"
 #include "common/pg/pool.h"
@@ -52,21 +54,27 @@ class Collector {
  public:
   Collector(fs::path dir, std::string pg_url) : dir_(std::move(dir)), pg_url_(std::move(pg_url)) {}
 
-  // Starts the binary and waits until it logs its ports.
-  void Start() {
-    process_.Start(
-        {GREENLOOP_ENERGY_BIN, "--config", GREENLOOP_ENERGY_YAML, "--pg.url=" + pg_url_,
-         "--node=e2e-node", "--grpc.address=127.0.0.1:0", "--metrics.address=127.0.0.1:0",
-         "--interval=200ms", "--storage.sample_resolution=1s", "--storage.flush_interval=200ms"},
-        dir_ / fmt::format("energy-{}.log", starts_++));
+  // Starts the binary with `extra` flags and waits until it logs its ports; the stub dials it
+  // over TLS when `tls` is given.
+  void Start(const std::vector<std::string>& extra = {},
+             std::optional<rpc::ClientTlsOptions> tls = std::nullopt) {
+    std::vector<std::string> argv = {
+        GREENLOOP_ENERGY_BIN,       "--config",
+        GREENLOOP_ENERGY_YAML,      "--pg.url=" + pg_url_,
+        "--node=e2e-node",          "--grpc.address=127.0.0.1:0",
+        "--metrics.address=127.0.0.1:0", "--interval=200ms",
+        "--storage.sample_resolution=1s", "--storage.flush_interval=200ms"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    process_.Start(argv, dir_ / fmt::format("energy-{}.log", starts_++));
     static const std::regex kPorts(R"(grpc_port=(\d+) metrics_port=(\d+))");
     std::optional<std::smatch> m = process_.WaitForLog(kPorts, 10s);
     ASSERT_TRUE(m.has_value()) << "greenloop-energy did not start:\n" << process_.log();
     grpc_port_ = std::stoi((*m)[1]);
     metrics_port_ = std::stoi((*m)[2]);
-    stub_ =
-        v1::EnergyService::NewStub(*rpc::CreateChannel(fmt::format("127.0.0.1:{}", grpc_port_)));
+    stub_ = v1::EnergyService::NewStub(*rpc::CreateChannel(target(), {.tls = std::move(tls)}));
   }
+
+  std::string target() const { return fmt::format("127.0.0.1:{}", grpc_port_); }
 
   int Kill(int signal) { return process_.Kill(signal); }
   v1::EnergyService::Stub& stub() { return *stub_; }
@@ -241,6 +249,42 @@ TEST_F(EnergyE2eTest, MeasuresAChildThroughOutagesAndRestarts) {
     EXPECT_GE(resp.energy().active_energy_joules(), later.active_energy_joules());
   }
   EXPECT_EQ(collector.Kill(SIGTERM), 0) << collector.log();
+}
+
+// Issue 17, hole 8: given tls.cert_path and tls.key_path the collector serves gRPC over TLS only:
+// a client that trusts the certificate is served, a plaintext client is not.
+TEST_F(EnergyE2eTest, ServesGrpcOverTlsOnlyWhenGivenACertificate) {
+  const std::string certs = GREENLOOP_TLS_TESTDATA;
+  Collector collector(dir_, url_);
+  ASSERT_NO_FATAL_FAILURE(collector.Start(
+      {"--tls.cert_path=" + certs + "/server.pem", "--tls.key_path=" + certs + "/server.key"},
+      rpc::ClientTlsOptions{.root_ca_path = certs + "/server.pem"}));
+  EXPECT_NE(collector.log().find("tls=true"), std::string::npos) << collector.log();
+
+  v1::ListMetersResponse meters;
+  auto ctx = rpc::NewClientContext(5s);
+  grpc::Status over_tls = collector.stub().ListMeters(ctx.get(), v1::ListMetersRequest(), &meters);
+  EXPECT_TRUE(over_tls.ok()) << over_tls.error_message();
+  EXPECT_GT(meters.meters_size(), 0);
+
+  auto plain = v1::EnergyService::NewStub(
+      *rpc::CreateChannel(collector.target(), {.retry = {.max_attempts = 1}}));
+  auto plain_ctx = rpc::NewClientContext(3s);
+  grpc::Status cleartext = plain->ListMeters(plain_ctx.get(), v1::ListMetersRequest(), &meters);
+  EXPECT_EQ(cleartext.error_code(), grpc::StatusCode::UNAVAILABLE) << cleartext.error_message();
+}
+
+// The token check's TLS settings are read at start: a CA that is not there stops the collector
+// with a line naming it, before it serves anything.
+TEST_F(EnergyE2eTest, AMissingFeedbackCaStopsTheStartNamingThePath) {
+  int code = 0;
+  const std::string out = Shell(fmt::format(
+      "{} --config {} --pg.url= --grpc.address=127.0.0.1:0 --metrics.address=127.0.0.1:0 "
+      "--auth.disabled=false --auth.feedback_address=127.0.0.1:1 "
+      "--auth.feedback_ca_path=/nonexistent/feedback-ca.pem",
+      GREENLOOP_ENERGY_BIN, GREENLOOP_ENERGY_YAML), &code);
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("/nonexistent/feedback-ca.pem"), std::string::npos) << out;
 }
 
 }  // namespace

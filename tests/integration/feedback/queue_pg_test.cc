@@ -600,6 +600,37 @@ TEST(FeedbackQueuePg, HttpChecksTheTokenBeforeTheBodyAndThrottlesFailedAuthentic
   EXPECT_EQ(env.Count("SELECT count(*) FROM feedback_items"), 0);
 }
 
+// Issue 17, hole 8: given tls.cert_path and tls.key_path the HTTP port speaks HTTPS only, so a
+// rater's token and answers never cross the network in the clear.
+TEST(FeedbackQueuePg, HttpServesHttpsOnlyWhenGivenACertificate) {
+  const std::string certs = GREENLOOP_TLS_TESTDATA;
+  FeedbackEnv env({.rater_requests_per_second = 0},
+                  {.tls_cert_path = certs + "/server.pem", .tls_key_path = certs + "/server.key"});
+  httplib::SSLClient https("127.0.0.1", env.http_port());
+  https.set_ca_cert_path((certs + "/server.pem").c_str());
+  https.enable_server_certificate_verification(true);
+  auto health = https.Get("/healthz");
+  ASSERT_TRUE(health) << httplib::to_string(health.error());
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(health->get_header_value("X-Content-Type-Options"), "nosniff");
+  auto whoami = https.Post("/api/v1/WhoAmI", {{"Authorization", "Bearer " + env.admin()}}, "{}",
+                           "application/json");
+  ASSERT_TRUE(whoami);
+  EXPECT_EQ(whoami->status, 200) << whoami->body;
+
+  httplib::Client plain("127.0.0.1", env.http_port());
+  plain.set_read_timeout(3, 0);
+  auto cleartext = plain.Get("/healthz");
+  EXPECT_TRUE(!cleartext || cleartext->status != 200) << "plain HTTP was served";
+
+  FeedbackHttpServer broken(nullptr, {.address = "127.0.0.1:0",
+                                      .tls_cert_path = certs + "/no-such.pem",
+                                      .tls_key_path = certs + "/server.key"});
+  const absl::Status refused = broken.Start();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("no-such.pem"));
+}
+
 TEST(FeedbackQueuePg, DawidSkeneReestimationWeightsRatersAndRevisesVerdicts) {
   FeedbackEnv env;
   env.Campaign("ds", 3, v1::QUESTION_KIND_LABEL_CHOICE, 0.5);
