@@ -9,6 +9,8 @@
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <memory>
 
@@ -455,6 +457,36 @@ absl::Status Schema::LoadFile(const std::string& path, const Environment& env) {
   return Load(1, argv, with_file);
 }
 
+// GREENLOOP_<KEY>, or GREENLOOP_<KEY>_FILE naming a file that holds the value (a Secret mounted
+// as a file keeps it out of the process environment); one trailing newline is dropped.
+absl::Status Schema::LoadFromEnvironment(Entry& entry, const Environment& env) {
+  const std::string name = EnvName(entry.key);
+  const std::string file_name = name + "_FILE";
+  const auto direct = env.find(name);
+  const auto from_file = env.find(file_name);
+  if (direct != env.end() && from_file != env.end()) {
+    return absl::InvalidArgumentError(
+        fmt::format("environment sets both {} and {}: keep one", name, file_name));
+  }
+  if (direct != env.end()) {
+    return Set(entry, direct->second, Source::kEnvironment, "environment " + name);
+  }
+  if (from_file == env.end()) return absl::OkStatus();
+  const std::string& path = from_file->second;
+  std::ifstream in(path, std::ios::binary);
+  std::string value((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return absl::InvalidArgumentError(
+        fmt::format("environment {}: cannot read '{}' for {}", file_name, path, entry.key));
+  }
+  if (value.ends_with("\r\n")) {
+    value.resize(value.size() - 2);
+  } else if (value.ends_with('\n')) {
+    value.pop_back();
+  }
+  return Set(entry, value, Source::kEnvironment, fmt::format("environment {} ('{}')", file_name, path));
+}
+
 absl::Status Schema::Load(int argc, const char* const* argv, const Environment& env) {
   // Flags are parsed first (but applied last) because --config names the file.
   std::string config_path;
@@ -504,13 +536,7 @@ absl::Status Schema::Load(int argc, const char* const* argv, const Environment& 
     if (absl::Status s = LoadYaml(config_path); !s.ok()) return s;
   }
   for (Entry& entry : entries_) {
-    const std::string name = EnvName(entry.key);
-    if (auto it = env.find(name); it != env.end()) {
-      if (absl::Status s = Set(entry, it->second, Source::kEnvironment, "environment " + name);
-          !s.ok()) {
-        return s;
-      }
-    }
+    if (absl::Status s = LoadFromEnvironment(entry, env); !s.ok()) return s;
   }
   for (auto& [entry, value] : flag_values) {
     if (absl::Status s = Set(*entry, value, Source::kFlag, "flag --" + entry->key); !s.ok()) {
@@ -529,7 +555,8 @@ std::string Schema::Usage() const {
   std::string out = fmt::format(
       "usage: {} [--config FILE] [--key=value ...]\n\n"
       "Each key can be set in the YAML file, by its environment variable, or by its flag\n"
-      "(later wins).\n\n",
+      "(later wins). The variable's name with _FILE appended names a file holding the value\n"
+      "instead (a mounted Secret).\n\n",
       program_);
   for (const Entry& e : entries_) {
     out += fmt::format("  --{} ({}, default {})\n      {}  [env {}]\n", e.key, e.type,

@@ -124,6 +124,7 @@ class Schema final {
   };
   Entry& AddEntry(std::string key, std::string help, KeyOptions options);
   absl::Status LoadYaml(const std::string& path);
+  absl::Status LoadFromEnvironment(Entry& entry, const Environment& env);
   absl::Status Set(Entry& entry, std::string_view value, Source source, std::string_view origin);
   Entry* Find(std::string_view key);
   std::string Suggest(std::string_view key) const;

@@ -116,6 +116,32 @@ TEST_F(ConfigTest, MalformedYamlNamesLine) {
   EXPECT_THAT(s.message(), HasSubstr("not valid YAML"));
 }
 
+// Issue 17, hole 8: a secret comes from a file (a mounted Secret), not the process environment:
+// GREENLOOP_<KEY>_FILE names it, one trailing newline is dropped, and a flag still wins.
+TEST_F(ConfigTest, AVariableEndingInFileReadsTheValueFromThatFile) {
+  const std::string url_file = WriteFile("postgresql://u:s3cret@db/greenloop\n");
+  ASSERT_TRUE(LoadArgs({}, {{"GREENLOOP_PG_URL_FILE", url_file}}).ok());
+  EXPECT_EQ(cfg_.pg_url, "postgresql://u:s3cret@db/greenloop");
+  EXPECT_EQ(schema_.SourceOf("pg.url"), Source::kEnvironment);
+
+  ASSERT_TRUE(LoadArgs({"--pg.url=postgresql://flag/db"}, {{"GREENLOOP_PG_URL_FILE", url_file}}).ok());
+  EXPECT_EQ(cfg_.pg_url, "postgresql://flag/db");
+
+  const absl::Status both =
+      LoadArgs({}, {{"GREENLOOP_PG_URL_FILE", url_file}, {"GREENLOOP_PG_URL", "postgresql://x"}});
+  EXPECT_EQ(both.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(both.message(), HasSubstr("both GREENLOOP_PG_URL and GREENLOOP_PG_URL_FILE"));
+
+  const absl::Status missing = LoadArgs({}, {{"GREENLOOP_PG_URL_FILE", "/nonexistent/url"}});
+  EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(missing.message(), HasSubstr("cannot read '/nonexistent/url' for pg.url"));
+
+  const absl::Status bad_port =
+      LoadArgs({}, {{"GREENLOOP_GRPC_PORT_FILE", WriteFile("70000\n")}});
+  EXPECT_THAT(bad_port.message(), HasSubstr("GREENLOOP_GRPC_PORT_FILE"));
+  EXPECT_THAT(bad_port.message(), HasSubstr("out of range"));
+}
+
 // Found by tests/fuzz/yaml_fuzz: a complex key (`? {...}`) threw out of the loader and ended the
 // process. It is bad input, and says so.
 TEST_F(ConfigTest, AKeyThatIsNotAPlainNameIsRefusedNotThrown) {

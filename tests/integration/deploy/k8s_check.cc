@@ -11,8 +11,11 @@
 //   a workload's pods) and its named targetPorts (a container port of those pods);
 // - every container has readiness and liveness probes on the gRPC health service of one of its
 //   ports, and mounts every hostPath read-only;
-// - with --binary greenloop-X: every GREENLOOP_* variable a greenloop-X container sets and every
-//   key of a ConfigMap entry X.yaml is a config key that `greenloop-X --help` lists.
+// - no GREENLOOP_* variable takes a Secret's value (secretKeyRef): Secrets are mounted as files
+//   and named by GREENLOOP_<KEY>_FILE, so they stay out of the environment;
+// - with --binary greenloop-X: every GREENLOOP_* variable (less a _FILE suffix) a greenloop-X
+//   container sets and every key of a ConfigMap entry X.yaml is a config key that
+//   `greenloop-X --help` lists.
 //
 // Prints one line per problem and exits 1 if there is any.
 #include <yaml-cpp/yaml.h>
@@ -263,6 +266,10 @@ int Check(int argc, char** argv) {
       for (const auto& e : c["env"]) {
         const std::string name = Str(e["name"]);
         if (const YAML::Node ref = At(e, {"valueFrom", "secretKeyRef"})) {
+          if (name.starts_with("GREENLOOP_")) {
+            Problem(where, "env " + name + " takes a Secret's value: mount the Secret and set " +
+                               name + "_FILE instead");
+          }
           const Object* s = find("Secret", Str(ref["name"]), o.ns);
           if (s == nullptr || !has_key(s, Str(ref["key"]))) {
             Problem(where, "env " + name + ": no Secret " + Str(ref["name"]) + " with key " +
@@ -276,8 +283,10 @@ int Check(int argc, char** argv) {
                                Str(ref["key"]));
           }
         }
+        const std::string variable =
+            name.ends_with("_FILE") ? name.substr(0, name.size() - 5) : name;  // a value's file
         if (name.starts_with("GREENLOOP_") && help != binaries.end() &&
-            !help->second.env.contains(name)) {
+            !help->second.env.contains(variable)) {
           Problem(where, "env " + name + " is not a config variable of " + image);
         }
       }

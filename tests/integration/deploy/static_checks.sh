@@ -83,7 +83,7 @@ case "${1:-}" in
       done
     done
     # Each image: its Dockerfile exists, its target is a stage there, and that stage runs as a
-    # non-root user with a HEALTHCHECK; every file the Dockerfile copies from the context exists.
+    # non-root user of its own (greenloop-<target>) with a HEALTHCHECK; every file the Dockerfile copies from the context exists.
     for df in $(grep -o 'dockerfile: [^ ]*' <<<"$resolved" | cut -d' ' -f2 | sort -u); do
       [[ -f "$df" ]] || fail "docker-compose.yml names $df, which does not exist"
       grep -q '^FROM debian:bookworm\|^ARG DEBIAN=debian:bookworm' "$df" || fail "$df is not based on Debian bookworm"
@@ -94,7 +94,7 @@ case "${1:-}" in
     for target in $(grep -o 'target: [a-z-]*' <<<"$resolved" | cut -d' ' -f2 | sort -u); do
       stage="$(awk -v t="$target" '/^FROM / { on = ($NF == t) } on' deploy/docker/Dockerfile)"
       [[ -n "$stage" ]] || fail "no stage $target in deploy/docker/Dockerfile"
-      grep -q '^USER greenloop$' <<<"$stage" || fail "stage $target does not run as the non-root user greenloop"
+      grep -q "^USER greenloop-$target\$" <<<"$stage" || fail "stage $target does not run as its own non-root user greenloop-$target"
       grep -q '^HEALTHCHECK' <<<"$stage" || fail "stage $target has no HEALTHCHECK"
     done
     echo "docker-compose.yml is valid ($(docker-compose -f docker-compose.yml config --services | tr '\n' ' '))"
