@@ -398,9 +398,11 @@ absl::Status Schema::LoadYaml(const std::string& path) {
       [&](const YAML::Node& node, const std::string& prefix) -> absl::Status {
     for (const auto& kv : node) {
       if (!kv.first.IsScalar()) {  // YAML allows a list or map as a key (`? [a]: 1`); we do not
-        return absl::InvalidArgumentError(
-            fmt::format("{}:{}: keys must be plain names, not a {}", path, kv.first.Mark().line + 1,
-                        kv.first.IsNull() ? "null" : kv.first.IsMap() ? "map" : "list"));
+        return absl::InvalidArgumentError(fmt::format("{}:{}: keys must be plain names, not a {}",
+                                                      path, kv.first.Mark().line + 1,
+                                                      kv.first.IsNull()  ? "null"
+                                                      : kv.first.IsMap() ? "map"
+                                                                         : "list"));
       }
       const std::string name = kv.first.Scalar();
       const std::string key = prefix.empty() ? name : prefix + "." + name;
@@ -484,7 +486,8 @@ absl::Status Schema::LoadFromEnvironment(Entry& entry, const Environment& env) {
   } else if (value.ends_with('\n')) {
     value.pop_back();
   }
-  return Set(entry, value, Source::kEnvironment, fmt::format("environment {} ('{}')", file_name, path));
+  return Set(entry, value, Source::kEnvironment,
+             fmt::format("environment {} ('{}')", file_name, path));
 }
 
 absl::Status Schema::Load(int argc, const char* const* argv, const Environment& env) {

@@ -124,7 +124,8 @@ TEST_F(ConfigTest, AVariableEndingInFileReadsTheValueFromThatFile) {
   EXPECT_EQ(cfg_.pg_url, "postgresql://u:s3cret@db/greenloop");
   EXPECT_EQ(schema_.SourceOf("pg.url"), Source::kEnvironment);
 
-  ASSERT_TRUE(LoadArgs({"--pg.url=postgresql://flag/db"}, {{"GREENLOOP_PG_URL_FILE", url_file}}).ok());
+  ASSERT_TRUE(
+      LoadArgs({"--pg.url=postgresql://flag/db"}, {{"GREENLOOP_PG_URL_FILE", url_file}}).ok());
   EXPECT_EQ(cfg_.pg_url, "postgresql://flag/db");
 
   const absl::Status both =
@@ -136,8 +137,7 @@ TEST_F(ConfigTest, AVariableEndingInFileReadsTheValueFromThatFile) {
   EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(missing.message(), HasSubstr("cannot read '/nonexistent/url' for pg.url"));
 
-  const absl::Status bad_port =
-      LoadArgs({}, {{"GREENLOOP_GRPC_PORT_FILE", WriteFile("70000\n")}});
+  const absl::Status bad_port = LoadArgs({}, {{"GREENLOOP_GRPC_PORT_FILE", WriteFile("70000\n")}});
   EXPECT_THAT(bad_port.message(), HasSubstr("GREENLOOP_GRPC_PORT_FILE"));
   EXPECT_THAT(bad_port.message(), HasSubstr("out of range"));
 }

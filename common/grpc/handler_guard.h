@@ -34,8 +34,8 @@ class HandlerGuard final {
   using Counter = std::function<void(std::string_view rpc)>;
 
   /// `count` may be empty: failures are then logged only (tests, tools).
-  HandlerGuard(std::string service, Counter count) : service_(std::move(service)),
-                                                     count_(std::move(count)) {}
+  HandlerGuard(std::string service, Counter count)
+      : service_(std::move(service)), count_(std::move(count)) {}
 
   /// A Counter that increments `metric`{rpc=...} in `registry` (none when `registry` is null).
   static Counter CountIn(prometheus::Registry* registry, const std::string& metric);

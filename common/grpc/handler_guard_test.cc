@@ -20,7 +20,8 @@ using ::testing::HasSubstr;
 class HandlerGuardTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    logging::Init({.service = "test", .sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_)});
+    logging::Init(
+        {.service = "test", .sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_)});
   }
   void TearDown() override { logging::Init({}); }
 
@@ -42,9 +43,9 @@ TEST_F(HandlerGuardTest, AnEscapedExceptionIsLoggedCountedAndAnsweredInternalWit
 }
 
 TEST_F(HandlerGuardTest, AReturnedInternalIsCountedOnceAndAnswersPassThroughUncounted) {
-  EXPECT_EQ(guard_.Run("GetRun", [] { return absl::InternalError("broken invariant"); })
-                .error_code(),
-            ::grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(
+      guard_.Run("GetRun", [] { return absl::InternalError("broken invariant"); }).error_code(),
+      ::grpc::StatusCode::INTERNAL);
   const ::grpc::Status bad =
       guard_.Run("GetRun", [] { return absl::InvalidArgumentError("run_id is empty"); });
   EXPECT_EQ(bad.error_code(), ::grpc::StatusCode::INVALID_ARGUMENT);
@@ -56,7 +57,8 @@ TEST_F(HandlerGuardTest, AReturnedInternalIsCountedOnceAndAnswersPassThroughUnco
 
 TEST(HandlerGuardCountIn, CountsPerRpcInTheRegistry) {
   auto registry = std::make_shared<prometheus::Registry>();
-  HandlerGuard guard("trainer", HandlerGuard::CountIn(registry.get(), "greenloop_test_errors_total"));
+  HandlerGuard guard("trainer",
+                     HandlerGuard::CountIn(registry.get(), "greenloop_test_errors_total"));
   guard.Account("StartRun", absl::InternalError("x"));
   guard.Account("StartRun", absl::UnknownError("y"));
   guard.Account("StopRun", absl::NotFoundError("run 7"));

@@ -151,7 +151,8 @@ absl::Status Run(int argc, char** argv) {
         }
         if (cfg.auth_feedback_ca_path.empty() && !cfg.auth_feedback_server_name.empty()) {
           return absl::InvalidArgumentError(
-              "auth.feedback_server_name needs auth.feedback_ca_path (TLS to the feedback service)");
+              "auth.feedback_server_name needs auth.feedback_ca_path (TLS to the feedback "
+              "service)");
         }
         return absl::OkStatus();
       });
@@ -243,9 +244,9 @@ absl::Status Run(int argc, char** argv) {
   } else {
     rpc::ClientOptions feedback_options;
     if (!cfg.auth_feedback_ca_path.empty()) {
-      feedback_options.tls = rpc::ClientTlsOptions{
-          .root_ca_path = cfg.auth_feedback_ca_path,
-          .server_name_override = cfg.auth_feedback_server_name};
+      feedback_options.tls =
+          rpc::ClientTlsOptions{.root_ca_path = cfg.auth_feedback_ca_path,
+                                .server_name_override = cfg.auth_feedback_server_name};
     }
     GREENLOOP_ASSIGN_OR_RETURN(auto channel,
                                rpc::CreateChannel(cfg.auth_feedback_address, feedback_options));

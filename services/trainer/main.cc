@@ -205,12 +205,10 @@ int Main(int argc, char** argv) {
   rpc::Server server(server_options);
   server.Add(&service);
   if (absl::Status s = server.Start(); !s.ok()) return Fail(s);
-  logging::Info(
-      "trainer worker serving",
-      {{"grpc_port", server.port()},
-       {"metrics_port", (*metrics)->port()},
-       {"node", c.node},
-       {"tls", server_options.tls.has_value()}});
+  logging::Info("trainer worker serving", {{"grpc_port", server.port()},
+                                           {"metrics_port", (*metrics)->port()},
+                                           {"node", c.node},
+                                           {"tls", server_options.tls.has_value()}});
 
   (*signals)->Wait();
   logging::Info("shutting down: stopping the active run at its next step");

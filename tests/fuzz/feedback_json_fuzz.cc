@@ -19,8 +19,8 @@ using greenloop::feedback::FeedbackQueue;
 namespace v1 = greenloop::v1;
 
 template <typename Req, typename Resp>
-void Call(FeedbackQueue& queue, absl::StatusOr<Resp> (FeedbackQueue::*method)(const Caller&,
-                                                                             const Req&),
+void Call(FeedbackQueue& queue,
+          absl::StatusOr<Resp> (FeedbackQueue::*method)(const Caller&, const Req&),
           const std::string& body) {
   Req request;
   google::protobuf::util::JsonParseOptions options;

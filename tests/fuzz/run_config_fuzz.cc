@@ -16,9 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   absl::StatusOr<greenloop::v1::StartRunRequest> valid =
       greenloop::trainer::ValidateStartRun(request);
   if (!valid.ok()) return 0;
-  const greenloop::trainer::WorkerPolicy policy{
-      .checkpoint_root = "/var/lib/greenloop/checkpoints",
-      .endpoints = {"127.0.0.1:7101", "127.0.0.1:7102"}};
+  const greenloop::trainer::WorkerPolicy policy{.checkpoint_root = "/var/lib/greenloop/checkpoints",
+                                                .endpoints = {"127.0.0.1:7101", "127.0.0.1:7102"}};
   absl::StatusOr<greenloop::v1::RunConfig> resolved =
       greenloop::trainer::ApplyWorkerPolicy(valid->config(), policy);
   if (resolved.ok() && !resolved->checkpoint_dir().empty()) {

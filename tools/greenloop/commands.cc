@@ -10,8 +10,8 @@
 #include <string>
 
 #include "common/grpc/channel.h"
-#include "common/pg/pool.h"
 #include "common/grpc/status.h"
+#include "common/pg/pool.h"
 #include "common/status/status.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"

@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "common/grpc/auth.h"
-#include "common/grpc/testdata/test_service.grpc.pb.h"
 #include "common/grpc/status.h"
+#include "common/grpc/testdata/test_service.grpc.pb.h"
 #include "common/status/status.h"
 
 namespace greenloop::rpc::testdata {

@@ -6,8 +6,8 @@
 #include <charconv>
 #include <optional>
 
-#include "common/logging/logging.h"
 #include "common/grpc/status.h"
+#include "common/logging/logging.h"
 #include "common/status/status.h"
 #include "fmt/format.h"
 
@@ -360,12 +360,12 @@ absl::StatusOr<Registrant> EnergyGrpcService::Allow(
   if (closing_) {
     return fail(absl::UnavailableError("the energy collector is shutting down; reconnect"));
   }
-  auto* stream = new SampleStream(hub_, collector_->options().node, std::move(domains),
-                                  request->include_runs(),
-                                  [streams = open_streams_](SampleStream* s) {
-                                    absl::MutexLock l(&streams->mu);
-                                    streams->open.erase(s);
-                                  });
+  auto* stream =
+      new SampleStream(hub_, collector_->options().node, std::move(domains),
+                       request->include_runs(), [streams = open_streams_](SampleStream* s) {
+                         absl::MutexLock l(&streams->mu);
+                         streams->open.erase(s);
+                       });
   absl::MutexLock l(&open_streams_->mu);
   open_streams_->open.insert(stream);
   return stream;

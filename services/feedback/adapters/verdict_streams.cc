@@ -3,8 +3,8 @@
 #include <deque>
 #include <vector>
 
-#include "common/logging/logging.h"
 #include "common/grpc/status.h"
+#include "common/logging/logging.h"
 #include "common/status/status.h"
 
 namespace greenloop::feedback {

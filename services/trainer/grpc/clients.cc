@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include "common/grpc/channel.h"
-#include "common/logging/logging.h"
 #include "common/grpc/status.h"
+#include "common/logging/logging.h"
 #include "common/status/status.h"
 
 namespace greenloop::trainer {

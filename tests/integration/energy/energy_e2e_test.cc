@@ -58,12 +58,16 @@ class Collector {
   // over TLS when `tls` is given.
   void Start(const std::vector<std::string>& extra = {},
              std::optional<rpc::ClientTlsOptions> tls = std::nullopt) {
-    std::vector<std::string> argv = {
-        GREENLOOP_ENERGY_BIN,       "--config",
-        GREENLOOP_ENERGY_YAML,      "--pg.url=" + pg_url_,
-        "--node=e2e-node",          "--grpc.address=127.0.0.1:0",
-        "--metrics.address=127.0.0.1:0", "--interval=200ms",
-        "--storage.sample_resolution=1s", "--storage.flush_interval=200ms"};
+    std::vector<std::string> argv = {GREENLOOP_ENERGY_BIN,
+                                     "--config",
+                                     GREENLOOP_ENERGY_YAML,
+                                     "--pg.url=" + pg_url_,
+                                     "--node=e2e-node",
+                                     "--grpc.address=127.0.0.1:0",
+                                     "--metrics.address=127.0.0.1:0",
+                                     "--interval=200ms",
+                                     "--storage.sample_resolution=1s",
+                                     "--storage.flush_interval=200ms"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     process_.Start(argv, dir_ / fmt::format("energy-{}.log", starts_++));
     static const std::regex kPorts(R"(grpc_port=(\d+) metrics_port=(\d+))");
@@ -278,11 +282,13 @@ TEST_F(EnergyE2eTest, ServesGrpcOverTlsOnlyWhenGivenACertificate) {
 // with a line naming it, before it serves anything.
 TEST_F(EnergyE2eTest, AMissingFeedbackCaStopsTheStartNamingThePath) {
   int code = 0;
-  const std::string out = Shell(fmt::format(
-      "{} --config {} --pg.url= --grpc.address=127.0.0.1:0 --metrics.address=127.0.0.1:0 "
-      "--auth.disabled=false --auth.feedback_address=127.0.0.1:1 "
-      "--auth.feedback_ca_path=/nonexistent/feedback-ca.pem",
-      GREENLOOP_ENERGY_BIN, GREENLOOP_ENERGY_YAML), &code);
+  const std::string out =
+      Shell(fmt::format(
+                "{} --config {} --pg.url= --grpc.address=127.0.0.1:0 --metrics.address=127.0.0.1:0 "
+                "--auth.disabled=false --auth.feedback_address=127.0.0.1:1 "
+                "--auth.feedback_ca_path=/nonexistent/feedback-ca.pem",
+                GREENLOOP_ENERGY_BIN, GREENLOOP_ENERGY_YAML),
+            &code);
   EXPECT_NE(code, 0) << out;
   EXPECT_NE(out.find("/nonexistent/feedback-ca.pem"), std::string::npos) << out;
 }

@@ -22,11 +22,11 @@ TEST(TrainerTls, ServesOverTlsOnlyWhenGivenACertificate) {
   const std::filesystem::path dir = GREENLOOP_TRAINER_TLS_DIR;
   std::filesystem::create_directories(dir);
   greenloop::testing::ChildProcess trainer;
-  trainer.Start({GREENLOOP_TRAINER_BIN, "--auth.mode=none", "--grpc.bind=127.0.0.1",
-                 "--grpc.port=0", "--metrics.bind=127.0.0.1", "--metrics.port=0",
-                 "--node.name=tls-node", "--tls.cert_path=" + certs + "/server.pem",
-                 "--tls.key_path=" + certs + "/server.key"},
-                dir / "trainer.log");
+  trainer.Start(
+      {GREENLOOP_TRAINER_BIN, "--auth.mode=none", "--grpc.bind=127.0.0.1", "--grpc.port=0",
+       "--metrics.bind=127.0.0.1", "--metrics.port=0", "--node.name=tls-node",
+       "--tls.cert_path=" + certs + "/server.pem", "--tls.key_path=" + certs + "/server.key"},
+      dir / "trainer.log");
   static const std::regex kServing(R"(grpc_port=(\d+).*tls=true)");
   std::optional<std::smatch> m = trainer.WaitForLog(kServing, 60s);
   ASSERT_TRUE(m.has_value()) << "greenloop-trainer did not start over TLS:\n" << trainer.log();
@@ -39,8 +39,8 @@ TEST(TrainerTls, ServesOverTlsOnlyWhenGivenACertificate) {
   const ::grpc::Status over_tls = secure->ListRuns(ctx.get(), v1::ListRunsRequest(), &runs);
   EXPECT_TRUE(over_tls.ok()) << over_tls.error_message();
 
-  auto plain = v1::TrainerService::NewStub(
-      *rpc::CreateChannel(target, {.retry = {.max_attempts = 1}}));
+  auto plain =
+      v1::TrainerService::NewStub(*rpc::CreateChannel(target, {.retry = {.max_attempts = 1}}));
   auto plain_ctx = rpc::NewClientContext(3s);
   const ::grpc::Status cleartext = plain->ListRuns(plain_ctx.get(), v1::ListRunsRequest(), &runs);
   EXPECT_EQ(cleartext.error_code(), ::grpc::StatusCode::UNAVAILABLE) << cleartext.error_message();
